@@ -1,0 +1,115 @@
+"""Cached, resumable feature extraction: one memory-mapped float32 matrix per (backbone, image list).
+
+Work is split into fixed-size shards of image ids written atomically as they finish, so an interrupted
+extraction resumes at the first missing shard and the same function can later be fanned out over shards.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import store
+from core.datasets.base import ImageDataset, TorchView
+from core.models.base import Backbone
+from core.progress import ProgressFn, StopFn, check_stop, no_progress
+
+FEATURE_SCHEMA = 1
+SHARD_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """Where a feature matrix lives and what determined it."""
+
+    key: str
+    folder: Path
+    n: int
+    dim: int
+
+    @property
+    def file(self) -> Path:
+        return self.folder / "features.npy"
+
+
+def feature_key(backbone: Backbone, dataset: ImageDataset, df: pd.DataFrame) -> str:
+    return store.make_key("features", FEATURE_SCHEMA, backbone.key, backbone.data_config, dataset.manifest_hash(df))
+
+
+def feature_ref(backbone: Backbone, dataset: ImageDataset, df: pd.DataFrame) -> FeatureRef:
+    key = feature_key(backbone, dataset, df)
+    return FeatureRef(key, store.cache_root() / "features" / backbone.name / key, len(df), backbone.feature_dim)
+
+
+def load_cached(ref: FeatureRef) -> np.ndarray | None:
+    """The finished matrix memory-mapped, or None if absent or invalid (wrong shape, truncated)."""
+    meta = store.load_json(ref.folder / "meta.json")
+    if not meta or meta.get("key") != ref.key:
+        return None
+    return store.load_npy(ref.file, mmap=True, shape=(ref.n, ref.dim))
+
+
+def extract_features(backbone: Backbone, dataset: ImageDataset, df: pd.DataFrame, *, batch_size: int = 64,
+                     num_workers: int = 0, device: str | None = None, progress: ProgressFn | None = None,
+                     should_stop: StopFn | None = None, shard_size: int = SHARD_SIZE) -> np.ndarray:
+    """Features (len(df), D) for the images in ``df`` (rows in order), from cache when valid."""
+    progress = progress or no_progress
+    ref = feature_ref(backbone, dataset, df)
+    cached = load_cached(ref)
+    if cached is not None:
+        progress(ref.n, ref.n, f"features {backbone.name}: cached")
+        return cached
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = backbone.to(device).eval()
+    transform = backbone.transform()
+    shards = [(s, min(s + shard_size, ref.n)) for s in range(0, ref.n, shard_size)]
+    shard_dir = ref.folder / "shards"
+    done = 0
+    with store.lock(ref.folder / "extract"):
+        cached = load_cached(ref)  # another process may have finished while we waited for the lock
+        if cached is not None:
+            return cached
+        for i, (start, stop) in enumerate(shards):
+            shard_file = shard_dir / f"{i:05d}.npy"
+            if store.load_npy(shard_file, mmap=True, shape=(stop - start, ref.dim)) is None:
+                arr = _run_shard(model, TorchView(dataset, df.iloc[start:stop], transform), batch_size, num_workers,
+                                 device, lambda k: progress(done + k, ref.n, f"features {backbone.name}"), should_stop)
+                store.save_npy(shard_file, arr)
+            done = stop
+            progress(done, ref.n, f"features {backbone.name}")
+        _merge(ref, [shard_dir / f"{i:05d}.npy" for i in range(len(shards))])
+    return load_cached(ref)
+
+
+def _run_shard(model, view: TorchView, batch_size: int, num_workers: int, device: str, report, should_stop):
+    loader = torch.utils.data.DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    out, seen = [], 0
+    with torch.inference_mode():
+        for x, _ in loader:
+            check_stop(should_stop)
+            feats = model(x.to(device))
+            if not torch.isfinite(feats).all():
+                raise FloatingPointError(f"{model.name} produced NaN/inf features; check its weights and preprocessing.")
+            out.append(feats.cpu().numpy().astype(np.float32))
+            seen += len(x)
+            report(seen)
+    return np.concatenate(out) if out else np.zeros((0, model.feature_dim), np.float32)
+
+
+def _merge(ref: FeatureRef, shard_files: list[Path]) -> None:
+    with store.atomic_path(ref.file) as tmp:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(ref.n, ref.dim))
+        row = 0
+        for f in shard_files:
+            part = np.load(f, mmap_mode="r")
+            mm[row:row + len(part)] = part
+            row += len(part)
+        mm.flush()
+        del mm
+    store.save_json(ref.folder / "meta.json", {"key": ref.key, "n": ref.n, "dim": ref.dim, "schema": FEATURE_SCHEMA})
+    shutil.rmtree(ref.folder / "shards", ignore_errors=True)

@@ -1,0 +1,140 @@
+"""Linear heads on frozen features, trained with the paper's weighted loss L(orig) + λ·L(extra) (its eq. 1).
+
+The reference optimiser is the paper's (Table 4: full-batch SGD, lr 0.2, momentum 0.9, weight decay 5e-4,
+1000 epochs). ``solver="lbfgs"`` minimises the same convex objective with L-BFGS, which reaches the same
+optimum in far fewer passes; ``benchmarks/heads.py`` measures both. Features are standardised with the
+original training set's mean/std, stored in the head, so one learning rate suits every backbone.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from core import store
+from core.config import HeadConfig
+from core.errors import InvalidInputError
+from core.progress import ProgressFn, StopFn, check_stop, no_progress
+
+HEAD_SCHEMA = 1
+
+
+@dataclass
+class LinearHead:
+    weight: torch.Tensor          # (C, D)
+    bias: torch.Tensor            # (C,)
+    mean: torch.Tensor            # (D,) feature standardisation from the original training set
+    std: torch.Tensor             # (D,)
+    classes: list[str]
+    meta: dict = field(default_factory=dict)   # backbone, weights id, feature key, training config, losses
+
+    def logits(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
+        X = torch.as_tensor(np.array(X, dtype=np.float32))
+        return ((X - self.mean) / self.std) @ self.weight.T + self.bias
+
+    def predict(self, X) -> np.ndarray:
+        return self.logits(X).argmax(1).numpy()
+
+    def accuracy(self, X, y) -> float:
+        y = np.asarray(y)
+        return float((self.predict(X) == y).mean()) if len(y) else float("nan")
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tensors = {"weight": self.weight.contiguous(), "bias": self.bias.contiguous(),
+                   "mean": self.mean.contiguous(), "std": self.std.contiguous()}
+        meta = {"classes": json.dumps(self.classes), "meta": json.dumps(self.meta, default=str),
+                "schema": str(HEAD_SCHEMA)}
+        with store.atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LinearHead":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+        t = load_file(str(path))
+        return cls(t["weight"], t["bias"], t["mean"], t["std"], json.loads(md["classes"]), json.loads(md["meta"]))
+
+
+def _check_inputs(X, y, n_classes: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    X = torch.as_tensor(np.array(X, dtype=np.float32))
+    y = torch.as_tensor(np.array(y, dtype=np.int64))
+    if X.ndim != 2 or len(X) != len(y):
+        raise InvalidInputError(f"{what}: expected features (N, D) and N labels, got {tuple(X.shape)} and {len(y)}.")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise InvalidInputError(f"{what}: labels must lie in 0..{n_classes - 1}.")
+    return X, y
+
+
+def weighted_loss(logits_orig, y_orig, logits_extra=None, y_extra=None, lam: float = 0.0) -> torch.Tensor:
+    """Eq. 1: mean cross-entropy on the original set plus λ times mean cross-entropy on the extra set."""
+    loss = F.cross_entropy(logits_orig, y_orig)
+    if lam > 0 and logits_extra is not None and len(y_extra):
+        loss = loss + lam * F.cross_entropy(logits_extra, y_extra)
+    return loss
+
+
+def train_head(X, y, classes: list[str], cfg: HeadConfig = HeadConfig(), *, X_extra=None, y_extra=None,
+               lam: float = 0.0, meta: dict | None = None, progress: ProgressFn | None = None,
+               should_stop: StopFn | None = None) -> LinearHead:
+    """Fit a linear head on (X, y) plus, weighted by ``lam``, an extra (generated) set."""
+    if not 0.0 <= lam <= 1.0:
+        raise InvalidInputError(f"λ must lie in [0, 1]; got {lam}.")
+    if cfg.solver not in ("sgd", "lbfgs"):
+        raise InvalidInputError(f"Unknown head solver {cfg.solver!r}; use 'sgd' (the paper's) or 'lbfgs'.")
+    C = len(classes)
+    X, y = _check_inputs(X, y, C, "head training set")
+    if len(y) == 0:
+        raise InvalidInputError("The head training set is empty; check the split sizes.")
+    has_extra = X_extra is not None and len(X_extra) > 0 and lam > 0
+    Xe, ye = _check_inputs(X_extra, y_extra, C, "extra set") if has_extra else (None, None)
+
+    mean, std = X.mean(0), X.std(0, unbiased=False).clamp_min(1e-6)
+    Z = (X - mean) / std
+    Ze = (Xe - mean) / std if has_extra else None
+    torch.manual_seed(cfg.seed)
+    lin = torch.nn.Linear(X.shape[1], C)
+    torch.nn.init.zeros_(lin.weight)
+    torch.nn.init.zeros_(lin.bias)
+    progress = progress or no_progress
+
+    def objective() -> torch.Tensor:
+        return weighted_loss(lin(Z), y, lin(Ze) if has_extra else None, ye, lam if has_extra else 0.0)
+
+    if cfg.solver == "sgd":
+        opt = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        for epoch in range(cfg.epochs):
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            opt.step()
+            if epoch % 50 == 0 or epoch == cfg.epochs - 1:
+                check_stop(should_stop)
+                progress(epoch + 1, cfg.epochs, "training head (SGD)")
+    else:
+        # Same objective as SGD with weight decay: the decay term is (wd/2)·||θ||² over weight and bias.
+        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-6,
+                                tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = objective() + 0.5 * cfg.weight_decay * sum((p * p).sum() for p in lin.parameters())
+            loss.backward()
+            return loss
+
+        check_stop(should_stop)
+        opt.step(closure)
+        progress(1, 1, "training head (L-BFGS)")
+    with torch.no_grad():
+        final = float(objective())
+    info = dict(meta or {}, config=asdict(cfg), lam=lam, n_orig=len(y), n_extra=int(len(ye)) if has_extra else 0,
+                final_loss=final, schema=HEAD_SCHEMA)
+    return LinearHead(lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, list(classes), info)
