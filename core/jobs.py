@@ -1,0 +1,170 @@
+"""Background jobs: long steps run in their own process, report progress to a file, and stop on request.
+
+A job is a registered kind plus JSON arguments. Its id is a hash of both, so two sessions (or the CLI and the
+app) asking for the same work share one job instead of running it twice. State lives in
+``cache/jobs/<id>/``: ``spec.json``, ``status.json`` (state, done/total, message, error, result) and a ``stop``
+file whose presence asks the job to stop between units of work. Pages poll ``status``; nothing here imports
+streamlit. Ray or another scheduler can later run the same kinds over shards without changing callers.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from core import store
+from core.errors import BackdropError, Cancelled
+from core.registry import Registry
+
+JOB_KINDS: Registry[Callable[..., Any]] = Registry("job kind")
+RUNNING, DONE, FAILED, CANCELLED, QUEUED = "running", "done", "failed", "cancelled", "queued"
+
+
+def job_kind(name: str):
+    """Register ``fn(progress, should_stop, **kwargs) -> JSON-able result`` as a job kind."""
+    return JOB_KINDS.register(name)
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    kwargs: dict
+
+    @property
+    def folder(self) -> Path:
+        return store.cache_root() / "jobs" / self.id
+
+    def status(self) -> dict:
+        st = store.load_json(self.folder / "status.json", default={"state": QUEUED, "done": 0, "total": 0})
+        if st.get("state") == RUNNING and not _alive(st.get("pid")):
+            st = dict(st, state=FAILED, error="The job's process ended unexpectedly; start it again to resume.")
+        return st
+
+    @property
+    def state(self) -> str:
+        return self.status()["state"]
+
+    def request_stop(self) -> None:
+        store.atomic_write_bytes(self.folder / "stop", b"stop")
+
+    def stop_requested(self) -> bool:
+        return (self.folder / "stop").exists()
+
+    def wait(self, timeout: float = 600, poll: float = 0.2) -> dict:
+        end = time.time() + timeout
+        while time.time() < end:
+            st = self.status()
+            if st["state"] in (DONE, FAILED, CANCELLED):
+                return st
+            time.sleep(poll)
+        raise TimeoutError(f"job {self.kind} still running after {timeout}s")
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    try:  # a finished child that nobody reaped is a zombie: not alive
+        return Path(f"/proc/{int(pid)}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def job_for(kind: str, **kwargs) -> Job:
+    JOB_KINDS.entry(kind)  # unknown kinds fail here, with the closest names
+    return Job(store.make_key("job", kind, kwargs), kind, kwargs)
+
+
+def submit(kind: str, *, restart: bool = False, **kwargs) -> Job:
+    """Start the job in a background process unless the same job is already running (then share it).
+
+    A finished job is not rerun unless ``restart``; a failed or cancelled one is restarted (its steps resume
+    from their caches).
+    """
+    job = job_for(kind, **kwargs)
+    with store.lock(job.folder / "submit"):
+        st = job.status()
+        if st["state"] == RUNNING or (st["state"] == DONE and not restart):
+            return job
+        (job.folder / "stop").unlink(missing_ok=True)
+        store.save_json(job.folder / "spec.json", {"kind": kind, "kwargs": kwargs})
+        store.save_json(job.folder / "status.json", {"state": RUNNING, "done": 0, "total": 0, "message": "starting",
+                                                     "pid": None, "started": time.time()})
+        log = open(job.folder / "log.txt", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "core.jobs", job.id], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
+        _update(job, pid=proc.pid)
+    return job
+
+
+def _update(job: Job, **fields) -> None:
+    st = store.load_json(job.folder / "status.json", default={})
+    st.update(fields, updated=time.time())
+    store.save_json(job.folder / "status.json", st)
+
+
+def run_inline(job: Job) -> Any:
+    """Run a job in this process (the worker's body; also what tests and the CLI use)."""
+    fn = JOB_KINDS.entry(job.kind).fn
+    _update(job, state=RUNNING, pid=os.getpid(), kind=job.kind, kwargs=job.kwargs)
+    last = [0.0]
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        now = time.time()
+        if now - last[0] > 0.2 or done >= total:
+            last[0] = now
+            _update(job, done=int(done), total=int(total), message=message)
+
+    try:
+        result = fn(progress=progress, should_stop=job.stop_requested, **job.kwargs)
+    except Cancelled as e:
+        _update(job, state=CANCELLED, message=str(e))
+        return None
+    except BackdropError as e:
+        _update(job, state=FAILED, error=str(e))
+        raise
+    except Exception as e:  # shown to users as one readable line; the worker logs the traceback
+        _update(job, state=FAILED, error=f"{type(e).__name__}: {e}")
+        raise
+    _update(job, state=DONE, result=result, finished=time.time())
+    return result
+
+
+def load_job(job_id: str) -> Job:
+    spec = store.load_json(store.cache_root() / "jobs" / job_id / "spec.json")
+    if not spec:
+        raise BackdropError(f"No job {job_id!r} in the cache.")
+    return Job(job_id, spec["kind"], spec["kwargs"])
+
+
+def list_jobs() -> list[tuple[Job, dict]]:
+    out = []
+    for spec in (store.cache_root() / "jobs").glob("*/spec.json"):
+        job = load_job(spec.parent.name)
+        out.append((job, job.status()))
+    return sorted(out, key=lambda js: -js[1].get("started", 0))
+
+
+def _worker_main(job_id: str) -> int:
+    import core.job_kinds  # noqa: F401  (registers the kinds on core.jobs, not on this __main__ copy)
+    from core import jobs
+
+    try:
+        jobs.run_inline(jobs.load_job(job_id))
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1]))

@@ -1,0 +1,143 @@
+"""One model's pass through the foundation pipeline: splits -> features -> linear head -> failures, all cached.
+
+``run_model`` is what the CLI, the app's jobs and the mitigation code call; ``load_run`` reads a finished run
+without computing anything (the app's pages use it to render).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import store
+from core.config import HeadConfig, SplitConfig
+from core.datasets.base import ImageDataset
+from core.failures import failure_table, per_class_counts
+from core.features import extract_features, feature_key
+from core.heads import LinearHead, train_head
+from core.models.base import Backbone
+from core.progress import ProgressFn, StopFn
+
+RUN_SCHEMA = 1
+_BACKBONES: dict[tuple, Backbone] = {}
+
+
+def load_backbone(name: str, dataset: ImageDataset | None = None, weights: str | None = None) -> Backbone:
+    """The named backbone (world-trained ones are looked up for ``dataset``), kept in memory for reuse."""
+    from core.models import create_model, model_info
+
+    kw: dict = {}
+    if model_info(name).get("source") == "world":
+        kw["dataset"] = dataset
+    if weights:
+        kw["weights"] = weights
+    k = (name, dataset.key if dataset is not None else None, weights)
+    if k not in _BACKBONES:
+        _BACKBONES[k] = create_model(name, **kw)
+    return _BACKBONES[k]
+
+
+def get_splits(dataset: ImageDataset, split_cfg: SplitConfig = SplitConfig()):
+    from core.datasets.splits import make_splits
+
+    return make_splits(dataset, split_cfg)
+
+
+@dataclass
+class ModelRun:
+    model: str
+    family: str
+    folder: Path
+    head: LinearHead
+    table: pd.DataFrame          # one row per debug image (see core.failures.failure_table)
+    summary: dict                # accuracies, counts, keys of everything the run came from
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.table[~self.table["correct"]]
+
+
+def run_key(backbone: Backbone, dataset: ImageDataset, split_cfg: SplitConfig, head_cfg: HeadConfig) -> str:
+    return store.make_key("run", RUN_SCHEMA, backbone.key, dataset.key, asdict(split_cfg), asdict(head_cfg))
+
+
+def run_folder(dataset: ImageDataset, model: str, key: str) -> Path:
+    return store.cache_root() / "runs" / dataset.key / model / key
+
+
+def run_model(dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(),
+              head_cfg: HeadConfig = HeadConfig(), *, weights: str | None = None, batch_size: int = 64,
+              progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> ModelRun:
+    """Features for head_train/debug/test, the head trained on head_train, and the debug failure table."""
+    backbone = load_backbone(model, dataset, weights)
+    folder = run_folder(dataset, model, run_key(backbone, dataset, split_cfg, head_cfg))
+    done = _load(folder, model, backbone.family)
+    if done is not None:
+        return done
+    splits = get_splits(dataset, split_cfg)
+    feats = {name: extract_features(backbone, dataset, getattr(splits, name), batch_size=batch_size,
+                                    progress=progress, should_stop=should_stop)
+             for name in ("head_train", "debug", "test")}
+    ht = splits.head_train
+    head = train_head(feats["head_train"], ht["label"].to_numpy(), dataset.classes, head_cfg,
+                      meta={"backbone": backbone.name, "weights_id": backbone.weights_id,
+                            "data_config": backbone.data_config, "dataset": dataset.key,
+                            "feature_key": feature_key(backbone, dataset, ht)},
+                      progress=progress, should_stop=should_stop)
+    table = failure_table(splits.debug, head.logits(feats["debug"]).numpy(), seed=split_cfg.seed)
+    counts = per_class_counts(table, dataset.classes)
+    summary = {
+        "model": model, "family": backbone.family, "dataset": dataset.name, "dataset_key": dataset.key,
+        "backbone_key": backbone.key, "weights_id": backbone.weights_id, "split_config": asdict(split_cfg),
+        "head_config": asdict(head_cfg),
+        "accuracy": {"head_train": head.accuracy(feats["head_train"], ht["label"]),
+                     "debug": float(table["correct"].mean()),
+                     "test": head.accuracy(feats["test"], splits.test["label"])},
+        "n_debug": len(table), "n_failures": int((~table["correct"]).sum()),
+        "n_seed": int((table["split"] == "seed").sum()), "n_heldout": int((table["split"] == "heldout").sum()),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    head.save(folder / "head.safetensors")
+    with store.atomic_path(folder / "failures.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    with store.atomic_path(folder / "per_class.parquet") as tmp:
+        counts.to_parquet(tmp, index=False)
+    store.save_json(folder / "summary.json", summary)   # written last: its presence marks the run complete
+    return ModelRun(model, backbone.family, folder, head, table, summary)
+
+
+def _load(folder: Path, model: str, family: str) -> ModelRun | None:
+    summary = store.load_json(folder / "summary.json")
+    if not summary:
+        return None
+    try:
+        head = LinearHead.load(folder / "head.safetensors")
+        table = pd.read_parquet(folder / "failures.parquet")
+    except Exception:  # a corrupt or partial run is recomputed
+        return None
+    table["top5"] = table["top5"].map(lambda v: list(map(int, v)))
+    return ModelRun(model, family, folder, head, table, summary)
+
+
+def list_runs(dataset: ImageDataset) -> list[dict]:
+    """Summaries of every finished run for this dataset (any model, any config), newest first."""
+    root = store.cache_root() / "runs" / dataset.key
+    out = []
+    for p in root.glob("*/*/summary.json"):
+        s = store.load_json(p)
+        if s:
+            out.append(dict(s, folder=str(p.parent), mtime=p.stat().st_mtime))
+    return sorted(out, key=lambda s: -s["mtime"])
+
+
+def load_run(dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(),
+             head_cfg: HeadConfig = HeadConfig()) -> ModelRun | None:
+    """A finished run, or None; computes nothing beyond building the backbone's key."""
+    backbone = load_backbone(model, dataset)
+    return _load(run_folder(dataset, model, run_key(backbone, dataset, split_cfg, head_cfg)), model, backbone.family)
+
+
+def failure_ids(runs: list[ModelRun]) -> dict[str, np.ndarray]:
+    return {r.model: r.failures["image_id"].to_numpy() for r in runs}
