@@ -39,3 +39,20 @@ def run_models(progress, should_stop, dataset: dict, models: list[str], split: d
         out[m] = run.summary["accuracy"]
     progress(len(models), len(models), "done")
     return out
+
+
+@job_kind("prepare_dataset")
+def prepare_dataset(progress, should_stop, dataset: dict):
+    """Opens the dataset once (the offline world renders its images here) so that pages can open it instantly."""
+    import inspect
+
+    from core.datasets import DATASETS
+
+    spec = dict(dataset)
+    fn = DATASETS.entry(spec.pop("name")).fn
+    params = inspect.signature(fn).parameters
+    extra = {k: v for k, v in (("progress", progress), ("should_stop", should_stop)) if k in params}
+    ds = fn(**spec, **extra)
+    sizes = {pool: len(ds.index(pool)) for pool in ds.pools()}
+    progress(1, 1, "ready")
+    return {"classes": len(ds.classes), "images": sizes}
