@@ -1,0 +1,98 @@
+"""Failures: a gallery of one model's debug failures with filters, a linked embedding map and CSV export."""
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ui import data
+from ui.feedback import guard
+from ui.gallery import grid, page_slice
+from ui.jobs import job_panel
+from ui.state import dataset_spec
+from ui.tables import export_csv, named, select_rows
+from ui.text import md
+
+PER_PAGE = 30
+MAP_POINTS = 12_000
+
+st.title("Failures")
+spec = dataset_spec()
+ds = data.get_dataset(spec)
+if ds is None:
+    data.empty_state("The dataset is not ready yet: build it on the Setup page first.")
+    st.stop()
+runs = data.latest_runs(ds)
+if not runs:
+    data.empty_state("No model has been run on this dataset yet. Pick models on the Setup page and run them; "
+                     "their debug failures appear here.")
+    st.stop()
+
+classes = ds.classes
+models = sorted(runs)
+model = st.selectbox("Model", models, key="failures-model",
+                     format_func=lambda m: f"{m} · {runs[m]['family']} · {runs[m]['n_failures']:,} failures")
+summary = runs[model]
+with guard("Loading the model's failures"):
+    table = data.run_table(summary)
+    fails = table[~table["correct"]]
+    acc = summary.get("accuracy", {})
+    c = st.columns(5)
+    c[0].metric("Debug accuracy", f"{acc.get('debug', 0):.1%}")
+    c[1].metric("Test accuracy", f"{acc.get('test', 0):.1%}")
+    c[2].metric("Failures", f"{len(fails):,}")
+    c[3].metric("debug_seed", f"{summary.get('n_seed', 0):,}")
+    c[4].metric("debug_heldout", f"{summary.get('n_heldout', 0):,}")
+
+    f1, f2, f3 = st.columns([2, 2, 1])
+    labels = f1.multiselect("True class", range(len(classes)), format_func=lambda i: classes[i], key="f-true")
+    preds = f2.multiselect("Predicted class", range(len(classes)), format_func=lambda i: classes[i], key="f-pred")
+    half = f3.segmented_control("Half", ["seed", "heldout"], key="f-split",
+                                help="debug_seed is used to find failure modes; debug_heldout only to score fixes.")
+
+    map_ids = None
+    with st.expander("Embedding map (2-D projection of the model's features): select points to filter the gallery"):
+        pts = data.embedding_points(summary)
+        if pts is None:
+            job_panel("embedding_map", label="Project the debug features to 2-D", key="emap",
+                      start_label="Make the map", dataset=spec, model=model, split=summary["split_config"])
+        else:
+            shown = pts.merge(fails[["image_id", "label", "pred"]], on="image_id")
+            if len(shown) > MAP_POINTS:
+                shown = shown.sample(MAP_POINTS, random_state=0)
+                st.caption(f"Showing {MAP_POINTS:,} of {len(fails):,} failures.")
+            shown["class"] = [classes[i] for i in shown["label"]]
+            fig = px.scatter(shown, x="x", y="y", color="class", custom_data=["image_id"], render_mode="webgl",
+                             hover_data={"image_id": True, "x": False, "y": False})
+            fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso")
+            fig.update_traces(marker=dict(size=4))
+            event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"),
+                                    key="f-map")
+            picked = [p["customdata"][0] for p in event.selection.points if p.get("customdata")]
+            if picked:
+                map_ids = picked
+                st.caption(f"{len(picked):,} points selected on the map.")
+
+    sel = select_rows(fails, labels=labels, preds=preds, split=half, ids=map_ids)
+    st.download_button(f"Export these {len(sel):,} failures as CSV", export_csv(sel, classes),
+                       file_name=f"failures-{model}.csv", mime="text/csv", icon=":material/download:")
+
+    tab_gallery, tab_table, tab_classes = st.tabs(["Gallery", "Table", "Per class"])
+    with tab_gallery:
+        if sel.empty:
+            st.caption("No failures match these filters.")
+        rows = named(sel.iloc[page_slice(len(sel), PER_PAGE, "f-page")], classes)
+
+        def cell(r):
+            st.image(data.thumbnail(spec, r.image_id), width="stretch")
+            top5 = ", ".join(md(classes[i]) for i in r.top5)
+            st.caption(f"**{md(r.class_name)}** → {md(r.pred_name)} ({r.confidence:.0%})  \n"
+                       f"top-5: {top5}  \n{md(r.image_id)} · {md(r.split)}")
+
+        grid(list(rows.itertuples()), cell, columns=6)
+    with tab_table:
+        st.dataframe(named(sel.head(5000), classes).drop(columns=["top5"]), hide_index=True)
+        if len(sel) > 5000:
+            st.caption(f"First 5,000 of {len(sel):,} rows; the CSV export has them all.")
+    with tab_classes:
+        from core.failures import per_class_counts
+
+        st.dataframe(per_class_counts(table, classes), hide_index=True)

@@ -1,0 +1,74 @@
+"""Overlap: intersection-over-union of failure sets across models, by family; a cell shows what two models share."""
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.failures import compare_pair, family_average
+from ui import data
+from ui.feedback import guard
+from ui.gallery import grid
+from ui.state import dataset_spec
+from ui.text import md
+
+EXAMPLES = 12
+
+st.title("Overlap")
+spec = dataset_spec()
+ds = data.get_dataset(spec)
+if ds is None:
+    data.empty_state("The dataset is not ready yet: build it on the Setup page first.")
+    st.stop()
+runs = data.latest_runs(ds)
+if len(runs) < 2:
+    data.empty_state("Overlap compares the failures of at least two models; run more models on the Setup page.")
+    st.stop()
+
+ordered = sorted(runs, key=lambda m: (runs[m]["family"], m))
+chosen = st.multiselect("Models (ordered by family)", ordered, default=ordered[:40], key="ov-models")
+chosen = [m for m in ordered if m in chosen]
+if len(chosen) < 2:
+    st.caption("Choose at least two models.")
+    st.stop()
+
+with guard("Computing the overlap"):
+    iou, inter = data.overlap([runs[m] for m in chosen])
+    family_of = {m: runs[m]["family"] for m in chosen}
+    heat = go.Figure(go.Heatmap(z=iou.loc[chosen, chosen].to_numpy(), x=chosen, y=chosen, zmin=0, zmax=1,
+                                colorscale="Viridis", customdata=inter.loc[chosen, chosen].to_numpy(),
+                                hovertemplate="%{y} × %{x}<br>IoU %{z:.3f}<br>shared %{customdata:,}<extra></extra>",
+                                texttemplate="%{z:.2f}" if len(chosen) <= 12 else None))
+    heat.update_layout(height=max(360, 22 * len(chosen) + 120), margin=dict(l=0, r=0, t=10, b=0),
+                       yaxis=dict(autorange="reversed"), clickmode="event+select")
+    st.caption("Click a cell to see the failures the two models share and those only one of them has.")
+    event = st.plotly_chart(heat, on_select="rerun", selection_mode="points", key="ov-heat")
+
+    fam = family_average(iou.loc[chosen, chosen], family_of)
+    with st.expander("Family averages (mean IoU over pairs of distinct models)", expanded=len(fam) > 1):
+        st.dataframe(fam.style.format("{:.3f}", na_rep="–"), width="content")
+
+    picked = [(p.get("y"), p.get("x")) for p in event.selection.points if p.get("x") in runs and p.get("y") in runs]
+    if picked:
+        st.session_state["ov-a"], st.session_state["ov-b"] = picked[0]
+    c1, c2 = st.columns(2)
+    for k, default in (("ov-a", chosen[0]), ("ov-b", chosen[1])):
+        if st.session_state.get(k) not in chosen:
+            st.session_state[k] = default
+    a = c1.selectbox("Model A", chosen, key="ov-a")
+    b = c2.selectbox("Model B", chosen, key="ov-b")
+    if a == b:
+        st.caption("Pick two different models.")
+        st.stop()
+    parts = compare_pair(data.run_table(runs[a]), data.run_table(runs[b]))
+    st.subheader(f"{md(a)} × {md(b)}: IoU {iou.at[a, b]:.3f}")
+    tabs = st.tabs([f"Both fail ({len(parts['both']):,})", f"Only {md(a)} ({len(parts['only_a']):,})",
+                    f"Only {md(b)} ({len(parts['only_b']):,})"])
+    for tab, key in zip(tabs, ("both", "only_a", "only_b")):
+        with tab:
+            rows = parts[key].head(EXAMPLES)
+
+            def cell(r):
+                st.image(data.thumbnail(spec, r.image_id), width="stretch")
+                st.caption(f"{md(ds.classes[r.label])} → {md(ds.classes[r.pred])}")
+
+            grid(list(rows.itertuples()), cell, columns=6)
+            if len(parts[key]) > EXAMPLES:
+                st.caption(f"{EXAMPLES} of {len(parts[key]):,} shown.")

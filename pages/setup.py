@@ -1,0 +1,94 @@
+"""Setup: the dataset and the models, what is cached and what is missing, and the jobs that fill the cache."""
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from ui import data
+from ui.cli import cli
+from ui.feedback import guard
+from ui.jobs import job_panel
+from ui.state import dataset_spec, spec_label
+from ui.text import md
+
+st.title("Setup")
+spec = dataset_spec()
+
+st.header("Dataset", divider="gray")
+st.write(f"**{md(spec_label(spec))}**")
+with guard("Checking the dataset"):
+    ds = data.get_dataset(spec)
+    world = spec.get("name") == "scenes-mnist"
+    if ds is None:
+        if world:
+            st.info("The offline world is not built on this machine yet. It composes real MNIST digits onto real "
+                    "photos and textures that ship with the installed packages, so it needs no network. Build it "
+                    "with one click (about a minute for the default size; the tiny world takes seconds).",
+                    icon=":material/rocket_launch:")
+        else:
+            st.info("This dataset has not been opened yet. Check it: files that are missing are named, with where "
+                    "to put them.", icon=":material/folder_open:")
+        job_panel(data.PREPARE, label="Build the offline world" if world else "Open and check the dataset",
+                  key="prepare", start_label="Build the offline world" if world else "Check dataset", dataset=spec)
+        st.caption("Command line equivalent")
+        st.code(cli("world", spec, "build") if world else cli("failures", spec, "--model", "MODEL"), language="bash")
+    else:
+        sizes = pd.DataFrame([{"pool": p, "images": len(ds.index(p))} for p in ds.pools()])
+        c1, c2 = st.columns([1, 2])
+        c1.metric("Classes", len(ds.classes))
+        c1.dataframe(sizes, hide_index=True)
+        with c2:
+            st.caption("Classes")
+            st.write(", ".join(md(c) for c in ds.classes[:200]) + (" …" if len(ds.classes) > 200 else ""))
+            if hasattr(ds, "describe"):
+                d = ds.describe()
+                st.caption("How the world is made")
+                st.write(md(d.get("correlation", "")))
+                if d.get("backgrounds"):
+                    st.dataframe(pd.DataFrame(d["backgrounds"]), hide_index=True, height=180)
+
+if ds is not None:
+    st.header("Models", divider="gray")
+    with guard("Listing models"):
+        from core.models import families, list_models, model_info
+
+        runs = data.latest_runs(ds)
+        rows = []
+        for name in list_models():
+            info = model_info(name)
+            run = runs.get(name)
+            acc = (run or {}).get("accuracy", {})
+            rows.append({"model": name, "family": info.get("family", ""), "source": info.get("source", ""),
+                         "weights here": bool(info.get("available", True)), "run cached": run is not None,
+                         "test acc": acc.get("test"), "debug acc": acc.get("debug"),
+                         "failures": (run or {}).get("n_failures")})
+        table = pd.DataFrame(rows)
+        st.dataframe(table, hide_index=True, height=min(420, 38 + 35 * len(table)),
+                     column_config={"test acc": st.column_config.NumberColumn(format="percent"),
+                                    "debug acc": st.column_config.NumberColumn(format="percent")})
+        missing = table[~table["weights here"]]["model"].tolist() if len(table) else []
+        if missing:
+            st.caption(f"{len(missing)} model(s) have no weights on this machine; running one says where to put "
+                       "its weights file.")
+        fams = families()
+        c1, c2 = st.columns(2)
+        picked_fams = c1.multiselect("Families", sorted(fams), key="setup-families")
+        usable = table[table["weights here"]]["model"].tolist() if len(table) else []
+        default = [m for m in usable if spec.get("name") == "scenes-mnist" and model_info(m).get("source") == "world"]
+        picked = c2.multiselect("Models", table["model"].tolist() if len(table) else [], default=default,
+                                key="setup-models")
+        chosen = sorted(set(picked) | {m for f in picked_fams for m in fams[f]})
+        if chosen:
+            job_panel("run_models", label=f"Features, heads and failures for {len(chosen)} model(s)", key="run",
+                      start_label="Run models", dataset=spec, models=chosen)
+            st.code(cli("run", spec, "--models", *chosen), language="bash")
+        else:
+            st.caption("Pick models or families to compute their features, linear heads and debug failures.")
+
+st.header("Background jobs", divider="gray")
+with guard("Listing jobs"):
+    rows = [{"kind": j.kind, "state": s["state"], "progress": f"{s.get('done', 0)}/{s.get('total', 0)}",
+             "message": s.get("error") or s.get("message", ""), "id": j.id} for j, s in jobs.list_jobs()[:50]]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    else:
+        st.caption("No jobs have run yet.")

@@ -1,0 +1,129 @@
+"""Cached readers of what core has computed: datasets, finished runs, failure tables, thumbnails.
+
+Objects (datasets) live in st.cache_resource; tables in st.cache_data with a bounded number of entries, keyed
+by the artifact's folder and modification time so a recompute is picked up. Nothing here starts computation:
+a dataset that is not prepared yet is reported as missing (the Setup page starts the job that prepares it).
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from core.datasets.base import ImageDataset
+from core.workspace import open_dataset
+
+import core.job_kinds  # noqa: F401  (registers the job kinds pages submit)
+
+PREPARE = "prepare_dataset"
+
+
+def spec_json(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def prepare_job(spec: dict) -> jobs.Job:
+    """The job that builds (offline world) or checks (real datasets) ``spec``; done means it opens instantly."""
+    return jobs.job_for(PREPARE, dataset=spec)
+
+
+def dataset_ready(spec: dict) -> bool:
+    return prepare_job(spec).state == jobs.DONE
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _open(spec_text: str) -> ImageDataset:
+    return open_dataset(json.loads(spec_text))
+
+
+def get_dataset(spec: dict) -> ImageDataset | None:
+    """The opened dataset, or None while it has not been prepared (opening then would build it in the page)."""
+    if not dataset_ready(spec):
+        return None
+    return _open(spec_json(spec))
+
+
+def latest_runs(ds: ImageDataset) -> dict[str, dict]:
+    """The newest finished run per model: model -> run summary (with its ``folder``)."""
+    from core.pipeline import list_runs
+
+    out: dict[str, dict] = {}
+    for s in list_runs(ds):           # newest first
+        out.setdefault(s["model"], s)
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=48)
+def _table(folder: str, model: str, family: str, mtime: float) -> pd.DataFrame:
+    from core.pipeline import _load
+
+    run = _load(Path(folder), model, family)
+    if run is None:
+        return pd.DataFrame()
+    return run.table
+
+
+def run_table(summary: dict) -> pd.DataFrame:
+    """One row per debug image of a finished run (see core.failures.failure_table)."""
+    return _table(summary["folder"], summary["model"], summary["family"], summary["mtime"])
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _thumb(spec_text: str, image_id: str, size: int) -> bytes:
+    img = _open(spec_text).load(image_id).convert("RGB")
+    if max(img.size) > size:
+        img.thumbnail((size, size))
+    elif max(img.size) < size:   # small world images are scaled up with hard edges so digits stay legible
+        from PIL import Image
+
+        img = img.resize((size, size), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def thumbnail(spec: dict, image_id: str, size: int = 128) -> bytes:
+    return _thumb(spec_json(spec), str(image_id), size)
+
+
+def embedding_path(summary: dict) -> Path:
+    from core.job_kinds import embedding_map_path
+
+    return embedding_map_path(summary["backbone_key"], summary["dataset_key"], summary["split_config"])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _parquet(path: str, mtime: float) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def embedding_points(summary: dict) -> pd.DataFrame | None:
+    """image_id, x, y of the run's debug images, or None until the embedding_map job has made it."""
+    p = embedding_path(summary)
+    return _parquet(str(p), p.stat().st_mtime) if p.exists() else None
+
+
+def empty_state(message: str, icon: str = ":material/info:") -> None:
+    """Explain why a page has nothing to show and link to where the user can fix that."""
+    st.info(message, icon=icon)
+    st.page_link("pages/setup.py", label="Go to Setup", icon=":material/settings:")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _overlap(runs_key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from core.failures import iou_matrix
+
+    ids = {}
+    for folder, model, family, mtime in runs_key:
+        t = _table(folder, model, family, mtime)
+        ids[model] = t.loc[~t["correct"], "image_id"].to_numpy()
+    return iou_matrix(ids)
+
+
+def overlap(summaries: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """IoU and intersection counts of the failure sets of these runs (core.failures.iou_matrix), cached."""
+    return _overlap(tuple((s["folder"], s["model"], s["family"], s["mtime"]) for s in summaries))

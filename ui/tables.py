@@ -1,0 +1,42 @@
+"""Selections over failure tables for the pages' filters and exports (row filtering only; no results computed)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pandas as pd
+
+EXPORT_COLUMNS = ["image_id", "label", "class_name", "pred", "pred_name", "confidence", "true_prob", "top5_names",
+                  "split", "value", "value_prob"]
+
+
+def select_rows(df: pd.DataFrame, *, labels: Iterable[int] = (), preds: Iterable[int] = (), split: str | None = None,
+                values: Iterable[str] = (), ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Rows matching every given filter; an empty filter keeps everything."""
+    mask = pd.Series(True, index=df.index)
+    labels, preds, values = list(labels), list(preds), list(values)
+    if labels:
+        mask &= df["label"].isin(labels)
+    if preds:
+        mask &= df["pred"].isin(preds)
+    if split:
+        mask &= df["split"] == split
+    if values and "value" in df:
+        mask &= df["value"].isin(values)
+    if ids is not None:
+        mask &= df["image_id"].isin(list(ids))
+    return df[mask]
+
+
+def named(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """The table with class names beside label, prediction and top-5 (for display and CSV export)."""
+    names = pd.Series(classes)
+    out = df.copy()
+    out["class_name"] = names.reindex(out["label"].to_numpy()).to_numpy()
+    out["pred_name"] = names.reindex(out["pred"].to_numpy()).to_numpy()
+    out["top5_names"] = [" | ".join(classes[int(i)] for i in t) for t in out["top5"]]
+    return out
+
+
+def export_csv(df: pd.DataFrame, classes: list[str]) -> bytes:
+    out = named(df, classes)
+    return out[[c for c in EXPORT_COLUMNS if c in out]].to_csv(index=False).encode()

@@ -1,0 +1,23 @@
+"""Escaping of user-controlled text (class names, LLM output, edited values) before Streamlit renders it."""
+from __future__ import annotations
+
+import html
+import re
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
+
+
+def md(text: object) -> str:
+    """``text`` as literal Markdown: every Markdown/HTML metacharacter backslash-escaped, newlines kept as spaces."""
+    s = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def html_text(text: object) -> str:
+    """``text`` safe inside HTML (reports, captions rendered through st.html)."""
+    return html.escape(str(text), quote=True)
+
+
+def short(text: object, n: int = 60) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= n else s[: n - 1] + "…"
