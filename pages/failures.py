@@ -16,15 +16,8 @@ MAP_POINTS = 12_000
 
 st.title("Failures")
 spec = dataset_spec()
-ds = data.get_dataset(spec)
-if ds is None:
-    data.empty_state("The dataset is not ready yet: build it on the Setup page first.")
-    st.stop()
-runs = data.latest_runs(ds)
-if not runs:
-    data.empty_state("No model has been run on this dataset yet. Pick models on the Setup page and run them; "
-                     "their debug failures appear here.")
-    st.stop()
+ds = data.require_dataset(spec)
+runs = data.require_runs(ds)
 
 classes = ds.classes
 models = sorted(runs)

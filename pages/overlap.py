@@ -13,14 +13,9 @@ EXAMPLES = 12
 
 st.title("Overlap")
 spec = dataset_spec()
-ds = data.get_dataset(spec)
-if ds is None:
-    data.empty_state("The dataset is not ready yet: build it on the Setup page first.")
-    st.stop()
-runs = data.latest_runs(ds)
-if len(runs) < 2:
-    data.empty_state("Overlap compares the failures of at least two models; run more models on the Setup page.")
-    st.stop()
+ds = data.require_dataset(spec)
+runs = data.require_runs(ds, 2, "Overlap compares the failures of at least two models; run more models on the "
+                                "Setup page.")
 
 ordered = sorted(runs, key=lambda m: (runs[m]["family"], m))
 chosen = st.multiselect("Models (ordered by family)", ordered, default=ordered[:40], key="ov-models")

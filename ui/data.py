@@ -127,3 +127,22 @@ def _overlap(runs_key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
 def overlap(summaries: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """IoU and intersection counts of the failure sets of these runs (core.failures.iou_matrix), cached."""
     return _overlap(tuple((s["folder"], s["model"], s["family"], s["mtime"]) for s in summaries))
+
+
+def require_dataset(spec: dict) -> ImageDataset:
+    """The opened dataset; otherwise explain how to prepare it and stop the page."""
+    ds = get_dataset(spec)
+    if ds is None:
+        empty_state("The dataset is not ready yet: build it on the Setup page first.")
+        st.stop()
+    return ds
+
+
+def require_runs(ds: ImageDataset, minimum: int = 1, why: str = "") -> dict[str, dict]:
+    """The newest finished run per model; with fewer than ``minimum``, say what to do and stop the page."""
+    runs = latest_runs(ds)
+    if len(runs) < minimum:
+        empty_state(why or "No model has been run on this dataset yet. Pick models on the Setup page and run "
+                           "them; their debug failures appear here.")
+        st.stop()
+    return runs
