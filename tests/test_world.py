@@ -1,0 +1,164 @@
+"""The offline world: its statistics measured from ground truth and pixels, and its renderer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.datasets import create_dataset
+from core.datasets.world import P_COMMON, SIZES, ScenesMnist
+from core.datasets.world_render import BACKGROUNDS, COLOURS, mnist
+from core.errors import InvalidInputError
+
+
+@pytest.fixture(scope="module")
+def world() -> ScenesMnist:
+    return create_dataset("scenes-mnist", size="tiny", seed=0)
+
+
+def palette_colour(img: np.ndarray) -> str:
+    """The palette colour with the most pixels within a small distance of it."""
+    px = img.reshape(-1, 1, 3).astype(int)
+    rgb = np.array(list(COLOURS.values()))[None]
+    counts = (np.abs(px - rgb).max(-1) <= 6).sum(0)
+    return list(COLOURS)[int(counts.argmax())]
+
+
+def test_pool_sizes_and_columns(world):
+    assert world.pools() == ["backbone_train", "train", "val"]
+    for pool in world.pools():
+        df = world.index(pool)
+        assert list(df.columns) == ["image_id", "label", "background", "colour", "digit_index",
+                                    "common_background", "common_colour"]
+        assert len(df) == 10 * SIZES["tiny"][pool]
+        assert (df["label"].value_counts() == SIZES["tiny"][pool]).all()
+        assert df["common_background"].equals(df["background"] == df["label"].map(world.common_background))
+        assert df["common_colour"].equals(df["colour"] == df["label"].map(world.common_colour))
+    assert len(world.backgrounds) == len(set(world.backgrounds)) == 10
+    assert len(world.colours) == 10
+
+
+def test_biased_pools_are_95_percent_common_independently(world):
+    for pool in ("backbone_train", "train"):
+        df = world.index(pool)
+        n = SIZES["tiny"][pool]
+        per_class = df.groupby("label")[["common_background", "common_colour"]].sum()
+        assert (per_class == round(P_COMMON * n)).all().all()
+        rare = df[~df["common_background"]]
+        assert rare["background"].nunique() >= 5   # the uncommon 5% spread over the other backgrounds
+    df = world.index("backbone_train")
+    both = (df["common_background"] & df["common_colour"]).mean()
+    assert abs(both - P_COMMON ** 2) < 0.02   # independent placement; joint would give 0.95
+
+
+def test_val_is_uniform_and_independent_of_class(world):
+    df = world.index("val")
+    n = SIZES["tiny"]["val"]
+    for attr in ("background", "colour"):
+        counts = df.groupby(["label", attr]).size().unstack()
+        assert counts.shape == (10, 10) and (counts == n // 10).all().all()
+    assert abs(df["common_background"].mean() - 0.1) < 1e-9
+    pair = df.groupby(["background", "colour"]).size()
+    assert len(pair) >= 90 and pair.max() < 4 * pair.mean()   # background and colour not tied to each other
+
+
+def test_digits_are_real_mnist_of_the_class_and_disjoint_across_pools(world):
+    _, y = mnist()
+    seen = {}
+    for pool in world.pools():
+        df = world.index(pool)
+        assert (y[df["digit_index"]] == df["label"]).all()
+        seen[pool] = set(df["digit_index"])
+    seen["gen"] = {d for v in world._gen_digits.values() for d in v.tolist()}
+    names = list(seen)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not seen[a] & seen[b], (a, b)
+    assert len(seen["gen"]) == 10 * world.describe()["pools"]["gen"]["digits_per_class"]
+
+
+def test_images_show_their_ground_truth_colour(world):
+    df = world.index("val").head(150)
+    hits = [palette_colour(np.asarray(world.load(i))) == c for i, c in zip(df["image_id"], df["colour"])]
+    assert np.mean(hits) >= 0.95
+    img = world.load(df["image_id"][0])
+    assert img.mode == "RGB" and img.size == (64, 64)
+
+
+def test_world_is_deterministic_and_seeded(world, fresh_cache):
+    again = create_dataset("scenes-mnist", size="tiny", seed=0)
+    assert again.build_seconds is not None and again.key == world.key   # really rebuilt, in the fresh cache
+    for pool in world.pools():
+        assert again.index(pool).equals(world.index(pool))
+        assert np.array_equal(again.pixels(pool), world.pixels(pool))
+    other = create_dataset("scenes-mnist", size="tiny", seed=1)
+    assert other.key != world.key
+    assert not other.index("val")["digit_index"].equals(world.index("val")["digit_index"])
+
+
+def test_store_reopens_and_rebuilds_a_damaged_pool(fresh_cache):
+    w = create_dataset("scenes-mnist", size="tiny", seed=3)
+    first = np.array(w.pixels("train")[:5])
+    assert create_dataset("scenes-mnist", size="tiny", seed=3).build_seconds is None
+    npy = w.folder / "train.npy"
+    npy.write_bytes(npy.read_bytes()[:1000])
+    again = create_dataset("scenes-mnist", size="tiny", seed=3)
+    assert again.build_seconds is not None
+    assert np.array_equal(again.pixels("train")[:5], first)
+
+
+def test_render_draws_the_requested_background_and_colour(world):
+    for label in (0, 7):
+        for bg, col in (("outer space", "yellow"), ("grass", "purple"), ("temple", "white")):
+            img, gt = world.render(label, bg, col, seed=4)
+            assert gt["background"] == bg and gt["colour"] == col and gt["label"] == label
+            assert gt["digit_index"] in world._gen_digits[label]
+            assert palette_colour(np.asarray(img)) == col
+            assert img.size == (64, 64) and img.mode == "RGB"
+
+
+def test_render_pixels_follow_the_named_attributes(world):
+    a, _ = world.render(2, "gravel", "red", seed=9)
+    b, _ = world.render(2, "gravel", "blue", seed=9)
+    a, b = np.asarray(a).astype(int), np.asarray(b).astype(int)
+    changed = np.abs(a - b).sum(-1) > 0
+    assert 50 < changed.sum() < 0.5 * changed.size         # same layout; only the digit differs
+    strongest = np.abs(a - b).sum(-1) >= np.abs(a - b).sum(-1).max() - 10
+    assert np.abs(a[strongest] - COLOURS["red"]).max() <= 6
+    assert np.abs(b[strongest] - COLOURS["blue"]).max() <= 6
+    grey, _ = world.render(2, "gravel", "red", seed=10)
+    grey = np.asarray(grey).astype(int)
+    assert np.median(np.abs(grey[..., 0] - grey[..., 1])) <= 2   # gravel.png is a grey texture
+    space, _ = world.render(2, "outer space", "red", seed=10)
+    assert np.median(np.asarray(space)) < 60                      # the Hubble deep field is mostly black
+
+
+def test_render_defaults_follow_the_training_distribution(world):
+    gts = [world.render(5, seed=s)[1] for s in range(300)]
+    assert 0.9 <= np.mean([g["common_background"] for g in gts]) <= 0.99
+    assert 0.9 <= np.mean([g["common_colour"] for g in gts]) <= 0.99
+    assert {g["background"] for g in gts} - {world.common_background(5)}   # some uncommon draws
+    assert world.render(5, seed=11)[1] == world.render(5, seed=11)[1]
+    assert np.array_equal(np.asarray(world.render(5, seed=11)[0]), np.asarray(world.render(5, seed=11)[0]))
+
+
+def test_render_names_match_loosely_and_unknown_names_list_the_options(world):
+    assert world.render(1, "On the GRASS", "  In   Red ", seed=0)[1]["background"] == "grass"
+    assert world.render(1, "in a brick wall", "red", seed=0)[1]["background"] == "brick wall"
+    with pytest.raises(InvalidInputError, match="outer space") as e:
+        world.render(1, "underwater", None)
+    assert "underwater" in str(e.value)
+    with pytest.raises(InvalidInputError, match="purple"):
+        world.render(1, None, "magenta")
+    with pytest.raises(InvalidInputError, match="zero"):
+        world.render(12)
+    with pytest.raises(InvalidInputError):
+        create_dataset("scenes-mnist", size="huge")
+
+
+def test_describe_documents_the_world(world):
+    d = world.describe()
+    assert [b["name"] for b in d["backgrounds"]] == world.backgrounds
+    assert all(b.path.is_file() for b in BACKGROUNDS)
+    assert d["p_common"] == P_COMMON and "independent" in d["correlation"]
+    assert d["pools"]["val"]["images"] == len(world.index("val")) and not d["pools"]["val"]["biased"]
+    assert [c["common_for"] for c in d["colours"]] == world.classes
