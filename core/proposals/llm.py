@@ -1,0 +1,325 @@
+"""LLM proposer: asks an OpenAI or OpenAI-compatible chat endpoint the attribute question per class (paper 4.1-4.2).
+
+The answer is requested as JSON but parsed defensively (bare list, object with a list field, list inside
+prose or a ```json fence, markdown bullet list). The API key never reaches caches, reprs, logs or error
+messages: errors are rebuilt from redacted text and raised outside the library's exception context.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from core import store
+from core.errors import MissingResourceError
+from core.proposals.attributes import Attribute
+from core.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
+from core.proposals.text import (MAX_VALUE_CHARS, case_key, redact, sanitize_class_name, sanitize_value,
+                                 strip_list_markers, truncate)
+
+PROMPT_VERSION = "llm-1"   # bump when SYSTEM or INSTRUCTION change
+SYSTEM = "You name visual settings for image datasets. Reply with JSON only, no prose."
+INSTRUCTION = ('{question}\nAnswer with a JSON object of the form {{"values": ["...", "..."]}} listing {n} distinct, '
+               "short names (1 to 4 words, at most {max_chars} characters each) and no explanations.")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    model: str = "gpt-4o-mini"        # chat model (the paper used ChatGPT, gpt-3.5-turbo)
+    base_url: str | None = None       # OpenAI-compatible server, e.g. "http://localhost:8000/v1"; None = OpenAI
+    timeout: float = 60.0             # seconds per request
+    max_retries: int = 3              # retries on HTTP 429/5xx/timeouts, exponential backoff (openai client)
+    temperature: float | None = 0.0   # None = server default (some models only accept their default)
+    max_tokens: int | None = 600      # cap on the answer; an answer cut off at the cap is an error
+    n_values: int = 15                # how many values to ask for
+    max_items: int = 25               # an answer with more values than this is rejected as over-long
+    max_chars: int = MAX_VALUE_CHARS  # longer items are dropped (listed in Proposal.rejected)
+    json_mode: bool = True            # request response_format=json_object; dropped if the server rejects it
+
+
+class LLMError(ProposalError):
+    """The LLM step failed; the message names the cause and what to do."""
+
+
+class LLMKeyMissingError(LLMError, MissingResourceError):
+    """No API key was given."""
+
+
+class LLMAuthError(LLMError, MissingResourceError):
+    """The endpoint rejected the key."""
+
+
+class LLMConnectionError(LLMError, MissingResourceError):
+    """The endpoint could not be reached."""
+
+
+class LLMTimeoutError(LLMError):
+    """No answer within the timeout, after retries."""
+
+
+class LLMRateLimitError(LLMError):
+    """HTTP 429 after all retries."""
+
+
+class LLMRefusalError(LLMError):
+    """The model declined or answered without a list."""
+
+
+class LLMOutputError(LLMError):
+    """The answer was malformed, empty or over-long."""
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+(.+?)\s*$")
+_DESCRIPTION = re.compile(r"\s*(?::|\s[-–—]\s).*$")
+_REFUSAL = re.compile(r"\b(?:I\s*(?:can['’]?t|cannot|am unable|['’]m unable|won['’]?t|am not able)|I['’]?m sorry|"
+                      r"I am sorry|as an AI)\b", re.I)
+_LIST_KEYS = ("values", "backgrounds", "colours", "colors", "items", "names", "answer", "answers", "list",
+              "results", "result", "data")
+_ITEM_KEYS = ("name", "value", "background", "colour", "color", "label", "title")
+_MAX_JSON_STARTS = 200
+
+
+def _list_in(obj: Any, depth: int = 0) -> list | None:
+    if isinstance(obj, list):
+        return obj
+    if isinstance(obj, dict) and depth < 2:
+        keyed = [obj[k] for k in _LIST_KEYS if k in obj] + [v for k, v in obj.items() if k not in _LIST_KEYS]
+        for v in keyed:
+            found = _list_in(v, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _json_list(text: str) -> list | None:
+    """The first JSON value in ``text`` that is, or holds, a list."""
+    decoder = json.JSONDecoder()
+    starts = [i for i, ch in enumerate(text) if ch in "[{"][:_MAX_JSON_STARTS]
+    for i in starts:
+        try:
+            obj, _ = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            continue
+        found = _list_in(obj)
+        if found is not None:
+            return found
+    return None
+
+
+def _bullet_list(text: str) -> list[str] | None:
+    items = []
+    for line in text.splitlines():
+        m = _BULLET.match(line)
+        if m:
+            item = m.group(1).replace("**", "").replace("__", "").strip()
+            items.append(_DESCRIPTION.sub("", item).strip(" \"'`"))
+    return items if len(items) >= 2 else None
+
+
+def extract_items(text: str) -> list | None:
+    """Raw list items from an answer, or None when it holds no list."""
+    for block in _FENCE.findall(text) + [text]:
+        found = _json_list(block)
+        if found is not None:
+            return found
+    return _bullet_list(text)
+
+
+def _item_text(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        for k in _ITEM_KEYS:
+            if isinstance(item.get(k), str):
+                return item[k]
+    return None
+
+
+def validate_items(items: list, max_items: int, max_chars: int) -> tuple[list[str], list[str]]:
+    """(values, rejected): sanitised short strings without case duplicates, and what was dropped."""
+    values, rejected, seen = [], [], set()
+    for item in items:
+        text = _item_text(item)
+        if text is None:
+            rejected.append(truncate(sanitize_value(json.dumps(item, default=str), None), 80))
+            continue
+        value = sanitize_value(strip_list_markers(text), None).strip(" \"'`")
+        if not value:
+            continue
+        if len(value) > max_chars:
+            rejected.append(truncate(value, 80))
+            continue
+        if case_key(value) not in seen:
+            seen.add(case_key(value))
+            values.append(value)
+    if len(values) > max_items:
+        raise LLMOutputError(
+            f"The LLM answered with {len(values)} values; at most {max_items} are accepted. Ask for fewer "
+            "(LLMConfig.n_values) or raise LLMConfig.max_items.")
+    if not values:
+        raise LLMOutputError(
+            f"The LLM's list held no usable values (each must be a short name of at most {max_chars} characters; "
+            f"dropped: {rejected[:3]}). Run again, try another model, or edit the list by hand.")
+    return values, rejected
+
+
+def parse_answer(text: str, max_items: int = 25, max_chars: int = MAX_VALUE_CHARS) -> tuple[list[str], list[str]]:
+    """(values, rejected) from an answer's text, or a refusal/output error naming the problem."""
+    items = extract_items(text or "")
+    if items is None:
+        shown = truncate(sanitize_value(text or "", None), 160)
+        if not shown or _REFUSAL.search(text or ""):
+            raise LLMRefusalError(
+                f"The LLM declined or gave no list (answer: {shown!r}). Rephrase the attribute question, try "
+                "another model, or write the list by hand.")
+        raise LLMOutputError(
+            f"Could not find a list in the LLM's answer ({shown!r}). Run again or try a model that follows "
+            "JSON instructions.")
+    return validate_items(items, max_items, max_chars)
+
+
+def _endpoint(base_url: str | None) -> str:
+    """The server as shown to users: scheme, host and path only (no credentials or query)."""
+    if not base_url:
+        return "api.openai.com"
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else "the configured base_url"
+
+
+class LLMProposer(Proposer):
+    """Asks ``config.model`` at ``config.base_url``; the key comes from ``api_key`` or $OPENAI_API_KEY."""
+
+    def __init__(self, config: LLMConfig | None = None, api_key: str | None = None, **overrides: Any):
+        self.config = replace(config or LLMConfig(), **overrides)
+        if self.config.timeout <= 0 or self.config.max_retries < 0 or self.config.max_items < 1:
+            raise LLMError("LLMConfig needs timeout > 0, max_retries >= 0 and max_items >= 1.")
+        self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        self._json_mode = self.config.json_mode
+        self._client_obj = None
+        self.source = f"llm:{self.config.model}"
+
+    def __repr__(self) -> str:
+        return (f"LLMProposer(model={self.config.model!r}, endpoint={_endpoint(self.config.base_url)!r}, "
+                f"key={'set' if self._key else 'missing'})")
+
+    __str__ = __repr__
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self._key)
+
+    def cache_id(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        for k in ("timeout", "max_retries", "json_mode", "base_url"):
+            cfg.pop(k)
+        # Hashed so a URL carrying credentials never lands in a file.
+        return {"kind": "llm", "prompt": PROMPT_VERSION, "endpoint": store.make_key(self.config.base_url), **cfg}
+
+    def messages(self, attribute: Attribute, class_name: str) -> list[dict[str, str]]:
+        question = attribute.ask(sanitize_class_name(class_name))
+        user = INSTRUCTION.format(question=question, n=self.config.n_values, max_chars=self.config.max_chars)
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+    def propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
+        if not self._key:
+            raise LLMKeyMissingError(
+                "No API key for the LLM proposer: set OPENAI_API_KEY, add OPENAI_API_KEY to .streamlit/secrets.toml, "
+                "or pass api_key= (any placeholder works for a local server that needs none). Or use the offline "
+                "proposer.")
+        messages = self.messages(attribute, class_name)
+        response = self._complete(messages)
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise LLMOutputError("The LLM's response held no answer (no choices). Run again or try another model.")
+        choice = choices[0]
+        message = choice.message
+        text = (message.content or "") if message is not None else ""
+        if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
+            reason = redact(sanitize_value(getattr(message, "refusal", None) or "content filter", 160), self._key)
+            raise LLMRefusalError(
+                f"The LLM refused to answer ({reason!r}). Rephrase the attribute question or write the list by hand.")
+        if choice.finish_reason == "length":
+            raise LLMOutputError(
+                f"The LLM's answer was cut off at max_tokens={self.config.max_tokens} (over-long output). Ask for "
+                "fewer values (LLMConfig.n_values) or raise LLMConfig.max_tokens.")
+        values, rejected = parse_answer(text, self.config.max_items, self.config.max_chars)
+        return Proposal(class_name=class_name, attribute=attribute.name, values=values, source=self.source,
+                        raw=redact(text, self._key), prompt=messages[-1]["content"], timestamp=now_iso(),
+                        prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}", rejected=rejected)
+
+    def _client(self):
+        if self._client_obj is None:
+            from openai import OpenAI
+
+            self._client_obj = OpenAI(api_key=self._key, base_url=self.config.base_url,
+                                      timeout=self.config.timeout, max_retries=self.config.max_retries)
+        return self._client_obj
+
+    def _complete(self, messages: list[dict[str, str]]):
+        import openai
+
+        kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if self.config.temperature is not None:
+            kwargs["temperature"] = self.config.temperature
+        if self.config.max_tokens:
+            kwargs["max_tokens"] = self.config.max_tokens
+        error = None
+        for attempt in range(2):
+            if self._json_mode:
+                kwargs["response_format"] = {"type": "json_object"}
+            else:
+                kwargs.pop("response_format", None)
+            try:
+                return self._client().chat.completions.create(**kwargs)
+            except openai.BadRequestError as e:
+                if self._json_mode and attempt == 0 and "response_format" in str(e).lower():
+                    self._json_mode = False    # the server has no JSON mode; the parser copes with prose
+                    continue
+                error = self._translate(e)
+            except openai.OpenAIError as e:
+                error = self._translate(e)
+            break
+        # Raised here, outside the except blocks, so no library exception (holding request headers) is chained.
+        raise error
+
+    def _translate(self, e: Exception) -> LLMError:
+        import openai
+
+        where = _endpoint(self.config.base_url)
+        detail = truncate(redact(sanitize_value(getattr(e, "message", None) or str(e), None), self._key), 300)
+        if isinstance(e, openai.APITimeoutError):
+            return LLMTimeoutError(
+                f"The LLM at {where} gave no answer within {self.config.timeout:g} s (tried "
+                f"{self.config.max_retries + 1} times). Raise LLMConfig.timeout, check the server, or use the "
+                "offline proposer.")
+        if isinstance(e, openai.APIConnectionError):
+            return LLMConnectionError(
+                f"Could not reach the LLM at {where} ({detail}). Check LLMConfig.base_url and the network, or use "
+                "the offline proposer.")
+        if isinstance(e, openai.RateLimitError):
+            return LLMRateLimitError(
+                f"The LLM at {where} kept answering HTTP 429 (rate limit or quota) after {self.config.max_retries} "
+                f"retries with backoff ({detail}). Wait and run again (finished classes are kept), raise "
+                "LLMConfig.max_retries, or check the account's quota.")
+        if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            return LLMAuthError(
+                f"The LLM at {where} rejected the API key (HTTP {e.status_code}: {detail}). Check OPENAI_API_KEY "
+                "or the key in the app's secrets.")
+        if isinstance(e, openai.NotFoundError):
+            return LLMError(
+                f"Model {self.config.model!r} was not found at {where} (HTTP 404: {detail}). Set LLMConfig.model to "
+                "a model that server serves.")
+        if isinstance(e, openai.APIStatusError):
+            return LLMError(f"The LLM at {where} answered HTTP {e.status_code} ({detail}). Check the model and "
+                            "base_url, or run again later.")
+        return LLMOutputError(f"The LLM at {where} sent a response that could not be read ({detail}). Run again "
+                              "or try another model.")
+
+
+PROPOSERS.add("llm", LLMProposer, offline=False)

@@ -1,0 +1,263 @@
+"""LLM proposer against a real HTTP server on loopback speaking the OpenAI chat-completions JSON shape."""
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from core import store
+from core.errors import BackdropError, Cancelled, MissingResourceError
+from core.proposals import (BACKGROUND, COLOUR, LLMAuthError, LLMConfig, LLMError, LLMKeyMissingError,
+                            LLMOutputError, LLMProposer, LLMRateLimitError, LLMRefusalError, LLMTimeoutError,
+                            ProposalError, custom_attribute, propose)
+from core.proposals.llm import parse_answer
+
+KEY = "sk-test-SECRET0123456789abcdef"
+
+
+def chat(content: str | None, finish_reason: str = "stop", refusal: str | None = None) -> dict:
+    message = {"role": "assistant", "content": content}
+    if refusal is not None:
+        message["refusal"] = refusal
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "test-model",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+
+
+def ok(content: str, **kw) -> tuple:
+    return (200, chat(content, **kw), {}, 0.0)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        srv = self.server
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        srv.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        step = srv.script.pop(0) if len(srv.script) > 1 else srv.script[0]
+        if callable(step):
+            step = step(self, body)
+        status, payload, headers, delay = step
+        if delay:
+            srv.release.wait(delay)
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(fresh_cache):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.requests, srv.script, srv.release = [], [ok('{"values": ["desert"]}')], threading.Event()
+    srv.base_url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def llm(srv, **kw) -> LLMProposer:
+    cfg = dict(model="test-model", base_url=srv.base_url, timeout=5.0, max_retries=0)
+    cfg.update(kw)
+    return LLMProposer(LLMConfig(**cfg), api_key=KEY)
+
+
+def test_valid_list_and_request_shape(server):
+    server.script = [ok('{"values": ["Desert", "Snowy mountains", "Outer space"]}')]
+    out = propose(BACKGROUND, ["camel"], proposer=llm(server))
+    p = out["camel"]
+    assert p.values == ["Desert", "Snowy mountains", "Outer space"]
+    assert p.source == "llm:test-model" and p.attribute == "background"
+    assert "What are the uncommon backgrounds that a camel can appear in?" in p.prompt
+    req = server.requests[0]
+    assert req["path"] == "/v1/chat/completions"
+    assert req["auth"] == f"Bearer {KEY}"
+    assert req["body"]["model"] == "test-model"
+    assert req["body"]["response_format"] == {"type": "json_object"}
+    assert "camel" in req["body"]["messages"][-1]["content"]
+
+
+def test_colour_and_custom_attribute_questions(server):
+    server.script = [ok('["red"]')]
+    propose(COLOUR, ["frog"], proposer=llm(server))
+    texture = custom_attribute("texture", "Which unusual textures can a {class_name} have?")
+    propose(texture, ["frog"], proposer=llm(server))
+    asked = [r["body"]["messages"][-1]["content"] for r in server.requests]
+    assert "What are the uncommon colours that a frog can have?" in asked[0]
+    assert "Which unusual textures can a frog have?" in asked[1]
+
+
+@pytest.mark.parametrize("content", [
+    'Sure! Here are some uncommon backgrounds: ["Desert", "Snowy mountains"]. Hope this helps!',
+    'Here you go:\n```json\n{"backgrounds": ["Desert", "Snowy mountains"]}\n```',
+    "1. **Desert**: camels rarely...\n2. **Snowy mountains** - cold places",
+    '{"answer": {"values": [{"name": "Desert"}, {"name": "Snowy mountains"}]}}',
+])
+def test_list_wrapped_in_prose_fence_or_markdown(server, content):
+    server.script = [ok(content)]
+    assert propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"].values == ["Desert", "Snowy mountains"]
+
+
+def test_duplicates_and_markup_are_collapsed(server):
+    server.script = [ok('["Desert", "desert", "  DESERT ", "- Beach", "Beach\\n", "<b>sky</b>"]')]
+    p = propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"]
+    assert p.values == ["Desert", "Beach", "<b>sky</b>"]   # HTML stays literal text
+
+
+def test_refusal_is_a_clear_error(server):
+    server.script = [ok("I'm sorry, but I can't help with that request.")]
+    with pytest.raises(LLMRefusalError) as e:
+        propose(BACKGROUND, ["camel"], proposer=llm(server))
+    assert isinstance(e.value, BackdropError) and "declined" in str(e.value) and "camel" in str(e.value)
+
+
+def test_structured_refusal_field(server):
+    server.script = [ok(None, refusal="I cannot assist with that.")]
+    with pytest.raises(LLMRefusalError, match="refused"):
+        propose(BACKGROUND, ["camel"], proposer=llm(server))
+
+
+def test_rate_limit_is_retried_then_succeeds(server):
+    busy = (429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+            {"retry-after-ms": "20"}, 0.0)
+    server.script = [busy, busy, ok('["Desert"]')]
+    p = propose(BACKGROUND, ["camel"], proposer=llm(server, max_retries=3))["camel"]
+    assert p.values == ["Desert"] and len(server.requests) == 3
+
+
+def test_rate_limit_that_persists_is_an_error(server):
+    server.script = [(429, {"error": {"message": "Rate limit reached"}}, {"retry-after-ms": "10"}, 0.0)]
+    with pytest.raises(LLMRateLimitError) as e:
+        propose(BACKGROUND, ["camel"], proposer=llm(server, max_retries=2))
+    assert len(server.requests) == 3
+    assert "429" in str(e.value) and "max_retries" in str(e.value)
+
+
+def test_hang_past_timeout(server):
+    server.script = [(200, chat('["Desert"]'), {}, 10.0)]
+    with pytest.raises(LLMTimeoutError) as e:
+        propose(BACKGROUND, ["camel"], proposer=llm(server, timeout=1.0, max_retries=0))
+    assert "1 s" in str(e.value) and "timeout" in str(e.value)
+
+
+def test_missing_key(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMKeyMissingError) as e:
+        propose(BACKGROUND, ["camel"], proposer="llm", base_url=server.base_url, model="test-model")
+    assert isinstance(e.value, MissingResourceError) and "OPENAI_API_KEY" in str(e.value)
+    assert server.requests == []
+
+
+def test_key_from_environment(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server.script = [ok('["Desert"]')]
+    propose(BACKGROUND, ["camel"], proposer="llm", base_url=server.base_url, model="test-model", max_retries=0)
+    assert server.requests[0]["auth"] == f"Bearer {KEY}"
+
+
+def _echo_key(status):
+    def step(handler, body):
+        return (status, {"error": {"message": f"Incorrect API key provided: {handler.headers['Authorization']} "
+                                              f"(prefix {KEY[:12]})"}}, {}, 0.0)
+    return step
+
+
+@pytest.mark.parametrize("status,error", [(401, LLMAuthError), (500, LLMError)])
+def test_key_never_in_errors_reprs_or_cache(server, status, error):
+    server.script = [ok('["Desert"]'), _echo_key(status)]
+    proposer = llm(server)
+    propose(BACKGROUND, ["camel"], proposer=proposer)
+    with pytest.raises(error) as e:
+        propose(BACKGROUND, ["goldfish"], proposer=proposer)
+    texts = [str(e.value), repr(e.value), "".join(traceback.format_exception(e.value)), repr(proposer),
+             str(proposer), json.dumps(proposer.cache_id())]
+    assert all(KEY not in t and KEY[:12] not in t for t in texts)
+    assert e.value.__cause__ is None and e.value.__context__ is None
+    assert str(status) in str(e.value)
+    cached = [p.read_text() for p in store.cache_root().rglob("*.json")]
+    assert cached and all(KEY not in t for t in cached)
+
+
+def test_over_long_outputs(server):
+    server.script = [ok('["Desert", "Des', finish_reason="length")]
+    with pytest.raises(LLMOutputError, match="max_tokens"):
+        propose(BACKGROUND, ["camel"], proposer=llm(server))
+    server.script = [ok(json.dumps([f"place {i}" for i in range(30)]))]
+    with pytest.raises(LLMOutputError, match="30 values"):
+        propose(BACKGROUND, ["goldfish"], proposer=llm(server))
+
+
+def test_long_items_are_dropped_and_reported(server):
+    long = "a desert at noon where the sand stretches to the horizon and nothing moves at all"
+    server.script = [ok(json.dumps(["Desert", long]))]
+    p = propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"]
+    assert p.values == ["Desert"] and p.rejected and p.rejected[0].startswith("a desert at noon")
+
+
+def test_malformed_answer(server):
+    server.script = [ok("Deserts are nice, maybe beaches?")]
+    with pytest.raises(LLMOutputError, match="Could not find a list"):
+        propose(BACKGROUND, ["camel"], proposer=llm(server))
+
+
+def test_server_without_json_mode(server):
+    reject = (400, {"error": {"message": "Unknown parameter: 'response_format'."}}, {}, 0.0)
+    server.script = [reject, ok('Backgrounds: ["Desert"]')]
+    proposer = llm(server)
+    assert propose(BACKGROUND, ["camel"], proposer=proposer)["camel"].values == ["Desert"]
+    assert "response_format" in server.requests[0]["body"]
+    assert "response_format" not in server.requests[1]["body"]
+
+
+def test_resume_after_a_failing_class(server):
+    server.script = [ok('["Desert"]'), ok('["Lake"]'), ok("I cannot answer that.")]
+    with pytest.raises(ProposalError) as e:
+        propose(BACKGROUND, ["camel", "goldfish", "cow"], proposer=llm(server))
+    assert e.value.class_name == "cow" and set(e.value.partial) == {"camel", "goldfish"}
+    assert "2 of 3" in str(e.value)
+    server.script = [ok('["Beach"]')]
+    n_before = len(server.requests)
+    out = propose(BACKGROUND, ["camel", "goldfish", "cow"], proposer=llm(server))
+    assert [out[c].values for c in ("camel", "goldfish", "cow")] == [["Desert"], ["Lake"], ["Beach"]]
+    assert len(server.requests) == n_before + 1    # only the missing class was asked
+    propose(BACKGROUND, ["camel", "goldfish", "cow"], proposer=llm(server))
+    assert len(server.requests) == n_before + 1    # everything cached now
+    propose(BACKGROUND, ["camel"], proposer=llm(server, model="other-model"))
+    assert len(server.requests) == n_before + 2    # another model is another cache entry
+
+
+def test_cancel_keeps_finished_classes(server):
+    server.script = [ok('["Desert"]')]
+    calls = []
+    with pytest.raises(Cancelled):
+        propose(BACKGROUND, ["camel", "goldfish"], proposer=llm(server),
+                progress=lambda d, t, m: calls.append((d, t)), should_stop=lambda: bool(calls))
+    assert calls == [(1, 2)] and len(server.requests) == 1
+    propose(BACKGROUND, ["camel"], proposer=llm(server))
+    assert len(server.requests) == 1
+
+
+def test_parse_answer_units():
+    assert parse_answer('{"values": ["a", "b"]}')[0] == ["a", "b"]
+    assert parse_answer('["x"] and then {"values": ["y"]}')[0] == ["x"]
+    with pytest.raises(LLMRefusalError):
+        parse_answer("")
+    with pytest.raises(LLMOutputError):
+        parse_answer('["", "  ", 3]')
