@@ -89,3 +89,36 @@ def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict 
     with store.atomic_path(path) as tmp:
         out.to_parquet(tmp, index=False)
     return {"path": str(path), "points": len(out)}
+
+
+@job_kind("propose_values")
+def propose_values(progress, should_stop, dataset: dict, attribute: str = "background", proposer: str = "offline",
+                   top_n: int = 10, vocab: str = "builtin"):
+    """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited."""
+    from core.curation import CuratedLists
+    from core.proposals import dedupe_proposals, propose
+
+    ds = open_dataset(dataset)
+    kw = {"top_n": top_n, "vocab": vocab} if proposer == "offline" else {}
+    props = propose(attribute, ds.classes, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
+    report = CuratedLists(ds, attribute).seed_from_proposals(props, dedupe_proposals(props))
+    notice = next((p.notice for p in props.values() if p.notice), None)
+    return {"proposer": proposer, "classes": report, "notice": notice}
+
+
+@job_kind("generate_images")
+def generate_images(progress, should_stop, set_name: str, generator: str, modes: list[dict], images_per_mode: int,
+                    generator_kwargs: dict | None = None, attribute: str = "background", seed: int = 0,
+                    baseline: bool = False):
+    """Images for failure modes ({class_name, label, value} rows), or with ``baseline`` the same number per class
+    prompted with the class alone (Random_debugging), into a resumable generated set."""
+    import pandas as pd
+
+    from core.generate import baseline_for, create_generator, generate_set, mode_requests
+
+    requests = mode_requests(pd.DataFrame(modes), images_per_mode, attribute=attribute)
+    if baseline:
+        requests = baseline_for(requests)
+    made = generate_set(create_generator(generator, **(generator_kwargs or {})), requests, set_name, seed=seed,
+                        progress=progress, should_stop=should_stop)
+    return {"set": set_name, "images": len(made.index())}

@@ -1,5 +1,115 @@
-"""Backgrounds: waiting for its core module."""
+"""Backgrounds: per class the proposed list of uncommon values and its source, edited in place, versioned,
+imported/exported; then which values the failures show (CLIP assignment) as failure modes with examples."""
+import tempfile
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
+from core.curation import CuratedLists
+from core.proposals import BUILTIN
+from ui import data
+from ui.feedback import guard
+from ui.jobs import job_panel
+from ui.state import dataset_spec
+from ui.text import md
+
 st.title("Backgrounds")
-st.info("This page arrives with its core module.")
+spec = dataset_spec()
+ds = data.require_dataset(spec)
+world = spec.get("name") == "scenes-mnist"
+
+c1, c2, c3 = st.columns([1, 1, 2])
+attribute = c1.selectbox("Attribute", list(BUILTIN), key="bg-attr")
+proposer = c2.selectbox("Proposer", ["offline", "llm"], key="bg-proposer",
+                        help="llm asks an OpenAI(-compatible) chat model as in the paper (set OPENAI_API_KEY before "
+                             "starting the app); offline ranks a built-in vocabulary and says so.")
+vocab = "world" if world and proposer == "offline" else "builtin"
+lists = CuratedLists(ds, attribute)
+
+with c3:
+    st.caption(f"Propose uncommon {md(attribute)} values for every class. Lists you have edited are kept as they are.")
+    kw = {"top_n": 10, "vocab": vocab} if proposer == "offline" else {}
+    status = job_panel("propose_values", label=f"Propose {attribute} values ({proposer})", key="propose",
+                       start_label="Propose values", dataset=spec, attribute=attribute, proposer=proposer, **kw)
+    if (status.get("result") or {}).get("notice"):
+        st.caption(md(status["result"]["notice"]))
+
+current = lists.as_dict()
+if not current:
+    st.info("No lists yet: propose values above, import a CSV/JSON file below, or add values to a class by hand.",
+            icon=":material/list:")
+
+st.header("Lists", divider="gray")
+overview = pd.DataFrame([{"class": c, "values": len(current.get(c, [])),
+                          "source": (lists.get(c).source if c in current else ""),
+                          "edited": (lists.get(c).edited if c in current else False),
+                          "list": ", ".join(current.get(c, []))} for c in ds.classes])
+st.dataframe(overview, hide_index=True, height=min(400, 38 + 35 * len(overview)))
+
+cls = st.selectbox("Edit the list of class", ds.classes, key="bg-class")
+cur = lists.get(cls)
+values = list(cur.values) if cur else []
+with guard("Editing the list"):
+    if cur:
+        st.caption(f"Version {cur.version} · source {md(cur.source)} · "
+                   + ("edited by a person" if cur.edited else "as proposed"))
+    e1, e2 = st.columns(2)
+    with e1.form("bg-add", clear_on_submit=True, border=False):
+        new = st.text_input("Add a value", placeholder="e.g. desert", key="bg-new")
+        if st.form_submit_button("Add", icon=":material/add:") and new.strip():
+            lists.add(cls, new)
+            st.rerun()
+    with e2.form("bg-rename", border=False):
+        old = st.selectbox("Rename", values, key="bg-old", disabled=not values)
+        renamed = st.text_input("to", key="bg-renamed")
+        if st.form_submit_button("Rename", disabled=not values) and renamed.strip():
+            lists.rename(cls, old, renamed)
+            st.rerun()
+    e3, e4 = st.columns(2)
+    with e3.form("bg-remove", border=False):
+        gone = st.multiselect("Remove values", values, key="bg-gone")
+        if st.form_submit_button("Remove", disabled=not values) and gone:
+            for v in gone:
+                lists.remove(cls, v)
+            st.rerun()
+    with e4.form("bg-merge", border=False):
+        merged = st.multiselect("Merge values", values, key="bg-merged")
+        into = st.selectbox("into", values, key="bg-into", disabled=not values)
+        if st.form_submit_button("Merge", disabled=len(values) < 2) and merged:
+            lists.merge(cls, [v for v in merged if v != into], into)
+            st.rerun()
+    if values:
+        st.write("Current list: " + " · ".join(md(v) for v in values))
+    if cur and len(cur.history) > 1:
+        with st.expander(f"History ({len(cur.history)} versions): restore one"):
+            hist = pd.DataFrame([{"version": v.version, "action": v.action, "who": v.who, "when": v.when,
+                                  "values": ", ".join(v.values)} for v in reversed(cur.history)])
+            st.dataframe(hist, hide_index=True)
+            back = st.selectbox("Version", [v.version for v in cur.history[:-1]], key="bg-version")
+            if st.button("Restore this version", key="bg-restore"):
+                lists.restore(cls, int(back))
+                st.rerun()
+
+st.header("Import and export", divider="gray")
+with guard("Importing or exporting lists"):
+    x1, x2 = st.columns(2)
+    with x1:
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_bytes = lists.export_csv(Path(tmp) / "lists.csv").read_bytes() if current else b""
+            json_bytes = lists.export_json(Path(tmp) / "lists.json").read_bytes() if current else b""
+        st.download_button("Export CSV", csv_bytes, file_name=f"{attribute}-lists.csv", mime="text/csv",
+                           disabled=not current, icon=":material/download:")
+        st.download_button("Export JSON", json_bytes, file_name=f"{attribute}-lists.json", mime="application/json",
+                           disabled=not current, icon=":material/download:")
+    with x2:
+        up = st.file_uploader("Import a CSV (class_name,value) or JSON file", type=["csv", "json"], key="bg-upload")
+        if up is not None and st.button("Import", key="bg-import"):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(up.name).name
+                path.write_bytes(up.getvalue())
+                report = (lists.import_json if path.suffix.lower() == ".json" else lists.import_csv)(path)
+            st.success("Imported: " + ", ".join(f"{md(c)} {md(r)}" for c, r in report.items()))
+
+st.header("Failure modes", divider="gray")
+st.caption("CLIP assignment of each failure to a value of the lists above arrives with core's assignment module.")

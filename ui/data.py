@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import jobs
+from core import jobs, store
 from core.datasets.base import ImageDataset
 from core.workspace import open_dataset
 
@@ -36,7 +36,7 @@ def dataset_ready(spec: dict) -> bool:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _open(spec_text: str) -> ImageDataset:
+def _open(spec_text: str, cache_root: str) -> ImageDataset:
     return open_dataset(json.loads(spec_text))
 
 
@@ -44,7 +44,7 @@ def get_dataset(spec: dict) -> ImageDataset | None:
     """The opened dataset, or None while it has not been prepared (opening then would build it in the page)."""
     if not dataset_ready(spec):
         return None
-    return _open(spec_json(spec))
+    return _open(spec_json(spec), str(store.cache_root()))
 
 
 def latest_runs(ds: ImageDataset) -> dict[str, dict]:
@@ -73,8 +73,8 @@ def run_table(summary: dict) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _thumb(spec_text: str, image_id: str, size: int) -> bytes:
-    img = _open(spec_text).load(image_id).convert("RGB")
+def _thumb(spec_text: str, cache_root: str, image_id: str, size: int) -> bytes:
+    img = _open(spec_text, cache_root).load(image_id).convert("RGB")
     if max(img.size) > size:
         img.thumbnail((size, size))
     elif max(img.size) < size:   # small world images are scaled up with hard edges so digits stay legible
@@ -87,7 +87,7 @@ def _thumb(spec_text: str, image_id: str, size: int) -> bytes:
 
 
 def thumbnail(spec: dict, image_id: str, size: int = 128) -> bytes:
-    return _thumb(spec_json(spec), str(image_id), size)
+    return _thumb(spec_json(spec), str(store.cache_root()), str(image_id), size)
 
 
 def embedding_path(summary: dict) -> Path:

@@ -62,7 +62,7 @@ def job_panel(kind: str, *, label: str, key: str, start_label: str = "Start", he
         if c1.button(start_label, key=f"{key}-start", type="primary", help=help):
             jobs.submit(kind, **kwargs)
             st.rerun()
-        c2.caption(md(label))
+        c2.caption(f"{md(label)}: runs in the background; progress shows here, and you can switch pages meanwhile.")
     return status
 
 
