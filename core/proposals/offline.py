@@ -5,6 +5,7 @@ Used when no LLM is configured; its proposals say so (``source`` "offline:<embed
 """
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -49,7 +50,7 @@ def _names(obj: Any) -> list[str]:
 def world_values(attribute_name: str) -> list[str]:
     """The offline world's values for an attribute, read from ``core.datasets.world`` when it is importable."""
     try:
-        import core.datasets.world as world
+        world = importlib.import_module("core.datasets.world")
     except ImportError:
         return []
     holders = [world] + [v for v in vars(world).values() if isinstance(v, type) and v.__module__ == world.__name__]
