@@ -1,0 +1,146 @@
+"""What every image generator provides, and the generation requests built from failure modes.
+
+A :class:`GenSpec` asks for ``n_images`` of one class on one attribute value (a failure mode, "sea lion" ·
+"desert") or of the class alone (``value=None``: the paper's Random_debugging baseline). A
+:class:`Generator` turns a batch of prompts and per-image seeds into images; everything about files,
+manifests and resuming lives in :mod:`core.generate.generated_set`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+from PIL import Image
+
+from core.config import DebugConfig
+from core.errors import InvalidInputError
+from core.progress import StopFn
+
+PROMPT_TEMPLATE = DebugConfig.prompt_template   # "A photo of {class_name} {value}" (paper)
+RANDOM_TEMPLATE = DebugConfig.random_template   # "A photo of {class_name}" (Random_debugging, paper)
+
+
+@dataclass(frozen=True)
+class GenSpec:
+    """n_images of ``class_name`` showing ``attribute`` = ``value`` (``value`` None: the class alone)."""
+
+    class_name: str
+    label: int                 # index into the dataset's classes
+    attribute: str | None      # "background", "colour", ... ; None for the random baseline
+    value: str | None          # e.g. "desert"; None for the random baseline
+    prompt: str
+    n_images: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_images, int) or isinstance(self.n_images, bool) or self.n_images <= 0:
+            raise InvalidInputError(f"Images per request must be a positive whole number; got {self.n_images!r} "
+                                    f"for {self.class_name!r} · {self.value!r}.")
+        if not str(self.class_name).strip():
+            raise InvalidInputError("A generation request needs a class name.")
+        if (self.value is None) != (self.attribute is None):
+            raise InvalidInputError(f"Request for {self.class_name!r}: give both attribute and value, or neither "
+                                    f"(the random baseline); got attribute={self.attribute!r}, value={self.value!r}.")
+
+    @property
+    def mode(self) -> tuple[str, str | None]:
+        return (self.class_name, self.value)
+
+
+GenRequest = GenSpec
+
+
+def _positive(name: str, n: Any) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise InvalidInputError(f"{name} must be a positive whole number; got {n!r}.")
+    return n
+
+
+def render_prompt(template: str, class_name: str, value: str | None = None) -> str:
+    try:
+        return template.format(class_name=class_name, value=value if value is not None else "").strip()
+    except (KeyError, IndexError, ValueError) as e:
+        raise InvalidInputError(f"Prompt template {template!r} is not usable ({e}); it may only use the fields "
+                                "{class_name} and {value}.") from None
+
+
+def mode_requests(modes: pd.DataFrame | Iterable[tuple[str, int, str]], images_per_mode: int, *,
+                  attribute: str = "background", template: str = PROMPT_TEMPLATE,
+                  k: int | None = None) -> list[GenSpec]:
+    """One request per failure mode: ``images_per_mode`` images prompted "A photo of {class_name} {value}".
+
+    ``modes`` is a table with columns class_name, label, value (an ``attribute`` column overrides the
+    argument per row) or (class_name, label, value) tuples, ranked best first within each class; ``k``
+    keeps the first k modes per class.
+    """
+    _positive("Images per failure mode", images_per_mode)
+    if k is not None:
+        _positive("k (failure modes per class)", k)
+    if isinstance(modes, pd.DataFrame):
+        missing = {"class_name", "label", "value"} - set(modes.columns)
+        if missing:
+            raise InvalidInputError(f"Failure-mode table lacks columns {sorted(missing)}; it needs class_name, label "
+                                    "and value.")
+        rows = [(r["class_name"], r["label"], r["value"], r.get("attribute", attribute))
+                for r in modes.to_dict("records")]
+    else:
+        rows = [(c, lab, v, attribute) for c, lab, v in modes]
+    taken: dict[str, int] = {}
+    out, seen = [], set()
+    for class_name, label, value, attr in rows:
+        if value is None or not str(value).strip():
+            raise InvalidInputError(f"Failure mode of {class_name!r} has no value; drop it or name the "
+                                    f"{attr} it stands for.")
+        if (class_name, value) in seen:
+            continue
+        if k is not None and taken.get(class_name, 0) >= k:
+            continue
+        seen.add((class_name, value))
+        taken[class_name] = taken.get(class_name, 0) + 1
+        out.append(GenSpec(str(class_name), int(label), str(attr), str(value),
+                           render_prompt(template, class_name, value), images_per_mode))
+    return out
+
+
+def random_requests(classes: Sequence[tuple[str, int]], images_per_class: int, *,
+                    template: str = RANDOM_TEMPLATE) -> list[GenSpec]:
+    """The Random_debugging baseline: ``images_per_class`` images per (class_name, label), class name only."""
+    _positive("Images per class", images_per_class)
+    return [GenSpec(str(c), int(lab), None, None, render_prompt(template, c), images_per_class) for c, lab in classes]
+
+
+def baseline_for(requests: Sequence[GenSpec], *, template: str = RANDOM_TEMPLATE) -> list[GenSpec]:
+    """Random_debugging requests with as many images per class as ``requests`` make for that class."""
+    per_class: dict[tuple[str, int], int] = {}
+    for r in requests:
+        per_class[(r.class_name, r.label)] = per_class.get((r.class_name, r.label), 0) + r.n_images
+    return [GenSpec(c, lab, None, None, render_prompt(template, c), n) for (c, lab), n in per_class.items()]
+
+
+class Generator(ABC):
+    """Makes images from prompts, one seed per image; the same seed gives the same image."""
+
+    name: str = ""          # registry name, e.g. "diffusers", "world"
+    model_id: str = ""      # what makes the images: hub id, folder, world key
+    backend: str = ""       # family: "diffusers", "world"
+    max_batch_size: int = 8
+
+    def __init__(self) -> None:
+        # Per image of the latest batch: {"dropped_reason": ...} for a None image, ground truth etc. otherwise.
+        self.last_info: list[dict[str, Any]] = []
+
+    def config(self) -> dict[str, Any]:
+        """Everything besides model_id that changes the images (steps, guidance, size); fixed per set."""
+        return {}
+
+    def validate(self, specs: Sequence[GenSpec]) -> None:
+        """Raise InvalidInputError for requests this generator cannot make, before any work starts."""
+
+    def prepare(self) -> None:
+        """Load weights or worlds; raises MissingResourceError when they are not available here."""
+
+    @abstractmethod
+    def generate_batch(self, prompts: list[str], seeds: list[int], specs: list[GenSpec],
+                       should_stop: StopFn | None = None) -> list[Image.Image | None]:
+        """One image per prompt (None where it was dropped, reason in ``last_info``); Cancelled if stopped."""
