@@ -1,0 +1,368 @@
+"""Curated value lists: per (dataset, attribute, class) the list a user owns, stored as immutable versions.
+
+Lists live under ``cache/lists/<dataset>/<attribute>/<class>/v000001.json``; folder names are slug + hash, so
+any class name (punctuation, unicode, 200 characters) is safe. Every edit writes a new version (atomic, under a
+lock) recording who, what and when; nothing is ever overwritten or deleted. Seeding from proposals fills only
+lists nobody has edited, so a recompute never replaces a person's work. Values are literal plain text:
+sanitised (control characters, list markers, length) and never interpreted.
+"""
+from __future__ import annotations
+
+import csv
+import getpass
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from core import store
+from core.errors import InvalidInputError
+from core.proposals.proposal import now_iso
+from core.proposals.text import (MAX_CURATED_CHARS, case_key, display_value, safe_name, sanitize_class_name,
+                                 sanitize_value)
+
+SCHEMA = 1
+CSV_HEADER = ["class_name", "value"]
+_VERSION_FILE = re.compile(r"^v(\d{6})\.json$")
+
+
+@dataclass(frozen=True)
+class Version:
+    version: int
+    values: list[str]
+    action: str           # seed, add, remove, rename, merge, undo_merge, restore, edit, import
+    source: str           # where the values came from: "proposals:llm:<model>", "user", "import:<file>"
+    who: str
+    when: str             # ISO-8601 UTC
+    detail: dict = field(default_factory=dict)
+    edited: bool = False  # True once a person (not a seed) has changed the list
+
+
+@dataclass(frozen=True)
+class CuratedList:
+    class_name: str
+    values: list[str]
+    version: int
+    source: str           # what the list started from (its first version's source)
+    history: list[Version]
+    version_id: str       # content id of these values, for results to record
+    edited: bool
+
+
+def default_user() -> str:
+    try:
+        return os.environ.get("BACKDROP_USER") or getpass.getuser()
+    except Exception:   # getpass raises different errors per platform when no user is known
+        return "unknown"
+
+
+def _clean_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"List values must be text; got {value!r}.")
+    clean = sanitize_value(value, MAX_CURATED_CHARS)
+    if not clean:
+        raise InvalidInputError(f"The value {value!r} is empty or only whitespace/markup; type a name such as 'desert'.")
+    return clean
+
+
+def _clean_values(values: Iterable[Any]) -> list[str]:
+    """Sanitised values with case/spacing duplicates collapsed (first kept)."""
+    out, seen = [], set()
+    for v in values:
+        clean = _clean_value(v)
+        if case_key(clean) not in seen:
+            seen.add(case_key(clean))
+            out.append(clean)
+    return out
+
+
+def _index(values: list[str], value: str) -> int:
+    key = case_key(sanitize_value(value, MAX_CURATED_CHARS))
+    for i, v in enumerate(values):
+        if case_key(v) == key:
+            return i
+    return -1
+
+
+def content_id(*parts: Any) -> str:
+    return store.make_key("curated", SCHEMA, *parts)
+
+
+class CuratedLists:
+    """The curated lists of one dataset and attribute. ``dataset`` is a name or key string, or a dataset object
+    (its ``name`` is used, so lists survive a change of the dataset's files)."""
+
+    def __init__(self, dataset: Any, attribute: Any, who: str | None = None):
+        name = dataset if isinstance(dataset, str) else getattr(dataset, "name", None)
+        attr = attribute if isinstance(attribute, str) else getattr(attribute, "name", None)
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"Curated lists need a dataset name or key; got {dataset!r}.")
+        if not isinstance(attr, str) or not attr.strip():
+            raise InvalidInputError(f"Curated lists need an attribute name such as 'background'; got {attribute!r}.")
+        self.dataset, self.attribute = name, attr
+        self.who = who
+        self.root = store.cache_root() / "lists" / safe_name(name) / safe_name(attr)
+
+    def __repr__(self) -> str:
+        return f"CuratedLists(dataset={self.dataset!r}, attribute={self.attribute!r})"
+
+    # ---- reading -------------------------------------------------------------------------------------------
+
+    def _dir(self, class_name: str) -> Path:
+        if not isinstance(class_name, str) or not sanitize_class_name(class_name):
+            raise InvalidInputError(f"Class name {class_name!r} is empty; give the class a name.")
+        return self.root / safe_name(class_name)
+
+    def _read(self, path: Path, class_name: str | None) -> tuple[str, Version] | None:
+        d = store.load_json(path)
+        m = _VERSION_FILE.match(path.name)
+        try:
+            ok = (isinstance(d, dict) and m and d.get("schema") == SCHEMA and d["version"] == int(m.group(1))
+                  and isinstance(d["values"], list) and all(isinstance(v, str) for v in d["values"])
+                  and (class_name is None or d["class_name"] == class_name))
+            if not ok:
+                return None
+            return d["class_name"], Version(**{k: d[k] for k in Version.__dataclass_fields__ if k in d})
+        except (KeyError, TypeError):
+            return None
+
+    def versions(self, class_name: str) -> list[Version]:
+        """Every version of a class's list, oldest first (empty when there is no list)."""
+        folder = self._dir(class_name)
+        found = [self._read(p, class_name) for p in sorted(folder.glob("v*.json"))] if folder.is_dir() else []
+        return [v for _, v in filter(None, found)]
+
+    def get(self, class_name: str) -> CuratedList | None:
+        history = self.versions(class_name)
+        if not history:
+            return None
+        cur = history[-1]
+        return CuratedList(class_name, list(cur.values), cur.version, history[0].source, history,
+                           content_id(self.dataset, self.attribute, class_name, cur.values), cur.edited)
+
+    def classes(self) -> list[str]:
+        names = set()
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                last = sorted(folder.glob("v*.json"))[-1:] if folder.is_dir() else []
+                read = self._read(last[0], None) if last else None
+                if read:
+                    names.add(read[0])
+        return sorted(names)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {c: self.get(c).values for c in self.classes()}
+
+    def current_version_id(self, class_name: str | None = None) -> str:
+        """Content id of the current lists (of one class, or all): equal lists give equal ids, so results that
+        record it can be matched to the exact lists they used."""
+        if class_name is not None:
+            cur = self.get(class_name)
+            return content_id(self.dataset, self.attribute, class_name, cur.values if cur else None)
+        return content_id(self.dataset, self.attribute, sorted(self.as_dict().items()))
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def _write(self, class_name: str, values: list[str], action: str, source: str, detail: dict | None = None,
+               who: str | None = None, edited: bool = True, skip_if_same: bool = False) -> CuratedList:
+        folder = self._dir(class_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with store.lock(folder / "list"):
+            history = self.versions(class_name)
+            prev = history[-1] if history else None
+            if skip_if_same and prev is not None and prev.values == values:
+                return self.get(class_name)
+            n = (prev.version if prev else 0) + 1
+            path = folder / f"v{n:06d}.json"
+            if path.exists():   # never replace a version, even one that failed validation
+                n = max(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_FILE.match(p.name))) + 1
+                path = folder / f"v{n:06d}.json"
+            record = Version(n, list(values), action, source, who or self.who or default_user(),
+                             now_iso(), detail or {}, edited or bool(prev and prev.edited))
+            store.save_json(path, {"schema": SCHEMA, "dataset": self.dataset, "attribute": self.attribute,
+                                   "class_name": class_name, **asdict(record)})
+        return self.get(class_name)
+
+    def _current(self, class_name: str) -> CuratedList:
+        cur = self.get(class_name)
+        if cur is None:
+            raise InvalidInputError(f"There is no {self.attribute} list for class {class_name!r} yet; add a value "
+                                    "or seed it from proposals first.")
+        return cur
+
+    def seed_from_proposals(self, proposals: Mapping[str, Any], dedupe_results: Mapping[str, Any] | None = None,
+                            who: str | None = None) -> dict[str, str]:
+        """Fill lists from ``propose`` results (deduped values when ``dedupe_results`` has the class). Lists a
+        person has edited are left alone. Returns class -> what happened."""
+        report = {}
+        for class_name, prop in proposals.items():
+            deduped = (dedupe_results or {}).get(class_name)
+            values = deduped.values if deduped is not None else getattr(prop, "values", prop)
+            cur = self.get(class_name)
+            if cur is not None and cur.edited:
+                report[class_name] = "kept: edited by a user"
+                continue
+            clean = _clean_values(v for v in values if isinstance(v, str) and sanitize_value(v))
+            if not clean:
+                report[class_name] = "skipped: no values proposed"
+                continue
+            merges = [{"kept": m.kept, "dropped": m.dropped, "restore_as": display_value(m.dropped),
+                       "reason": m.reason, "similarity": m.similarity} for m in getattr(deduped, "merges", [])]
+            source = f"proposals:{getattr(prop, 'source', 'given')}"
+            new = self._write(class_name, clean, "seed", source, {"merges": merges}, who or "backdrop",
+                              edited=False, skip_if_same=True)
+            report[class_name] = ("created" if cur is None else
+                                  "unchanged" if new.version == cur.version else "updated")
+        return report
+
+    def add(self, class_name: str, value: str, who: str | None = None) -> CuratedList:
+        clean = _clean_value(value)
+        cur = self.get(class_name)
+        values = list(cur.values) if cur else []
+        if _index(values, clean) >= 0:
+            raise InvalidInputError(f"{clean!r} is already in the list for {class_name!r} as "
+                                    f"{values[_index(values, clean)]!r}.")
+        return self._write(class_name, values + [clean], "add", "user", {"value": clean}, who)
+
+    def replace(self, class_name: str, values: Iterable[str], who: str | None = None) -> CuratedList:
+        """Set the whole list at once (e.g. from a table editor); duplicates differing in case collapse."""
+        return self._write(class_name, _clean_values(values), "edit", "user", {}, who, skip_if_same=True)
+
+    def remove(self, class_name: str, value: str, who: str | None = None) -> CuratedList:
+        values = list(self._current(class_name).values)
+        i = self._require(values, value, class_name)
+        removed = values.pop(i)
+        return self._write(class_name, values, "remove", "user", {"value": removed}, who)
+
+    def rename(self, class_name: str, old: str, new: str, who: str | None = None) -> CuratedList:
+        values = list(self._current(class_name).values)
+        i = self._require(values, old, class_name)
+        clean = _clean_value(new)
+        j = _index(values, clean)
+        if j >= 0 and j != i:
+            raise InvalidInputError(f"{clean!r} is already in the list as {values[j]!r}; use merge to combine them.")
+        detail = {"old": values[i], "new": clean}
+        values[i] = clean
+        return self._write(class_name, values, "rename", "user", detail, who)
+
+    def merge(self, class_name: str, values: Iterable[str], into: str, who: str | None = None) -> CuratedList:
+        """Drop ``values`` in favour of ``into`` (added at the first dropped value's place if not in the list)."""
+        current = list(self._current(class_name).values)
+        dropped = [current[self._require(current, v, class_name)] for v in values]
+        target = _clean_value(into)
+        dropped = [v for v in dropped if case_key(v) != case_key(target)]
+        if not dropped:
+            raise InvalidInputError("Pick at least one value other than the one to merge into.")
+        if _index(current, target) < 0:
+            current.insert(_index(current, dropped[0]), target)
+        target = current[_index(current, target)]
+        kept = [v for v in current if v not in dropped]
+        merges = [{"kept": target, "dropped": v, "restore_as": v, "reason": "merged by a user", "similarity": None}
+                  for v in dropped]
+        return self._write(class_name, kept, "merge", "user", {"merges": merges}, who)
+
+    def merges(self, class_name: str) -> list[dict]:
+        """Merges recorded in the history (newest first) whose dropped value is not in the list now."""
+        cur = self.get(class_name)
+        if cur is None:
+            return []
+        out = []
+        for version in reversed(cur.history):
+            for m in version.detail.get("merges", []):
+                if _index(cur.values, m["restore_as"]) < 0 and all(m["dropped"] != o["dropped"] for o in out):
+                    out.append(m)
+        return out
+
+    def undo_merge(self, class_name: str, dropped: str, who: str | None = None) -> CuratedList:
+        """Put a merged-away value back, right after the value it was merged into."""
+        values = list(self._current(class_name).values)
+        key = case_key(sanitize_value(dropped))
+        match = next((m for m in self.merges(class_name)
+                      if key in (case_key(m["dropped"]), case_key(m["restore_as"]))), None)
+        if match is None:
+            raise InvalidInputError(f"No merge of {dropped!r} to undo in the list for {class_name!r} (it may be in "
+                                    "the list already).")
+        value = _clean_value(match["restore_as"])
+        at = _index(values, match["kept"])
+        values.insert(at + 1 if at >= 0 else len(values), value)
+        return self._write(class_name, values, "undo_merge", "user", {"value": value, "kept": match["kept"]}, who)
+
+    def restore(self, class_name: str, version: int, who: str | None = None) -> CuratedList:
+        """Make an earlier version current again (as a new version; history is kept)."""
+        old = next((v for v in self.versions(class_name) if v.version == version), None)
+        if old is None:
+            raise InvalidInputError(f"The list for {class_name!r} has no version {version}; see versions().")
+        return self._write(class_name, list(old.values), "restore", "user", {"restored": version}, who)
+
+    def _require(self, values: list[str], value: str, class_name: str) -> int:
+        i = _index(values, value)
+        if i < 0:
+            raise InvalidInputError(f"{value!r} is not in the {self.attribute} list for {class_name!r}.")
+        return i
+
+    # ---- import / export -----------------------------------------------------------------------------------
+
+    def export_csv(self, path: str | os.PathLike) -> Path:
+        """``class_name,value`` rows; a class whose list is empty gets one row with an empty value."""
+        lines = [CSV_HEADER]
+        for class_name, values in self.as_dict().items():
+            lines += [[class_name, v] for v in values] or [[class_name, ""]]
+        with store.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(lines)
+        return Path(path)
+
+    def export_json(self, path: str | os.PathLike) -> Path:
+        doc = {"schema": SCHEMA, "dataset": self.dataset, "attribute": self.attribute,
+               "version_id": self.current_version_id(), "lists": self.as_dict()}
+        return store.atomic_write_bytes(path, json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8"))
+
+    def import_csv(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise InvalidInputError(f"Could not read {path} as a UTF-8 CSV file ({e}).") from None
+        if not rows or [c.strip().lower() for c in rows[0]] != CSV_HEADER:
+            raise InvalidInputError(f"{path} must start with the header row 'class_name,value'.")
+        lists: dict[str, list[str]] = {}
+        for n, row in enumerate(rows[1:], start=2):
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != 2 or not row[0].strip():
+                raise InvalidInputError(f"{path} line {n}: expected 'class_name,value', got {row!r}.")
+            values = lists.setdefault(row[0], [])
+            if row[1] != "":
+                values.append(self._clean_at(row[1], f"{path} line {n}"))
+        return self._import(lists, f"import:{Path(path).name}", who)
+
+    def import_json(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidInputError(f"Could not read {path} as UTF-8 JSON ({e}).") from None
+        lists = doc.get("lists", doc) if isinstance(doc, dict) else None
+        if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
+            raise InvalidInputError(f"{path} must hold {{\"lists\": {{class_name: [values, ...]}}}}.")
+        return self._import({c: [self._clean_at(v, f"{path} class {c!r}") for v in vals]
+                             for c, vals in lists.items()}, f"import:{Path(path).name}", who)
+
+    @staticmethod
+    def _clean_at(value: Any, where: str) -> str:
+        try:
+            return _clean_value(value)
+        except InvalidInputError as e:
+            raise InvalidInputError(f"{where}: {e}") from None
+
+    def _import(self, lists: dict[str, list[str]], source: str, who: str | None) -> dict[str, str]:
+        """Every class in the file gets a new version when its values differ; nothing is removed."""
+        for class_name in lists:
+            self._dir(class_name)   # validates names before anything is written
+        report = {}
+        for class_name, values in lists.items():
+            before = self.get(class_name)
+            after = self._write(class_name, _clean_values(values), "import", source, {}, who, skip_if_same=True)
+            report[class_name] = ("created" if before is None else
+                                  "unchanged" if after.version == before.version else "updated")
+        return report
