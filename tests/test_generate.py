@@ -85,6 +85,8 @@ def test_bad_templates_and_half_modes_are_refused():
         mode_requests(MODES, 1, template="A photo of {clas}")
     with pytest.raises(InvalidInputError):
         GenSpec("cat", 0, "background", None, "A photo of cat", 1)
+    with pytest.raises(InvalidInputError, match="no value"):
+        mode_requests(pd.DataFrame({"class_name": ["cat"], "label": [0], "value": [float("nan")]}), 1)
 
 
 def test_image_seeds_are_deterministic_and_distinct():

@@ -89,7 +89,7 @@ def mode_requests(modes: pd.DataFrame | Iterable[tuple[str, int, str]], images_p
     taken: dict[str, int] = {}
     out, seen = [], set()
     for class_name, label, value, attr in rows:
-        if value is None or not str(value).strip():
+        if value is None or pd.isna(value) or not str(value).strip():
             raise InvalidInputError(f"Failure mode of {class_name!r} has no value; drop it or name the "
                                     f"{attr} it stands for.")
         if (class_name, value) in seen:
