@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core import store
-from core.errors import BackdropError, Cancelled, MissingResourceError
+from core.errors import BackdropError, Cancelled, InvalidInputError, MissingResourceError
 from core.proposals import (BACKGROUND, COLOUR, LLMAuthError, LLMConfig, LLMError, LLMKeyMissingError,
                             LLMOutputError, LLMProposer, LLMRateLimitError, LLMRefusalError, LLMTimeoutError,
                             ProposalError, custom_attribute, propose)
-from core.proposals.llm import parse_answer
+from core.proposals.llm import _endpoint, parse_answer
 
 KEY = "sk-test-SECRET0123456789abcdef"
 
@@ -261,3 +261,12 @@ def test_parse_answer_units():
         parse_answer("")
     with pytest.raises(LLMOutputError):
         parse_answer('["", "  ", 3]')
+
+
+def test_endpoint_shown_without_credentials_and_config_checks(server):
+    assert _endpoint("http://user:pw@host:8000/v1?key=abc") == "http://host:8000/v1"
+    assert _endpoint(None) == "api.openai.com"
+    with pytest.raises(InvalidInputError):
+        LLMProposer(LLMConfig(timeout=0), api_key=KEY)
+    with pytest.raises(InvalidInputError, match="constructor"):
+        propose(BACKGROUND, ["camel"], proposer=llm(server), model="x")

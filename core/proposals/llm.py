@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core import store
-from core.errors import MissingResourceError
+from core.errors import InvalidInputError, MissingResourceError
 from core.proposals.attributes import Attribute
 from core.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
 from core.proposals.text import (MAX_VALUE_CHARS, case_key, redact, sanitize_class_name, sanitize_value,
@@ -198,7 +198,7 @@ class LLMProposer(Proposer):
     def __init__(self, config: LLMConfig | None = None, api_key: str | None = None, **overrides: Any):
         self.config = replace(config or LLMConfig(), **overrides)
         if self.config.timeout <= 0 or self.config.max_retries < 0 or self.config.max_items < 1:
-            raise LLMError("LLMConfig needs timeout > 0, max_retries >= 0 and max_items >= 1.")
+            raise InvalidInputError("LLMConfig needs timeout > 0, max_retries >= 0 and max_items >= 1.")
         self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
         self._json_mode = self.config.json_mode
         self._client_obj = None

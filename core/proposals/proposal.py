@@ -124,6 +124,9 @@ def propose(attribute: Attribute | str, class_names: Iterable[str], proposer: st
         if proposer != "llm":
             kw.pop("api_key", None)
         proposer = PROPOSERS.create(proposer, **kw)
+    elif kw:
+        raise InvalidInputError(f"Options {sorted(kw)} go to a proposer's constructor; pass them when building "
+                                f"{proposer!r}, or pass the proposer by name.")
     progress = progress or no_progress
     out: dict[str, Proposal] = {}
     n = len(names)
