@@ -76,13 +76,13 @@ with guard("Loading the model's failures"):
 
         def cell(r):
             st.image(data.thumbnail(spec, r.image_id), width="stretch")
-            top5 = ", ".join(md(classes[i]) for i in r.top5)
+            top5 = md(r.top5_names.replace(" | ", ", "))
             st.caption(f"**{md(r.class_name)}** → {md(r.pred_name)} ({r.confidence:.0%})  \n"
                        f"top-5: {top5}  \n{md(r.image_id)} · {md(r.split)}")
 
         grid(list(rows.itertuples()), cell, columns=6)
     with tab_table:
-        st.dataframe(named(sel.head(5000), classes).drop(columns=["top5"]), hide_index=True)
+        st.dataframe(named(sel.head(5000), classes), hide_index=True)
         if len(sel) > 5000:
             st.caption(f"First 5,000 of {len(sel):,} rows; the CSV export has them all.")
     with tab_classes:

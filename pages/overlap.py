@@ -2,7 +2,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.failures import compare_pair, family_average
+from core.failures import family_average
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
@@ -52,7 +52,7 @@ with guard("Computing the overlap"):
     if a == b:
         st.caption("Pick two different models.")
         st.stop()
-    parts = compare_pair(data.run_table(runs[a]), data.run_table(runs[b]))
+    parts = data.compare(runs[a], runs[b])
     st.subheader(f"{md(a)} × {md(b)}: IoU {iou.at[a, b]:.3f}")
     tabs = st.tabs([f"Both fail ({len(parts['both']):,})", f"Only {md(a)} ({len(parts['only_a']):,})",
                     f"Only {md(b)} ({len(parts['only_b']):,})"])

@@ -41,7 +41,7 @@ def test_dataset_spec_parsing_says_what_is_wrong():
 def table():
     return pd.DataFrame({"image_id": [f"val/{i}" for i in range(6)], "label": [0, 0, 1, 1, 2, 2],
                          "pred": [1, 2, 0, 2, 0, 1], "confidence": [.5] * 6, "true_prob": [.1] * 6,
-                         "top5": [[1, 0, 2]] * 6, "correct": [False] * 6,
+                         "top1": [1] * 6, "top2": [0] * 6, "top3": [2] * 6, "correct": [False] * 6,
                          "split": ["seed", "heldout", "seed", "heldout", "seed", "heldout"]})
 
 

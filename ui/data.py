@@ -57,19 +57,34 @@ def latest_runs(ds: ImageDataset) -> dict[str, dict]:
     return out
 
 
-@st.cache_data(show_spinner=False, max_entries=48)
-def _table(folder: str, model: str, family: str, mtime: float) -> pd.DataFrame:
-    from core.pipeline import _load
+def read_failure_table(folder: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A finished run's failure table (core.pipeline writes ``failures.parquet``), with its top-5 list column
+    unpacked into int columns top1..top5: object columns of lists make every cache hit slow to unpickle."""
+    import numpy as np
+    import pyarrow.parquet as pq
 
-    run = _load(Path(folder), model, family)
-    if run is None:
-        return pd.DataFrame()
-    return run.table
+    tbl = pq.read_table(Path(folder) / "failures.parquet", columns=columns)
+    top = None
+    if "top5" in tbl.column_names:
+        col = tbl.column("top5").combine_chunks()
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        top = flat.reshape(len(col), -1) if len(col) else np.zeros((0, 5), np.int64)
+        tbl = tbl.drop_columns(["top5"])
+    df = tbl.to_pandas()
+    if top is not None:
+        for j in range(top.shape[1]):
+            df[f"top{j + 1}"] = top[:, j].astype(np.int32)
+    return df
+
+
+@st.cache_data(show_spinner=False, max_entries=48)
+def _table(folder: str, mtime: float) -> pd.DataFrame:
+    return read_failure_table(folder)
 
 
 def run_table(summary: dict) -> pd.DataFrame:
-    """One row per debug image of a finished run (see core.failures.failure_table)."""
-    return _table(summary["folder"], summary["model"], summary["family"], summary["mtime"])
+    """One row per debug image of a finished run (see core.failures.failure_table), top-5 as top1..top5."""
+    return _table(summary["folder"], summary["mtime"])
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
@@ -115,18 +130,34 @@ def empty_state(message: str, icon: str = ":material/info:") -> None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _overlap(runs_key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from core.failures import iou_matrix
+    import numpy as np
 
-    ids = {}
-    for folder, model, family, mtime in runs_key:
-        t = _table(folder, model, family, mtime)
-        ids[model] = t.loc[~t["correct"], "image_id"].to_numpy()
-    return iou_matrix(ids)
+    from core.failures import iou_matrix, overlap_from_matrix
+
+    names = [model for _, model, _ in runs_key]
+    masks = [read_failure_table(folder, ["image_id", "correct"]) for folder, _, _ in runs_key]
+    first = masks[0]["image_id"]
+    if all(len(m) == len(first) and m["image_id"].equals(first) for m in masks[1:]):
+        # Runs over the same debug set: the failure matrix is their stacked wrong-prediction masks.
+        return overlap_from_matrix(names, np.stack([~m["correct"].to_numpy(bool) for m in masks]))
+    return iou_matrix({n: m.loc[~m["correct"], "image_id"].to_numpy() for n, m in zip(names, masks)})
 
 
 def overlap(summaries: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """IoU and intersection counts of the failure sets of these runs (core.failures.iou_matrix), cached."""
-    return _overlap(tuple((s["folder"], s["model"], s["family"], s["mtime"]) for s in summaries))
+    """IoU and intersection counts of the failure sets of these runs (core.failures), cached."""
+    return _overlap(tuple((s["folder"], s["model"], s["mtime"]) for s in summaries))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _pair(a: tuple, b: tuple) -> dict[str, pd.DataFrame]:
+    from core.failures import compare_pair
+
+    return compare_pair(_table(*a), _table(*b))
+
+
+def compare(summary_a: dict, summary_b: dict) -> dict[str, pd.DataFrame]:
+    """Failures both runs share and those only one has (core.failures.compare_pair), cached."""
+    return _pair((summary_a["folder"], summary_a["mtime"]), (summary_b["folder"], summary_b["mtime"]))
 
 
 def require_dataset(spec: dict) -> ImageDataset:

@@ -27,13 +27,19 @@ def select_rows(df: pd.DataFrame, *, labels: Iterable[int] = (), preds: Iterable
     return df[mask]
 
 
+def top_columns(df: pd.DataFrame) -> list[str]:
+    """The unpacked top-5 prediction columns present (fewer than five when there are fewer classes)."""
+    return [c for c in ("top1", "top2", "top3", "top4", "top5") if c in df]
+
+
 def named(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """The table with class names beside label, prediction and top-5 (for display and CSV export)."""
     names = pd.Series(classes)
     out = df.copy()
     out["class_name"] = names.reindex(out["label"].to_numpy()).to_numpy()
     out["pred_name"] = names.reindex(out["pred"].to_numpy()).to_numpy()
-    out["top5_names"] = [" | ".join(classes[int(i)] for i in t) for t in out["top5"]]
+    tops = top_columns(out)
+    out["top5_names"] = [" | ".join(classes[int(i)] for i in t) for t in out[tops].to_numpy()] if tops else ""
     return out
 
 

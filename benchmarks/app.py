@@ -1,0 +1,197 @@
+"""Render time of every app page with a populated world of 30,000 debug images, and the IoU matrix build time.
+
+    python benchmarks/app.py [--debug 30000] [--models 40] [--repeats 3]
+
+The world: the tiny offline world's images behind a 30,000-image debug set ("bench-world", registered in this
+process), 40 models whose failure tables are synthetic (random logits with a shared per-image difficulty, so
+failure sets overlap as real models' do) and written where core.pipeline keeps finished runs, plus curated lists
+and a generated set. Each page is rendered with streamlit's AppTest: one cold run, then the median of warm runs
+(what a user sees when interacting). Targets: every page under 1 s; IoU of 40 models x 30,000 images under 0.1 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("BACKDROP_CACHE", tempfile.mkdtemp(prefix="backdrop-bench-app-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from core import jobs, store  # noqa: E402
+from core.config import HeadConfig, SplitConfig  # noqa: E402
+from core.datasets import DATASETS  # noqa: E402
+from core.datasets.base import ImageDataset  # noqa: E402
+from core.failures import failure_table, iou_matrix, per_class_counts  # noqa: E402
+from core.heads import LinearHead  # noqa: E402
+from core.workspace import open_dataset  # noqa: E402
+import core.job_kinds  # noqa: E402,F401
+
+TINY = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
+PAGES = ["pages/setup.py", "pages/failures.py", "pages/overlap.py", "pages/backgrounds.py", "pages/generate.py",
+         "pages/results.py"]
+FAMILIES = ["ResNet", "EfficientNet", "ViT", "CLIP", "ConvNeXt", "DenseNet", "MobileNet", "RegNet"]
+
+
+class BenchWorld(ImageDataset):
+    """``n_debug`` debug images whose pixels are the tiny world's val images, reused in turn."""
+
+    name = "bench-world"
+
+    def __init__(self, n_debug: int = 30_000):
+        self.world = open_dataset(TINY)
+        self.classes = list(self.world.classes)
+        base = self.world.index("val")
+        rows = np.arange(n_debug) % len(base)
+        self._val = base.iloc[rows].reset_index(drop=True).assign(image_id=[f"val/{i:06d}" for i in range(n_debug)])
+        self._base_ids = base["image_id"].to_numpy()[rows]
+
+    @property
+    def key(self) -> str:
+        return store.make_key(self.name, len(self._val))
+
+    def pools(self):
+        return ["val"]
+
+    def index(self, pool):
+        return self._val.copy()
+
+    def load(self, image_id):
+        return self.world.load(self._base_ids[int(str(image_id).split("/")[1])])
+
+
+def synthetic_runs(ds: BenchWorld, n_models: int, seed: int = 0) -> list[str]:
+    """Failure tables of ``n_models`` models (accuracy 60-85%) stored as finished pipeline runs."""
+    from core.pipeline import run_folder
+
+    rng = np.random.default_rng(seed)
+    debug = ds.index("val")
+    n, c = len(debug), len(ds.classes)
+    labels = debug["label"].to_numpy()
+    difficulty = rng.normal(size=n)                     # shared: hard images fail for many models
+    names = []
+    for m in range(n_models):
+        fam = FAMILIES[m % len(FAMILIES)]
+        name = f"{fam.lower()}-{m:02d}"
+        logits = rng.normal(size=(n, c)).astype(np.float32)
+        margin = 2.0 + 0.8 * rng.normal() - 1.6 * difficulty + 0.6 * rng.normal(size=n)
+        logits[np.arange(n), labels] += margin
+        table = failure_table(debug, logits, seed=0)
+        head = LinearHead(torch.zeros(c, 8), torch.zeros(c), torch.zeros(8), torch.ones(8), ds.classes)
+        folder = run_folder(ds, name, store.make_key("bench-run", name))
+        folder.mkdir(parents=True, exist_ok=True)
+        head.save(folder / "head.safetensors")
+        table.to_parquet(folder / "failures.parquet", index=False)
+        per_class_counts(table, ds.classes).to_parquet(folder / "per_class.parquet", index=False)
+        acc = float(table["correct"].mean())
+        store.save_json(folder / "summary.json", {
+            "model": name, "family": fam, "dataset": ds.name, "dataset_key": ds.key, "backbone_key": f"bench-{name}",
+            "weights_id": "synthetic", "split_config": asdict(SplitConfig()), "head_config": asdict(HeadConfig()),
+            "accuracy": {"head_train": 1.0, "debug": acc, "test": acc}, "n_debug": n,
+            "n_failures": int((~table["correct"]).sum()), "n_seed": int((table["split"] == "seed").sum()),
+            "n_heldout": int((table["split"] == "heldout").sum())})
+        names.append(name)
+    return names
+
+
+def populate(n_debug: int, n_models: int) -> dict:
+    """Register and prepare the bench world; write runs, an embedding map, curated lists and a generated set."""
+    jobs.run_inline(jobs.job_for("prepare_dataset", dataset=TINY))
+    if "bench-world" not in DATASETS:
+        DATASETS.add("bench-world", BenchWorld)
+    spec = {"name": "bench-world", "n_debug": n_debug}
+    jobs.run_inline(jobs.job_for("prepare_dataset", dataset=spec))
+    ds = open_dataset(spec)
+    t = time.perf_counter()
+    names = synthetic_runs(ds, n_models)
+    print(f"populated {n_models} runs x {n_debug:,} debug images in {time.perf_counter() - t:.1f} s")
+    _embedding_map(ds, names[0])
+    _lists(ds)
+    return spec
+
+
+def _embedding_map(ds, model: str) -> None:
+    from core.job_kinds import embedding_map_path
+
+    rng = np.random.default_rng(1)
+    ids = ds.index("val")["image_id"]
+    pts = pd.DataFrame({"image_id": ids, "x": rng.normal(size=len(ids)), "y": rng.normal(size=len(ids))})
+    path = embedding_map_path(f"bench-{model}", ds.key, asdict(SplitConfig()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pts.to_parquet(path, index=False)
+
+
+def _lists(ds) -> None:
+    from core.curation import CuratedLists
+
+    lists = CuratedLists(ds, "background")
+    for i, c in enumerate(ds.classes):
+        lists.replace(c, [v for v in ds.world.backgrounds if v != ds.world.common_background(i)])
+
+
+def render_times(spec: dict, repeats: int) -> list[dict]:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["BACKDROP_APP_DATASET"] = json.dumps(spec)
+    rows = []
+    for page in PAGES:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        at.run()
+        if page != PAGES[0]:
+            at.switch_page(page)
+        t = time.perf_counter()
+        at.run()
+        cold = time.perf_counter() - t
+        warm = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - t)
+        problems = [e.value for e in at.exception] + [e.value for e in at.error]
+        rows.append({"page": page, "cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
+                     "under_1s": statistics.median(warm) < 1.0, "errors": "; ".join(map(str, problems))[:120]})
+    return rows
+
+
+def iou_time(n_models: int, n_images: int, repeats: int = 5) -> float:
+    rng = np.random.default_rng(0)
+    ids = np.array([f"val/{i:06d}" for i in range(n_images)])
+    difficulty = rng.normal(size=n_images)
+    sets = {f"m{m}": ids[difficulty + rng.normal(size=n_images) > 0.8] for m in range(n_models)}
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        iou_matrix(sets)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--debug", type=int, default=30_000)
+    ap.add_argument("--models", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args(argv)
+    print(f"cache: {store.cache_root()}")
+    spec = populate(a.debug, a.models)
+    rows = render_times(spec, a.repeats)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 120):
+        print(pd.DataFrame(rows).to_string(index=False))
+    t = iou_time(a.models, a.debug)
+    print(f"IoU matrix (core.failures.iou_matrix), {a.models} models x {a.debug:,} images: {t * 1000:.1f} ms "
+          f"(target < 100 ms)")
+
+
+if __name__ == "__main__":
+    main()
