@@ -122,3 +122,17 @@ def generate_images(progress, should_stop, set_name: str, generator: str, modes:
     made = generate_set(create_generator(generator, **(generator_kwargs or {})), requests, set_name, seed=seed,
                         progress=progress, should_stop=should_stop)
     return {"set": set_name, "images": len(made.index())}
+
+
+@job_kind("textualize")
+def textualize_failures(progress, should_stop, dataset: dict, model: str, attribute: str = "background", k: int = 3,
+                        split: dict | None = None, head: dict | None = None):
+    """CLIP names the value each debug_seed failure shows (over the curated lists); the top-k per class are the
+    model's failure modes. Cached beside the run (core.textualize)."""
+    from core.pipeline import run_model
+    from core.textualize import textualize
+
+    ds = open_dataset(dataset)
+    run = run_model(ds, model, SplitConfig(**(split or {})), HeadConfig(**(head or {})), should_stop=should_stop)
+    text = textualize(ds, run, k=k, attribute=attribute, progress=progress, should_stop=should_stop)
+    return {"assigned": len(text.assignments), "modes": len(text.modes), "list_version": text.provenance["list_version"]}

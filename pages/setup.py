@@ -55,6 +55,8 @@ if ds is not None:
         rows = []
         for name in list_models():
             info = model_info(name)
+            if info.get("source") == "world":   # whether its weights exist depends on the world
+                info = model_info(name, dataset=ds)
             run = runs.get(name)
             acc = (run or {}).get("accuracy", {})
             rows.append({"model": name, "family": info.get("family", ""), "source": info.get("source", ""),

@@ -177,3 +177,35 @@ def require_runs(ds: ImageDataset, minimum: int = 1, why: str = "") -> dict[str,
                            "them; their debug failures appear here.")
         st.stop()
     return runs
+
+
+def assignment_sidecars(summary: dict, attribute: str) -> list[tuple[dict, Path]]:
+    """(provenance, parquet path) of the run's cached CLIP assignments for ``attribute``, newest first
+    (core.textualize keeps them beside the run, one per list version, CLIP and prompt)."""
+    folder = Path(summary["folder"]) / "assignments"
+    found = []
+    for side in folder.glob("*.json") if folder.is_dir() else []:
+        prov = store.load_json(side) or {}
+        pq = side.with_suffix(".parquet")
+        if prov.get("attribute") == attribute and pq.is_file():
+            found.append((prov, pq))
+    return sorted(found, key=lambda pp: -pp[1].stat().st_mtime)
+
+
+def assignments(summary: dict, attribute: str) -> tuple[pd.DataFrame, dict] | None:
+    """The newest cached assignment of the run's debug_seed failures to ``attribute`` values, or None."""
+    found = assignment_sidecars(summary, attribute)
+    if not found:
+        return None
+    prov, pq = found[0]
+    return _parquet(str(pq), pq.stat().st_mtime), prov
+
+
+def failure_modes(summary: dict, attribute: str, k: int) -> pd.DataFrame | None:
+    """The k most frequent assigned values per class (core.assign.failure_modes), or None before assignment."""
+    got = assignments(summary, attribute)
+    if got is None:
+        return None
+    from core.assign import failure_modes as top_k
+
+    return top_k(got[0], k=k)

@@ -1,0 +1,86 @@
+"""A real browser walks the offline-world flow in the running app and saves a screenshot of every page.
+
+Debian's chromium (``make browser``) driven by Playwright; the app runs headless on 127.0.0.1 with the tiny
+world, populated once per test session. Screenshots: artifacts/screenshots/ (look at them).
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.app_harness import TINY
+from tests.app_world import populated_world  # noqa: F401  (session fixture)
+from tests.browser_harness import CHROMIUM_ARGS, chromium_path, serve_app, settle, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = chromium_path()
+    if exe is None:
+        pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install chromium).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(populated_world):
+    with serve_app(populated_world.cache, TINY) as url:
+        yield url
+
+
+def open_page(browser, url: str, path: str = ""):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(f"{url}/{path}")
+    settle(page)
+    return page
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+
+
+def test_walk_the_offline_world_flow(browser, app_url, populated_world):
+    page = open_page(browser, app_url)
+    page.get_by_role("heading", name="Setup").wait_for()
+    assert page.get_by_text("Classes").count() > 0
+    no_exception(page)
+    shot(page, "1-setup")
+
+    page.get_by_role("link", name="Failures").click()
+    settle(page)
+    page.get_by_role("heading", name="Failures").wait_for()
+    images_before = page.locator('[data-testid="stImage"]').count()
+    assert images_before > 0, "the gallery shows failures"
+    page.get_by_text("True class").locator("..").locator("..").click()
+    page.keyboard.type(populated_world.busiest_class)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    settle(page)
+    captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+    shown = [c for c in captions if "→" in c]
+    assert shown and all(c.startswith(populated_world.busiest_class) for c in shown), shown[:3]
+    no_exception(page)
+    shot(page, "2-failures-filtered")
+
+    page.get_by_role("link", name="Overlap").click()
+    settle(page)
+    page.get_by_role("heading", name="Overlap").wait_for()
+    no_exception(page)
+    shot(page, "3-overlap")
+
+    page.get_by_role("link", name="Backgrounds").click()
+    settle(page)
+    page.get_by_role("heading", name="Backgrounds").wait_for()
+    page.get_by_label("Add a value").fill("snowfield <b>")
+    page.get_by_role("button", name="Add").click()
+    settle(page)
+    assert page.get_by_text(re.compile(r"snowfield <b>")).count() > 0, "the added value shows, escaped"
+    no_exception(page)
+    shot(page, "4-backgrounds-edited")
