@@ -106,24 +106,6 @@ def propose_values(progress, should_stop, dataset: dict, attribute: str = "backg
     return {"proposer": proposer, "classes": report, "notice": notice}
 
 
-@job_kind("generate_images")
-def generate_images(progress, should_stop, set_name: str, generator: str, modes: list[dict], images_per_mode: int,
-                    generator_kwargs: dict | None = None, attribute: str = "background", seed: int = 0,
-                    baseline: bool = False):
-    """Images for failure modes ({class_name, label, value} rows), or with ``baseline`` the same number per class
-    prompted with the class alone (Random_debugging), into a resumable generated set."""
-    import pandas as pd
-
-    from core.generate import baseline_for, create_generator, generate_set, mode_requests
-
-    requests = mode_requests(pd.DataFrame(modes), images_per_mode, attribute=attribute)
-    if baseline:
-        requests = baseline_for(requests)
-    made = generate_set(create_generator(generator, **(generator_kwargs or {})), requests, set_name, seed=seed,
-                        progress=progress, should_stop=should_stop)
-    return {"set": set_name, "images": len(made.index())}
-
-
 @job_kind("textualize")
 def textualize_failures(progress, should_stop, dataset: dict, model: str, attribute: str = "background", k: int = 3,
                         split: dict | None = None, head: dict | None = None):
@@ -136,3 +118,54 @@ def textualize_failures(progress, should_stop, dataset: dict, model: str, attrib
     run = run_model(ds, model, SplitConfig(**(split or {})), HeadConfig(**(head or {})), should_stop=should_stop)
     text = textualize(ds, run, k=k, attribute=attribute, progress=progress, should_stop=should_stop)
     return {"assigned": len(text.assignments), "modes": len(text.modes), "list_version": text.provenance["list_version"]}
+
+
+@job_kind("generate_modes")
+def generate_modes(progress, should_stop, dataset: dict, model: str, attribute: str = "background", k: int = 3,
+                   images_per_mode: int = 5, generator: str | None = None, generator_kwargs: dict | None = None,
+                   seed: int = 0):
+    """Images for the model's top-k failure modes and as many Random_debugging images per class, into the shared
+    generated sets that retraining and sweeps reuse (core.mitigate.generate_for_modes)."""
+    from core.config import DebugConfig
+    from core.experiments import default_generator
+    from core.mitigate import generate_for_modes
+    from core.pipeline import run_model
+    from core.textualize import textualize
+
+    ds = open_dataset(dataset)
+    run = run_model(ds, model, should_stop=should_stop)
+    modes = textualize(ds, run, k=k, attribute=attribute, progress=progress, should_stop=should_stop).modes
+    cfg = DebugConfig(k_modes=k, images_per_mode=images_per_mode, seed=seed)
+    ours, rand = generate_for_modes(ds, modes, default_generator(ds, generator, **(generator_kwargs or {})), cfg,
+                                    attribute=attribute, progress=progress, should_stop=should_stop)
+    return {"ours": len(ours), "random": len(rand),
+            "sets": sorted(set(ours.get("set", [])) | set(rand.get("set", [])))}
+
+
+@job_kind("experiment")
+def experiment(progress, should_stop, dataset: dict, what: str, models: list[str], attribute: str = "background",
+               generator: str | None = None, generator_kwargs: dict | None = None, lam: float = 0.5, k: int = 3,
+               images_per_mode: int = 5, reference: str | None = None, values: list | None = None):
+    """One of the paper's experiments (core.experiments), saved with what it came from (core.mitigate):
+    ``individual`` (Table 2), ``collective`` (Table 3 / Figure 6), or a sweep over ``lam`` or ``k`` (Figure 5)."""
+    import pandas as pd
+
+    from core.config import DebugConfig
+    from core.errors import InvalidInputError
+    from core.experiments import Experiment, collective_study, default_generator, individual, sweep
+    from core.mitigate import save_results
+
+    if what not in ("individual", "collective", "lam", "k"):
+        raise InvalidInputError(f"Unknown experiment {what!r}: use individual, collective, lam or k.")
+    ds = open_dataset(dataset)
+    exp = Experiment(ds, DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam), attribute=attribute,
+                     generator=default_generator(ds, generator, **(generator_kwargs or {})), progress=progress,
+                     should_stop=should_stop)
+    if what == "individual":
+        df = individual(exp, models)
+    elif what == "collective":
+        df = collective_study(exp, models, reference)
+    else:
+        df = pd.concat([sweep(exp, m, what, values) for m in models], ignore_index=True)
+    parquet, csv = save_results(df, what, exp.meta(models=models, what=what))
+    return {"rows": len(df), "parquet": parquet, "csv": csv}

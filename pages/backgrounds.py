@@ -10,6 +10,7 @@ from core.curation import CuratedLists
 from core.proposals import BUILTIN
 from ui import data
 from ui.feedback import guard
+from ui.gallery import grid
 from ui.jobs import job_panel
 from ui.state import dataset_spec
 from ui.text import md
@@ -112,4 +113,31 @@ with guard("Importing or exporting lists"):
             st.success("Imported: " + ", ".join(f"{md(c)} {md(r)}" for c, r in report.items()))
 
 st.header("Failure modes", divider="gray")
-st.caption("CLIP assignment of each failure to a value of the lists above arrives with core's assignment module.")
+runs = data.latest_runs(ds)
+if not runs:
+    data.empty_state("Failure modes come from a model's failures: run a model on the Setup page first.")
+    st.stop()
+m1, m2 = st.columns([2, 1])
+model = m1.selectbox("Failures of model", sorted(runs), key="bg-model")
+k = int(m2.number_input("k: modes per class", 1, 20, 3, key="bg-k"))
+with guard("Assigning failures to values"):
+    job_panel("textualize", label=f"CLIP names the {attribute} of each debug_seed failure of {model}", key="assign",
+              start_label="Assign failures", dataset=spec, model=model, attribute=attribute, k=k)
+    got = data.assignments(runs[model], attribute)
+    if got is not None:
+        assigned, prov = got
+        if prov.get("list_version") != lists.current_version_id():
+            st.warning("The lists changed since this assignment: assign again to use the edited lists.",
+                       icon=":material/update:")
+        modes = data.failure_modes(runs[model], attribute, k)
+        st.caption(f"{len(assigned):,} debug_seed failures assigned · CLIP {md(prov.get('clip', ''))} · prompt "
+                   f"{md(prov.get('template', ''))}")
+        st.dataframe(modes, hide_index=True, height=min(400, 38 + 35 * len(modes)))
+        for mode in modes.itertuples():
+            ex = assigned[(assigned["label"] == mode.label) & (assigned["value"] == mode.value)].head(6)
+            with st.expander(f"{md(mode.class_name)} · {md(mode.value)} — {len(ex)} examples"):
+                def cell(r):
+                    st.image(data.thumbnail(spec, r.image_id), width="stretch")
+                    st.caption(f"p = {r.prob:.2f}")
+
+                grid(list(ex.itertuples()), cell, columns=6)

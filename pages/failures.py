@@ -65,7 +65,7 @@ with guard("Loading the model's failures"):
                 st.caption(f"{len(picked):,} points selected on the map.")
 
     sel = select_rows(fails, labels=labels, preds=preds, split=half, ids=map_ids)
-    st.download_button(f"Export these {len(sel):,} failures as CSV", export_csv(sel, classes),
+    st.download_button(f"Export these {len(sel):,} failures as CSV", lambda: export_csv(sel, classes),
                        file_name=f"failures-{model}.csv", mime="text/csv", icon=":material/download:")
 
     tab_gallery, tab_table, tab_classes = st.tabs(["Gallery", "Table", "Per class"])

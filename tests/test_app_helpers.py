@@ -57,3 +57,18 @@ def test_export_names_classes(table):
     assert list(df["image_id"]) == ["val/2", "val/3"]
     assert list(df["class_name"]) == ["dog", "dog"] and list(df["pred_name"]) == ["cat", "a,b"]
     assert named(table, ["cat", "dog", "eel"])["top5_names"].iloc[0] == "dog | cat | eel"
+
+
+def test_html_report_is_self_contained_and_escaped():
+    import plotly.express as px
+
+    from ui.report import build_report
+
+    df = pd.DataFrame({"model": ["<script>x</script>"], "acc": [0.5]})
+    html = build_report("Results <b>", [("Table & more", df), ("Chart", px.bar(df, x="model", y="acc")),
+                                        ("Note", "a <i>note</i>")], {"list_version": "abc<"})
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "Results &lt;b&gt;" in html and "a &lt;i&gt;note&lt;/i&gt;" in html and "abc&lt;" in html
+    assert "0.5000" in html
+    assert "plotly.js" in html.lower() or "Plotly" in html   # the chart library is inline, not fetched
+    assert 'src="http' not in html

@@ -209,3 +209,39 @@ def failure_modes(summary: dict, attribute: str, k: int) -> pd.DataFrame | None:
     from core.assign import failure_modes as top_k
 
     return top_k(got[0], k=k)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _generator(spec_text: str, cache_root: str, name: str, kwargs_text: str):
+    from core.experiments import default_generator
+
+    return default_generator(_open(spec_text, cache_root), name, **json.loads(kwargs_text))
+
+
+def generated_set_name(spec: dict, generator: str, kwargs: dict, attribute: str | None, seed: int = 0) -> str:
+    """The shared set core.mitigate generates into for this dataset, generator and attribute (None: baseline)."""
+    from core.mitigate import set_name
+
+    gen = _generator(spec_json(spec), str(store.cache_root()), generator, json.dumps(kwargs, sort_keys=True))
+    return set_name(get_dataset(spec), gen, attribute, seed)
+
+
+def generated_set(name: str):
+    from core.generate import GeneratedSet
+
+    return GeneratedSet(name)
+
+
+def saved_results(ds: ImageDataset) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """The newest saved results table per experiment (``what``) for this dataset: what -> (table, meta)."""
+    folder = store.cache_root() / "results"
+    found: dict[str, tuple[float, Path, dict]] = {}
+    for side in folder.glob("*.json") if folder.is_dir() else []:
+        meta = store.load_json(side) or {}
+        pq = side.with_suffix(".parquet")
+        if meta.get("dataset") != ds.key or not pq.is_file():
+            continue
+        what, mtime = str(meta.get("what", side.stem.split("-")[0])), pq.stat().st_mtime
+        if what not in found or mtime > found[what][0]:
+            found[what] = (mtime, pq, meta)
+    return {w: (_parquet(str(pq), mtime), meta) for w, (mtime, pq, meta) in found.items()}

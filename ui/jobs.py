@@ -44,7 +44,7 @@ def job_panel(kind: str, *, label: str, key: str, start_label: str = "Start", he
     c1, c2 = st.columns([1, 3], vertical_alignment="center")
     if state == jobs.DONE:
         c2.success(f"{md(label)}: done{_elapsed(status)}.", icon=":material/check_circle:")
-        if c1.button("Run again", key=f"{key}-again", help="Recompute from the cached steps (finished steps are reused)."):
+        if c1.button("Run again", key=f"{key}-again", help="Recompute; finished cached steps are reused."):
             jobs.submit(kind, restart=True, **kwargs)
             st.rerun()
     elif state == jobs.FAILED:

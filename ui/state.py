@@ -35,7 +35,8 @@ def parse_spec(text: str) -> dict:
         raise InvalidInputError(f"The dataset spec is not valid JSON ({e.msg}). Write it like "
                                 '{"name": "cifar10", "root": "/data/cifar10"}.') from None
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise InvalidInputError('A dataset spec is a JSON object with a "name", e.g. {"name": "cifar10", "root": "/data"}.')
+        raise InvalidInputError('A dataset spec is a JSON object with a "name", e.g. '
+                                '{"name": "cifar10", "root": "/data"}.')
     return spec
 
 
