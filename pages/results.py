@@ -52,6 +52,14 @@ def before_after(df: pd.DataFrame) -> pd.DataFrame:
     return wide[order].reset_index()
 
 
+def grouped_bars(df: pd.DataFrame, y: str, label: str, key: str):
+    """Bars per model, one per method; drawn on the page and returned for the report."""
+    fig = px.bar(df, x="model", y=y, color="method", barmode="group", labels={y: label})
+    fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0))
+    st.plotly_chart(fig, key=key)
+    return fig
+
+
 with tabs[0]:
     with guard("Showing before/after"):
         if not models:
@@ -68,11 +76,7 @@ with tabs[0]:
             st.subheader("Accuracy before and after debugging")
             st.dataframe(table, hide_index=True, column_config={c_: st.column_config.NumberColumn(format="percent")
                                                                 for c_ in table.columns[2:]})
-            g = gains(df)
-            fig = px.bar(g, x="model", y="gain_heldout", color="method", barmode="group",
-                         labels={"gain_heldout": "accuracy gain on debug_heldout"})
-            fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0))
-            st.plotly_chart(fig, key="res-gain")
+            fig = grouped_bars(gains(df), "gain_heldout", "accuracy gain on debug_heldout", "res-gain")
             report += [("Before / after: accuracy", table), ("Gain on debug_heldout", fig)]
 
 with tabs[1]:
@@ -87,11 +91,8 @@ with tabs[1]:
 
             df, meta = saved["collective"]
             st.dataframe(df[[c_ for c_ in ["model", "family", "method", *METRICS] if c_ in df]], hide_index=True)
-            rel = relative_to_individual(df)
-            fig = px.bar(rel, x="model", y="relative", color="method", barmode="group",
-                         labels={"relative": "gain relative to individual debugging"})
-            fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0))
-            st.plotly_chart(fig, key="res-rel")
+            fig = grouped_bars(relative_to_individual(df), "relative", "gain relative to individual debugging",
+                               "res-rel")
             report += [("Collective debugging", df), ("Collective gain relative to individual", fig)]
 
 with tabs[2]:
