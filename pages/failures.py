@@ -26,7 +26,8 @@ model = st.selectbox("Model", models, key="failures-model",
 summary = runs[model]
 with guard("Loading the model's failures"):
     table = data.run_table(summary)
-    fails = table[~table["correct"]]
+    attribute = st.sidebar.selectbox("Attribute of assigned values", ["background", "colour"], key="f-attr")
+    fails = data.failures_with_values(summary, attribute)
     acc = summary.get("accuracy", {})
     c = st.columns(5)
     c[0].metric("Debug accuracy", f"{acc.get('debug', 0):.1%}")
@@ -35,10 +36,14 @@ with guard("Loading the model's failures"):
     c[3].metric("debug_seed", f"{summary.get('n_seed', 0):,}")
     c[4].metric("debug_heldout", f"{summary.get('n_heldout', 0):,}")
 
-    f1, f2, f3 = st.columns([2, 2, 1])
+    f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
     labels = f1.multiselect("True class", range(len(classes)), format_func=lambda i: classes[i], key="f-true")
     preds = f2.multiselect("Predicted class", range(len(classes)), format_func=lambda i: classes[i], key="f-pred")
-    half = f3.segmented_control("Half", ["seed", "heldout"], key="f-split",
+    assigned = sorted(fails["value"].dropna().unique()) if "value" in fails else []
+    values = f3.multiselect(f"Assigned {attribute}", assigned, key="f-value", disabled=not assigned,
+                            placeholder="choose values" if assigned else "assign on the Backgrounds page",
+                            help="CLIP's name for what each debug_seed failure shows (Backgrounds page).")
+    half = f4.segmented_control("Half", ["seed", "heldout"], key="f-split",
                                 help="debug_seed is used to find failure modes; debug_heldout only to score fixes.")
 
     map_ids = None
@@ -64,7 +69,7 @@ with guard("Loading the model's failures"):
                 map_ids = picked
                 st.caption(f"{len(picked):,} points selected on the map.")
 
-    sel = select_rows(fails, labels=labels, preds=preds, split=half, ids=map_ids)
+    sel = select_rows(fails, labels=labels, preds=preds, split=half, values=values, ids=map_ids)
     st.download_button(f"Export these {len(sel):,} failures as CSV", lambda: export_csv(sel, classes),
                        file_name=f"failures-{model}.csv", mime="text/csv", icon=":material/download:")
 
@@ -77,8 +82,10 @@ with guard("Loading the model's failures"):
         def cell(r):
             st.image(data.thumbnail(spec, r.image_id), width="stretch")
             top5 = md(r.top5_names.replace(" | ", ", "))
+            value = getattr(r, "value", None)
+            assigned_line = f"  \n{md(attribute)}: {md(value)} (p = {r.prob:.2f})" if isinstance(value, str) else ""
             st.caption(f"**{md(r.class_name)}** → {md(r.pred_name)} ({r.confidence:.0%})  \n"
-                       f"top-5: {top5}  \n{md(r.image_id)} · {md(r.split)}")
+                       f"top-5: {top5}  \n{md(r.image_id)} · {md(r.split)}{assigned_line}")
 
         grid(list(rows.itertuples()), cell, columns=6)
     with tab_table:

@@ -245,3 +245,22 @@ def saved_results(ds: ImageDataset) -> dict[str, tuple[pd.DataFrame, dict]]:
         if what not in found or mtime > found[what][0]:
             found[what] = (mtime, pq, meta)
     return {w: (_parquet(str(pq), mtime), meta) for w, (mtime, pq, meta) in found.items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _failures_with_values(folder: str, mtime: float, assigned: str | None, assigned_mtime: float) -> pd.DataFrame:
+    table = _table(folder, mtime)
+    fails = table[~table["correct"]]
+    if assigned is None:
+        return fails
+    values = _parquet(assigned, assigned_mtime)[["image_id", "value", "prob"]]
+    return fails.merge(values, on="image_id", how="left")
+
+
+def failures_with_values(summary: dict, attribute: str) -> pd.DataFrame:
+    """The run's failures, with the assigned ``attribute`` value and its probability where CLIP assigned one
+    (debug_seed failures, once the textualize job has run)."""
+    found = assignment_sidecars(summary, attribute)
+    pq = found[0][1] if found else None
+    return _failures_with_values(summary["folder"], summary["mtime"], str(pq) if pq else None,
+                                 pq.stat().st_mtime if pq else 0.0)
