@@ -1,0 +1,152 @@
+"""The paper's experiments over one or more models: individual debugging vs Random_debugging (Table 2),
+collective debugging types 1 and 2 (Table 3, Figure 6), and λ / k sweeps (Figure 5).
+
+Each function runs every cached step it needs (features, heads, failures, assignments, generated images)
+and returns a results table whose rows record what they came from; ``save_results`` persists them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import pandas as pd
+
+from core.config import DebugConfig, HeadConfig, SplitConfig
+from core.datasets.base import ImageDataset
+from core.errors import InvalidInputError
+from core.generate import Generator, create_generator
+from core.mitigate import (ModelContext, check_config, debug_model, generate_for_modes, provenance, result_row,
+                           save_results)
+from core.pipeline import run_model
+from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.textualize import is_world, textualize
+
+LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+KS = (1, 2, 3, 4, 5)
+
+
+def default_generator(dataset: ImageDataset, name: str | None = None, **kwargs) -> Generator:
+    """The world's renderer for the offline world, Stable Diffusion v1-5 (the paper's) otherwise."""
+    name = name or ("world" if is_world(dataset) else "diffusers")
+    if name == "world":
+        kwargs.setdefault("world", dataset)
+    return create_generator(name, **kwargs)
+
+
+class Experiment:
+    """Shared settings of one experiment: dataset, split/head configs, attribute, generator."""
+
+    def __init__(self, dataset: ImageDataset, cfg: DebugConfig = DebugConfig(), *, attribute: str = "background",
+                 generator: Generator | None = None, split_cfg: SplitConfig = SplitConfig(),
+                 head_cfg: HeadConfig = HeadConfig(), progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None):
+        check_config(cfg)
+        self.dataset, self.cfg, self.attribute = dataset, cfg, attribute
+        self.generator = generator or default_generator(dataset)
+        self.split_cfg, self.head_cfg = split_cfg, head_cfg
+        self.progress, self.should_stop = progress or no_progress, should_stop
+        self._ctx: dict[str, ModelContext] = {}
+        self._text: dict[str, object] = {}
+
+    def context(self, model: str) -> ModelContext:
+        if model not in self._ctx:
+            run = run_model(self.dataset, model, self.split_cfg, self.head_cfg, progress=self.progress,
+                            should_stop=self.should_stop)
+            self._ctx[model] = ModelContext(self.dataset, run, self.split_cfg, self.head_cfg)
+        return self._ctx[model]
+
+    def textualization(self, model: str, k: int | None = None):
+        k = k or self.cfg.k_modes
+        if (model, k) not in self._text:
+            self._text[(model, k)] = textualize(self.dataset, self.context(model).run, k=k, attribute=self.attribute,
+                                                progress=self.progress, should_stop=self.should_stop)
+        return self._text[(model, k)]
+
+    def images(self, modes: pd.DataFrame, cfg: DebugConfig | None = None):
+        return generate_for_modes(self.dataset, modes, self.generator, cfg or self.cfg, attribute=self.attribute,
+                                  progress=self.progress, should_stop=self.should_stop)
+
+    def provenance(self, **extra) -> dict:
+        return provenance(self.cfg, self.generator, attribute=self.attribute, dataset=self.dataset.key,
+                          head_solver=self.head_cfg.solver, **extra)
+
+    def meta(self, **extra) -> dict:
+        return {"dataset": self.dataset.key, "debug": asdict(self.cfg), "split": asdict(self.split_cfg),
+                "head": asdict(self.head_cfg), "attribute": self.attribute, "generator": self.generator.name,
+                "generator_model": self.generator.model_id, **extra}
+
+
+def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
+    """Table 2: per model, before / ours / Random_debugging on test, debug_seed and debug_heldout."""
+    rows = []
+    for i, m in enumerate(models):
+        check_stop(exp.should_stop)
+        exp.progress(i, len(models), f"debugging {m}")
+        text = exp.textualization(m)
+        ours, rand = exp.images(text.modes)
+        rows += debug_model(exp.context(m), ours, rand, exp.cfg, should_stop=exp.should_stop,
+                            **exp.provenance(list_version=text.provenance["list_version"], modes_from=m))
+    exp.progress(len(models), len(models), "done")
+    return pd.DataFrame(rows)
+
+
+def collective(exp: Experiment, models: list[str], kind: int, reference: str | None = None) -> pd.DataFrame:
+    """Table 3. Type 1: pool all models' assigned failures and take the k modes of the pooled counts. Type 2:
+    one model's (``reference``, default the first) modes. One generated set then debugs every model."""
+    from core.assign import failure_modes
+
+    if kind not in (1, 2):
+        raise InvalidInputError(f"Collective debugging has types 1 and 2; got {kind!r}.")
+    if not models:
+        raise InvalidInputError("Collective debugging needs at least one model.")
+    reference = reference or models[0]
+    if kind == 2 and reference not in models:
+        raise InvalidInputError(f"The reference model {reference!r} is not among {models}.")
+    if kind == 1:
+        texts = [exp.textualization(m) for m in models]
+        modes = failure_modes(pd.concat([t.assignments for t in texts], ignore_index=True), k=exp.cfg.k_modes)
+        source, versions = "pooled:" + ",".join(models), sorted({t.provenance["list_version"] for t in texts})
+    else:
+        t = exp.textualization(reference)
+        modes, source, versions = t.modes, reference, [t.provenance["list_version"]]
+    ours, _ = exp.images(modes)
+    rows = []
+    for i, m in enumerate(models):
+        check_stop(exp.should_stop)
+        exp.progress(i, len(models), f"collective type {kind}: {m}")
+        ctx = exp.context(m)
+        ev = ctx.retrain(ours, exp.cfg.lam, should_stop=exp.should_stop)
+        rows.append(result_row(ctx, f"collective{kind}", exp.cfg, ours, ev.scores,
+                               **exp.provenance(list_version=",".join(versions), modes_from=source)))
+    return pd.DataFrame(rows)
+
+
+def collective_study(exp: Experiment, models: list[str], reference: str | None = None) -> pd.DataFrame:
+    """Individual, Random_debugging and both collective types on one family, in one table (Table 3, Figure 6)."""
+    return pd.concat([individual(exp, models), collective(exp, models, 1), collective(exp, models, 2, reference)],
+                     ignore_index=True)
+
+
+def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
+    """Figure 5: vary λ (``what="lam"``) or the number of modes k (``what="k"``) for one model; ours and
+    Random_debugging with the same image count at each point. Images are generated once, for the largest k."""
+    if what not in ("lam", "k"):
+        raise InvalidInputError(f"Sweep over 'lam' or 'k'; got {what!r}.")
+    values = list(values if values is not None else (LAMBDAS if what == "lam" else KS))
+    ctx = exp.context(model)
+    rows = [result_row(ctx, "before", exp.cfg, ctx.run.table.iloc[:0], ctx.before(), sweep=what)]
+    for i, v in enumerate(values):
+        check_stop(exp.should_stop)
+        exp.progress(i, len(values), f"sweep {what}={v}")
+        cfg = replace(exp.cfg, **{"lam" if what == "lam" else "k_modes": v})
+        check_config(cfg)
+        text = exp.textualization(model, k=cfg.k_modes)
+        ours, rand = exp.images(text.modes, cfg)
+        for method, imgs in (("ours", ours), ("random", rand)):
+            ev = ctx.retrain(imgs, cfg.lam, should_stop=exp.should_stop)
+            rows.append(result_row(ctx, method, cfg, imgs, ev.scores, sweep=what,
+                                   **exp.provenance(list_version=text.provenance["list_version"])))
+    return pd.DataFrame(rows)
+
+
+__all__ = ["Experiment", "individual", "collective", "collective_study", "sweep", "default_generator",
+           "save_results", "LAMBDAS", "KS"]

@@ -1,0 +1,193 @@
+"""Failure mitigation (paper §4.3, §5.3): retrain a model's head on its original head-training set plus images
+generated for its failure modes, weighted L(orig) + λ·L(generated), and score it against Random_debugging.
+
+Generated images live in one set per (dataset, generator, attribute) and one per (dataset, generator) for the
+random baseline; every experiment picks its images from those sets by (class, value, index), so sweeps over λ
+and k and collective debugging reuse images instead of generating them again.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core import store
+from core.config import DebugConfig, HeadConfig, SplitConfig
+from core.datasets.base import ImageDataset
+from core.errors import InvalidInputError
+from core.features import extract_features
+from core.generate import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
+from core.heads import LinearHead, train_head
+from core.pipeline import ModelRun, get_splits, load_backbone
+from core.progress import ProgressFn, StopFn, no_progress
+
+RESULT_COLUMNS = ["model", "family", "method", "lam", "k", "images_per_mode", "n_generated", "acc_test", "acc_seed",
+                  "acc_heldout", "acc_debug"]
+
+
+def check_config(cfg: DebugConfig) -> None:
+    for name in ("k_modes", "images_per_mode"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise InvalidInputError(f"{name.replace('_', ' ')} must be a positive whole number; got {v!r}.")
+    if not 0.0 <= cfg.lam <= 1.0:
+        raise InvalidInputError(f"λ must lie in [0, 1]; got {cfg.lam}.")
+
+
+def set_name(dataset: ImageDataset, generator: Generator, attribute: str | None, seed: int) -> str:
+    """The shared generated set for this dataset, generator and attribute (None: the random baseline)."""
+    ident = store.make_key(dataset.key, generator.name, generator.model_id, generator.config(), attribute, seed, n=10)
+    return f"{dataset.name.replace('/', '-')}-{generator.name}-{attribute or 'random'}-{ident}"
+
+
+def generate_for_modes(dataset: ImageDataset, modes: pd.DataFrame, generator: Generator, cfg: DebugConfig, *,
+                       attribute: str = "background", progress: ProgressFn | None = None,
+                       should_stop: StopFn | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Images for the top-k modes per class and as many Random_debugging images per class.
+
+    Returns (ours, random): index rows of the generated sets (image_id, label, class_name, value, ...) with
+    ``set`` naming the set each row came from.
+    """
+    check_config(cfg)
+    requests = mode_requests(modes, cfg.images_per_mode, attribute=attribute, template=cfg.prompt_template,
+                             k=cfg.k_modes)
+    if not requests:
+        empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
+        return empty, empty.copy()
+    out = []
+    for attr, reqs in ((attribute, requests), (None, baseline_for(requests, template=cfg.random_template))):
+        name = set_name(dataset, generator, attr, cfg.seed)
+        gset = generate_set(generator, reqs, name, seed=cfg.seed, progress=progress, should_stop=should_stop)
+        out.append(select_images(gset, reqs))
+    return out[0], out[1]
+
+
+def select_images(gset: GeneratedSet, requests) -> pd.DataFrame:
+    """Kept images of ``gset`` that answer ``requests`` (slot index below each request's count)."""
+    man = gset.manifest()
+    man = man[~man["deleted"] & man["file"].notna()]
+    want = {(r.class_name, r.value): r.n_images for r in requests}
+    keep = [want.get((c, v if isinstance(v, str) else None), 0) > i
+            for c, v, i in man[["class_name", "value", "index"]].itertuples(index=False)]
+    idx = gset.index().set_index("image_id")
+    rows = idx.loc[man[keep]["image_id"]].reset_index()
+    rows["set"] = gset.set_name
+    return rows
+
+
+def generated_features(backbone, rows: pd.DataFrame, progress=None, should_stop=None) -> np.ndarray:
+    """Features of generated images (rows from several sets allowed), cached per set like any dataset."""
+    if rows.empty:
+        return np.zeros((0, backbone.feature_dim), np.float32)
+    parts = []
+    for name, group in rows.groupby("set", sort=False):
+        parts.append((group.index, np.asarray(extract_features(backbone, GeneratedSet(name), group,
+                                                               progress=progress, should_stop=should_stop))))
+    out = np.zeros((len(rows), backbone.feature_dim), np.float32)
+    for index, feats in parts:
+        out[rows.index.get_indexer(index)] = feats
+    return out
+
+
+@dataclass
+class Evaluation:
+    head: LinearHead
+    scores: dict
+
+
+def evaluate(head: LinearHead, run: ModelRun, feats: dict[str, np.ndarray], test_labels: np.ndarray) -> dict:
+    """Accuracy on test, the whole debug set, and the debug_seed / debug_heldout failures."""
+    table = run.table
+    pred = head.predict(feats["debug"])
+    correct = pred == table["label"].to_numpy()
+    seed, held = (table["split"] == "seed").to_numpy(), (table["split"] == "heldout").to_numpy()
+    nan = float("nan")
+    return {"acc_test": head.accuracy(feats["test"], test_labels), "acc_debug": float(correct.mean()),
+            "acc_seed": float(correct[seed].mean()) if seed.any() else nan,
+            "acc_heldout": float(correct[held].mean()) if held.any() else nan}
+
+
+class ModelContext:
+    """A finished run plus the cached features every retraining of its head needs."""
+
+    def __init__(self, dataset: ImageDataset, run: ModelRun, split_cfg: SplitConfig, head_cfg: HeadConfig):
+        self.dataset, self.run, self.head_cfg = dataset, run, head_cfg
+        self.backbone = load_backbone(run.model, dataset)
+        splits = get_splits(dataset, split_cfg)
+        self.feats = {n: np.asarray(extract_features(self.backbone, dataset, getattr(splits, n)))
+                      for n in ("head_train", "debug", "test")}
+        self.y_train = splits.head_train["label"].to_numpy()
+        self.y_test = splits.test["label"].to_numpy()
+
+    def before(self) -> dict:
+        return evaluate(self.run.head, self.run, self.feats, self.y_test)
+
+    def retrain(self, rows: pd.DataFrame, lam: float, progress=None, should_stop=None) -> Evaluation:
+        Xe = generated_features(self.backbone, rows, progress, should_stop)
+        head = train_head(self.feats["head_train"], self.y_train, self.dataset.classes, self.head_cfg,
+                          X_extra=Xe, y_extra=rows["label"].to_numpy() if len(rows) else None, lam=lam,
+                          meta=dict(self.run.head.meta, generated_sets=sorted(set(rows.get("set", [])))),
+                          should_stop=should_stop)
+        return Evaluation(head, evaluate(head, self.run, self.feats, self.y_test))
+
+
+def result_row(ctx: ModelContext, method: str, cfg: DebugConfig, rows: pd.DataFrame, scores: dict, **extra) -> dict:
+    return {"model": ctx.run.model, "family": ctx.run.family, "method": method, "lam": cfg.lam, "k": cfg.k_modes,
+            "images_per_mode": cfg.images_per_mode, "n_generated": len(rows), **scores, **extra}
+
+
+def debug_model(ctx: ModelContext, ours: pd.DataFrame, random: pd.DataFrame, cfg: DebugConfig,
+                progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                **provenance) -> list[dict]:
+    """Table 2 rows for one model: before, ours and Random_debugging with the same images per class."""
+    progress = progress or no_progress
+    empty = ours.iloc[:0]
+    rows = [result_row(ctx, "before", cfg, empty, ctx.before(), **provenance)]
+    for method, imgs in (("ours", ours), ("random", random)):
+        progress(len(rows), 3, f"{ctx.run.model}: retraining ({method})")
+        ev = ctx.retrain(imgs, cfg.lam, should_stop=should_stop)
+        rows.append(result_row(ctx, method, cfg, imgs, ev.scores, **provenance))
+    progress(3, 3, f"{ctx.run.model}: done")
+    return rows
+
+
+def provenance(cfg: DebugConfig, generator: Generator, **extra) -> dict:
+    return {"generator": generator.name, "generator_model": generator.model_id, "seed": cfg.seed,
+            "prompt_template": cfg.prompt_template, "random_template": cfg.random_template, **extra}
+
+
+def gains(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model and method: accuracy change against 'before' on test, debug_seed and debug_heldout."""
+    base = results[results["method"] == "before"].set_index("model")
+    out = results[results["method"] != "before"].copy()
+    for col in ("acc_test", "acc_seed", "acc_heldout"):
+        out[col.replace("acc_", "gain_")] = out[col].to_numpy() - base.loc[out["model"], col].to_numpy()
+    return out
+
+
+def relative_to_individual(results: pd.DataFrame, metric: str = "acc_heldout") -> pd.DataFrame:
+    """Figure 6: each collective method's accuracy gain as a share of individual debugging's ('ours') gain."""
+    g = gains(results)
+    gain = metric.replace("acc_", "gain_")
+    ind = g[g["method"] == "ours"].set_index("model")[gain]
+    out = g[g["method"].str.startswith("collective")][["model", "family", "method", gain]].copy()
+    out["individual_gain"] = ind.reindex(out["model"]).to_numpy()
+    out["relative"] = out[gain] / out["individual_gain"].where(out["individual_gain"].abs() > 1e-12)
+    return out.reset_index(drop=True)
+
+
+def save_results(df: pd.DataFrame, name: str, meta: dict) -> tuple[str, str]:
+    """Persist a results table (parquet + CSV) with what it came from; returns both paths."""
+    folder = store.cache_root() / "results"
+    key = store.make_key(name, meta, n=10)
+    pq, csv = folder / f"{name}-{key}.parquet", folder / f"{name}-{key}.csv"
+    with store.atomic_path(pq) as tmp:
+        df.to_parquet(tmp, index=False)
+    store.atomic_write_bytes(csv, df.to_csv(index=False).encode())
+    store.save_json(folder / f"{name}-{key}.json", meta)
+    return str(pq), str(csv)
+
+
+__all__ = ["DebugConfig", "check_config", "set_name", "generate_for_modes", "select_images", "ModelContext",
+           "debug_model", "gains", "relative_to_individual", "save_results", "evaluate", "provenance", "asdict"]

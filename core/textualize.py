@@ -1,0 +1,88 @@
+"""Failure textualization (paper §4.1–4.2): curated value lists -> CLIP names each debug_seed failure's value ->
+the k most frequent values per class are the model's failure modes.
+
+Assignments are cached per (run, CLIP, list versions, prompt) so the app and the mitigation code read them
+instead of recomputing; the list versions they used are recorded in every result built on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from core import store
+from core.datasets.base import ImageDataset
+from core.failures import failures
+from core.pipeline import ModelRun
+from core.progress import ProgressFn, StopFn
+
+DEFAULT_TEMPLATE = "a photo of a {class_name} in {value}"
+
+
+def is_world(dataset: ImageDataset) -> bool:
+    return hasattr(dataset, "render")
+
+
+def default_clip(dataset: ImageDataset):
+    """The offline world's own CLIP for the world; open_clip ViT-B-32 (openai weights, as the paper) otherwise."""
+    from core.clip import load_clip
+
+    return load_clip("world", dataset=dataset) if is_world(dataset) else load_clip("ViT-B-32", "openai")
+
+
+def ensure_lists(dataset: ImageDataset, attribute: str = "background", proposer: str | None = None,
+                 progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+    """Curated lists for every class; classes without one are proposed (LLM if a key is set, else offline)
+    and deduplicated. Lists a user edited are never touched."""
+    from core.curation import CuratedLists
+    from core.proposals import choose_proposer, dedupe_proposals, propose
+
+    lists = CuratedLists(dataset, attribute)
+    missing = [c for c in dataset.classes if lists.get(c) is None]
+    if missing:
+        proposer = proposer or choose_proposer()
+        kw = {"vocab": "world"} if proposer == "offline" and is_world(dataset) else {}
+        props = propose(attribute, missing, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
+        lists.seed_from_proposals(props, dedupe_proposals(props))
+    return lists
+
+
+@dataclass
+class Textualization:
+    assignments: pd.DataFrame     # one row per debug_seed failure: value, prob, margin, probs
+    modes: pd.DataFrame           # k most frequent values per class
+    provenance: dict              # list versions, CLIP key, prompt
+
+
+def assignments_for(dataset: ImageDataset, run: ModelRun, *, attribute: str = "background", clip=None,
+                    template: str = DEFAULT_TEMPLATE, templates: list[str] | None = None,
+                    progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> tuple[pd.DataFrame, dict]:
+    """CLIP's value for each debug_seed failure of ``run`` over the current curated lists (cached)."""
+    from core.assign import assign
+
+    lists = ensure_lists(dataset, attribute, progress=progress, should_stop=should_stop)
+    values = lists.as_dict()
+    clip = clip or default_clip(dataset)
+    prov = {"attribute": attribute, "list_version": lists.current_version_id(), "clip": clip.key,
+            "template": template, "templates": templates, "model": run.model}
+    path = run.folder / "assignments" / f"{store.make_key(prov)}.parquet"
+    if path.is_file():
+        try:
+            return pd.read_parquet(path), prov
+        except Exception:
+            pass   # corrupt: recompute
+    seed = failures(run.table, "seed")
+    out = assign(seed, dataset, values, clip, template=template, templates=templates, attribute=attribute,
+                 progress=progress, should_stop=should_stop)
+    out = out.assign(model=run.model)
+    with store.atomic_path(path) as tmp:
+        out.to_parquet(tmp, index=False)
+    store.save_json(path.with_suffix(".json"), prov)
+    return out, prov
+
+
+def textualize(dataset: ImageDataset, run: ModelRun, k: int = 3, **kw) -> Textualization:
+    from core.assign import failure_modes
+
+    assignments, prov = assignments_for(dataset, run, **kw)
+    return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k))
