@@ -169,3 +169,40 @@ def experiment(progress, should_stop, dataset: dict, what: str, models: list[str
         df = pd.concat([sweep(exp, m, what, values) for m in models], ignore_index=True)
     parquet, csv = save_results(df, what, exp.meta(models=models, what=what))
     return {"rows": len(df), "parquet": parquet, "csv": csv}
+
+
+@job_kind("setup_world")
+def setup_world(progress, should_stop, dataset: dict):
+    """Everything a first run needs, in one job: the world's images, its backbones and CLIP, a pipeline run of
+    every world model, and offline-proposed background lists. Each step is cached, so a rerun resumes."""
+    from core import jobs
+
+    steps = ["images", "backbones", "CLIP", "models", "lists"]
+
+    def step(i: int):
+        return lambda d, t, msg="": progress(i * 1000 + int(1000 * d / max(t, 1)), len(steps) * 1000,
+                                             f"{i + 1}/{len(steps)} {steps[i]}: {msg}")
+
+    step(0)(0, 1, "rendering")
+    prep = jobs.job_for("prepare_dataset", dataset=dataset)
+    if prep.state != jobs.DONE:
+        jobs.run_inline(prep)        # its own status turns done here, so pages open the world from now on
+    ds = open_dataset(dataset)
+    check_stop(should_stop)
+    from core.models import list_models
+    from core.models.world_models import train_world_backbones
+    from core.pipeline import run_model
+    from core.textualize import ensure_lists
+    from core.world_clip import train_world_clip
+
+    train_world_backbones(ds, progress=step(1), should_stop=should_stop)
+    train_world_clip(ds, progress=step(2), should_stop=should_stop)
+    names = list_models(source="world")
+    for i, name in enumerate(names):
+        check_stop(should_stop)
+        step(3)(i, len(names), name)
+        run_model(ds, name, should_stop=should_stop)
+    step(4)(0, 1, "proposing")
+    ensure_lists(ds, "background", proposer="offline", should_stop=should_stop)
+    progress(len(steps) * 1000, len(steps) * 1000, "ready")
+    return {"models": names}

@@ -18,20 +18,22 @@ st.write(f"**{md(spec_label(spec))}**")
 with guard("Checking the dataset"):
     ds = data.get_dataset(spec)
     world = spec.get("name") == "scenes-mnist"
-    if ds is None:
-        if world:
+    if world:
+        if ds is None:
             st.info("The offline world is not built on this machine yet. It composes real MNIST digits onto real "
-                    "photos and textures that ship with the installed packages, so it needs no network. Build it "
-                    "with one click (about a minute for the default size; the tiny world takes seconds).",
-                    icon=":material/rocket_launch:")
-        else:
-            st.info("This dataset has not been opened yet. Check it: files that are missing are named, with where "
-                    "to put them.", icon=":material/folder_open:")
-        job_panel(data.PREPARE, label="Build the offline world" if world else "Open and check the dataset",
-                  key="prepare", start_label="Build the offline world" if world else "Check dataset", dataset=spec)
+                    "photos and textures that ship with the installed packages, so it needs no network. One click "
+                    "renders its images, trains its backbones and its CLIP, runs every world model and proposes "
+                    "background lists; the pages fill in as each step finishes.", icon=":material/rocket_launch:")
+        job_panel("setup_world", label="Build the offline world (images, backbones, CLIP, model runs, lists)",
+                  key="world", start_label="Build the offline world", dataset=spec)
         st.caption("Command line equivalent")
-        st.code(cli("world", spec, "build") if world else cli("failures", spec, "--model", "MODEL"), language="bash")
-    else:
+        st.code(cli("world", spec, "all"), language="bash")
+    elif ds is None:
+        st.info("This dataset has not been opened yet. Check it: files that are missing are named, with where "
+                "to put them.", icon=":material/folder_open:")
+        job_panel(data.PREPARE, label="Open and check the dataset", key="prepare", start_label="Check dataset",
+                  dataset=spec)
+    if ds is not None:
         sizes = pd.DataFrame([{"pool": p, "images": len(ds.index(p))} for p in ds.pools()])
         c1, c2 = st.columns([1, 2])
         c1.metric("Classes", len(ds.classes))
