@@ -36,7 +36,7 @@ with guard("Loading the model's failures"):
     c[3].metric("debug_seed", f"{summary.get('n_seed', 0):,}")
     c[4].metric("debug_heldout", f"{summary.get('n_heldout', 0):,}")
 
-    f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
+    f1, f2, f3, f4 = st.columns([3, 3, 3, 2])
     labels = f1.multiselect("True class", range(len(classes)), format_func=lambda i: classes[i], key="f-true")
     preds = f2.multiselect("Predicted class", range(len(classes)), format_func=lambda i: classes[i], key="f-pred")
     assigned = sorted(fails["value"].dropna().unique()) if "value" in fails else []

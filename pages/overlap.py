@@ -7,6 +7,7 @@ from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
 from ui.state import dataset_spec
+from ui.tables import fmt_matrix
 from ui.text import md
 
 EXAMPLES = 12
@@ -38,7 +39,7 @@ with guard("Computing the overlap"):
 
     fam = family_average(iou.loc[chosen, chosen], family_of)
     with st.expander("Family averages (mean IoU over pairs of distinct models)", expanded=len(fam) > 1):
-        st.dataframe(fam.style.format("{:.3f}", na_rep="–"), width="content")
+        st.dataframe(fmt_matrix(fam), width="content")
 
     picked = [(p.get("y"), p.get("x")) for p in event.selection.points if p.get("x") in runs and p.get("y") in runs]
     if picked:

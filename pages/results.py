@@ -11,6 +11,7 @@ from ui.feedback import guard
 from ui.jobs import job_panel
 from ui.report import build_report
 from ui.state import dataset_spec
+from ui.tables import fmt_matrix
 from ui.text import md
 
 DEFAULTS = DebugConfig()
@@ -124,7 +125,7 @@ with tabs[3]:
                 [[a == b for b in iou.columns] for a in iou.index], index=iou.index, columns=iou.columns))
             st.metric("Mean IoU of failure sets across model pairs", f"{off.stack().mean():.3f}")
             fam = family_average(iou, {m: runs[m]["family"] for m in chosen})
-            st.dataframe(fam.style.format("{:.3f}", na_rep="–"))
+            st.dataframe(fmt_matrix(fam))
             report += [("IoU of failure sets, family averages", fam.reset_index(names="family"))]
         else:
             st.caption("The IoU summary needs at least two models with finished runs.")

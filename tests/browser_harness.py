@@ -69,12 +69,13 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
         log.close()
 
 
-def settle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current run (its 'Running…' indicator is gone)."""
-    page.wait_for_timeout(300)
+def settle(page, timeout: float = 90_000) -> None:
+    """Wait until Streamlit has finished the current script run (the app root says ``notRunning``)."""
+    page.wait_for_timeout(400)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
-    page.wait_for_timeout(200)
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+        " === 'notRunning'", timeout=timeout)
+    page.wait_for_timeout(300)
 
 
 def shot(page, name: str) -> Path:

@@ -46,3 +46,8 @@ def named(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
 def export_csv(df: pd.DataFrame, classes: list[str]) -> bytes:
     out = named(df, classes)
     return out[[c for c in EXPORT_COLUMNS if c in out]].to_csv(index=False).encode()
+
+
+def fmt_matrix(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A numeric matrix as text for display, '–' where undefined (e.g. a family with one model)."""
+    return df.map(lambda v: "–" if pd.isna(v) else f"{v:.{digits}f}")
