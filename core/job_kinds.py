@@ -189,15 +189,14 @@ def setup_world(progress, should_stop, dataset: dict):
         jobs.run_inline(prep)        # its own status turns done here, so pages open the world from now on
     ds = open_dataset(dataset)
     check_stop(should_stop)
-    from core.models import list_models
-    from core.models.world_models import train_world_backbones
+    from core.models.world_models import train_world_backbones, world_model_names
     from core.pipeline import run_model
     from core.textualize import ensure_lists
     from core.world_clip import train_world_clip
 
     train_world_backbones(ds, progress=step(1), should_stop=should_stop)
     train_world_clip(ds, progress=step(2), should_stop=should_stop)
-    names = list_models(source="world")
+    names = world_model_names(ds)    # the trained world backbones and the packaged ImageNet models
     for i, name in enumerate(names):
         check_stop(should_stop)
         step(3)(i, len(names), name)
@@ -206,3 +205,17 @@ def setup_world(progress, should_stop, dataset: dict):
     ensure_lists(ds, "background", proposer="offline", should_stop=should_stop)
     progress(len(steps) * 1000, len(steps) * 1000, "ready")
     return {"models": names}
+
+
+@job_kind("search_failures")
+def search_failures(progress, should_stop, dataset: dict, model: str, query: str, top: int = 200):
+    """The model's failures that CLIP finds most similar to a free-text query ("a seven on grass")."""
+    from core.assign import text_search
+    from core.pipeline import run_model
+    from core.textualize import default_clip
+
+    ds = open_dataset(dataset)
+    run = run_model(ds, model, should_stop=should_stop)
+    hits = text_search(query, run.failures["image_id"].tolist(), ds, default_clip(ds), top=top, progress=progress,
+                       should_stop=should_stop)
+    return {"image_id": hits["image_id"].tolist(), "score": [round(float(s), 4) for s in hits["score"]]}

@@ -3,6 +3,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core import jobs
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid, page_slice
@@ -46,6 +47,21 @@ with guard("Loading the model's failures"):
     half = f4.segmented_control("Half", ["seed", "heldout"], key="f-split",
                                 help="debug_seed is used to find failure modes; debug_heldout only to score fixes.")
 
+    search_ids = None
+    with st.form("f-search", border=False):
+        q1, q2 = st.columns([5, 1], vertical_alignment="bottom")
+        query = q1.text_input("Search the failures with CLIP", key="f-query", placeholder="a seven on grass")
+        q2.form_submit_button("Search", icon=":material/search:")
+    if query.strip():
+        job = jobs.job_for("search_failures", dataset=spec, model=model, query=query.strip())
+        if job.state not in (jobs.DONE, jobs.RUNNING, jobs.FAILED):
+            jobs.submit("search_failures", dataset=spec, model=model, query=query.strip())
+        status = job_panel("search_failures", label=f"CLIP search for {query.strip()!r}", key="search",
+                           start_label="Search", dataset=spec, model=model, query=query.strip())
+        if status["state"] == jobs.DONE:
+            search_ids = status["result"]["image_id"]
+            st.caption(f"The {len(search_ids)} failures most like {md(query.strip())!s}, best first.")
+
     map_ids = None
     with st.expander("Embedding map (2-D projection of the model's features): select points to filter the gallery"):
         pts = data.embedding_points(summary)
@@ -70,6 +86,9 @@ with guard("Loading the model's failures"):
                 st.caption(f"{len(picked):,} points selected on the map.")
 
     sel = select_rows(fails, labels=labels, preds=preds, split=half, values=values, ids=map_ids)
+    if search_ids is not None:   # keep the search's order: best match first
+        present = set(sel["image_id"])
+        sel = sel.set_index("image_id").reindex([i for i in search_ids if i in present]).reset_index()
     st.download_button(f"Export these {len(sel):,} failures as CSV", lambda: export_csv(sel, classes),
                        file_name=f"failures-{model}.csv", mime="text/csv", icon=":material/download:")
 

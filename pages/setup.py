@@ -77,7 +77,11 @@ if ds is not None:
         c1, c2 = st.columns(2)
         picked_fams = c1.multiselect("Families", sorted(fams), key="setup-families")
         usable = table[table["weights here"]]["model"].tolist() if len(table) else []
-        default = [m for m in usable if spec.get("name") == "scenes-mnist" and model_info(m).get("source") == "world"]
+        default = []
+        if spec.get("name") == "scenes-mnist":
+            from core.models.world_models import world_model_names
+
+            default = [m for m in world_model_names(ds) if m in usable]
         picked = c2.multiselect("Models", table["model"].tolist() if len(table) else [], default=default,
                                 key="setup-models")
         chosen = sorted(set(picked) | {m for f in picked_fams for m in fams[f]})
