@@ -1,0 +1,24 @@
+"""The tiny offline world and its trained world CLIP, built once per test session in the shared session cache."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny_world(session_cache):
+    from core.datasets import create_dataset
+
+    return create_dataset("scenes-mnist", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def world_clip(tiny_world):
+    from core.world_clip import train_world_clip
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # two threads on a shared 2-core box stall each other several-fold
+    try:
+        return train_world_clip(tiny_world, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
