@@ -97,8 +97,17 @@ def test_unknown_names_suggest_the_closest():
         create_model("timm:resnet18.not_a_tag")
 
 
+@pytest.fixture
+def empty_weight_caches(tmp_path, monkeypatch):
+    """No Hugging Face or torch.hub weights on this 'machine', whatever the developer's caches hold."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch_hub"))
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_says_what_it_would_download(name):
+def test_every_preset_says_what_it_would_download(name, empty_weight_caches):
     info = model_info(name)
     assert info["family"] in PAPER_FAMILIES and info["available"] is False   # nothing is cached in tests
     if PRESETS[name].get("pretrained") is False:
@@ -222,8 +231,14 @@ def test_open_clip_image_tower_from_a_local_file(tmp_path):
         assert torch.allclose(bb(x), ref.encode_image(x), atol=1e-5)
     assert bb.feature_dim == 32 and bb.source == "open_clip"
     assert bb.data_config["input_size"] == (3, 32, 32) and bb.data_config["crop_pct"] == 1.0
+
+
+
+def test_open_clip_offline_error_names_the_hub_file(empty_weight_caches):
     with pytest.raises(MissingResourceError, match="resnet50_clip.openai"):
         create_model("open_clip:RN50/openai")
+    info = model_info("open_clip:RN50/openai")
+    assert info["available"] is False and info["hub_id"] == "timm/resnet50_clip.openai"
 
 
 # -- contract over every registered model -------------------------------------------------------------------------

@@ -88,5 +88,7 @@ def families() -> dict[str, list[str]]:
 from core.models import presets as _presets  # noqa: E402,F401
 from core.models import packaged as _packaged  # noqa: E402,F401
 from core.models import world_models as _world_models  # noqa: E402,F401
+from core.models.world_models import world_families, world_model_names  # noqa: E402
 
-__all__ = ["MODELS", "Backbone", "create_model", "create_classifier", "list_models", "model_info", "families"]
+__all__ = ["MODELS", "Backbone", "create_model", "create_classifier", "list_models", "model_info", "families",
+           "world_model_names", "world_families"]
