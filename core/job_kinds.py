@@ -117,27 +117,28 @@ def textualize_failures(progress, should_stop, dataset: dict, model: str, attrib
     ds = open_dataset(dataset)
     run = run_model(ds, model, SplitConfig(**(split or {})), HeadConfig(**(head or {})), should_stop=should_stop)
     text = textualize(ds, run, k=k, attribute=attribute, progress=progress, should_stop=should_stop)
-    return {"assigned": len(text.assignments), "modes": len(text.modes), "list_version": text.provenance["list_version"]}
+    return {"assigned": len(text.assignments), "modes": len(text.modes),
+            "list_version": text.provenance["list_version"]}
 
 
 @job_kind("generate_modes")
-def generate_modes(progress, should_stop, dataset: dict, model: str, attribute: str = "background", k: int = 3,
-                   images_per_mode: int = 5, generator: str | None = None, generator_kwargs: dict | None = None,
-                   seed: int = 0):
-    """Images for the model's top-k failure modes and as many Random_debugging images per class, into the shared
-    generated sets that retraining and sweeps reuse (core.mitigate.generate_for_modes)."""
+def generate_modes(progress, should_stop, dataset: dict, modes: list[dict], attribute: str = "background",
+                   k: int = 3, images_per_mode: int = 5, generator: str | None = None,
+                   generator_kwargs: dict | None = None, seed: int = 0):
+    """Images for failure modes ({class_name, label, value} rows, best first per class: what the Generate page
+    previews) and as many Random_debugging images per class, into the shared generated sets that retraining and
+    sweeps reuse (core.mitigate.generate_for_modes)."""
+    import pandas as pd
+
     from core.config import DebugConfig
     from core.experiments import default_generator
     from core.mitigate import generate_for_modes
-    from core.pipeline import run_model
-    from core.textualize import textualize
 
     ds = open_dataset(dataset)
-    run = run_model(ds, model, should_stop=should_stop)
-    modes = textualize(ds, run, k=k, attribute=attribute, progress=progress, should_stop=should_stop).modes
     cfg = DebugConfig(k_modes=k, images_per_mode=images_per_mode, seed=seed)
-    ours, rand = generate_for_modes(ds, modes, default_generator(ds, generator, **(generator_kwargs or {})), cfg,
-                                    attribute=attribute, progress=progress, should_stop=should_stop)
+    gen = default_generator(ds, generator, **(generator_kwargs or {}))
+    ours, rand = generate_for_modes(ds, pd.DataFrame(modes), gen, cfg, attribute=attribute, progress=progress,
+                                    should_stop=should_stop)
     return {"ours": len(ours), "random": len(rand),
             "sets": sorted(set(ours.get("set", [])) | set(rand.get("set", [])))}
 

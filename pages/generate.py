@@ -57,8 +57,9 @@ with guard("Preparing the generation"):
         st.dataframe(pd.DataFrame([{"class": r.class_name, "value": r.value, "prompt": r.prompt,
                                     "images": r.n_images} for r in requests]), hide_index=True,
                      height=min(300, 38 + 35 * len(requests)))
+    chosen = [{"class_name": r.class_name, "label": int(r.label), "value": r.value} for r in requests]
     job_panel("generate_modes", label="Generate images for the failure modes and the baseline", key="gen",
-              start_label="Generate", dataset=spec, model=model, attribute=attribute, k=k,
+              start_label="Generate", dataset=spec, modes=chosen, attribute=attribute, k=k,
               images_per_mode=per_mode, generator=generator, generator_kwargs=gen_kwargs)
 
 with guard("Showing the generated images"):
