@@ -167,10 +167,11 @@ def _load_hub(name: str, pretrained: str | None, device: str) -> ClipModel:
                                f"{', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}.")
     ckpt, where = _hub_cached_file(cfg)
     if ckpt is None:
+        fetch = (f"download {where} and convert it to a state dict" if where.startswith("http") else
+                 f"run `huggingface-cli download {where}` and copy the cache (~/.cache/huggingface) here")
         raise MissingResourceError(
             f"CLIP weights {name}/{pretrained} are not in the local Hugging Face cache and cannot be downloaded here "
-            f"(no network). Would download: {where}. On a machine with network run "
-            f"`huggingface-cli download {where}`, copy the cache (~/.cache/huggingface) here, "
+            f"(no network). Would download: {where}. On a machine with network {fetch}, "
             f"or pass the file directly: load_clip({name!r}, weights='/path/to/{SAFE_WEIGHTS}').")
     overrides = {"force_quick_gelu": bool(cfg.get("quick_gelu", False)),
                  "image_mean": cfg.get("mean"), "image_std": cfg.get("std"),

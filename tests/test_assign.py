@@ -248,3 +248,11 @@ def test_score_assignments_exact_on_known_rows(tiny_world):
         score_assignments(a, tiny_world, "weather")
     with pytest.raises(InvalidInputError, match="not in"):
         score_assignments(a.assign(image_id="nope"), tiny_world, "background")
+
+
+def test_colour_template_is_an_adjective():
+    from core.assign import DEFAULT_TEMPLATE, default_template
+
+    assert default_template("background") == DEFAULT_TEMPLATE
+    assert default_template("colour").format(class_name="seven", value="red") == "a photo of a red seven"
+    assert default_template("weather") == DEFAULT_TEMPLATE
