@@ -20,16 +20,20 @@ Colours (second attribute; the digit's MNIST intensity is the alpha mask of a fl
 40–54 px and moved up to 6 px off centre): class k's common colour is, in order, red, brown, yellow, cyan,
 green, white, purple, orange, pink, blue.
 
-Correlation. In the pools ``backbone_train`` and ``train`` each attribute is placed *independently*: for
-every class exactly round(0.95·n) of its n images show the class's common background, and, chosen
-separately, round(0.95·n) show its common colour (so ≈90% show both, ≈0.25% neither). The uncommon 5% cycle
-evenly through the other nine values. In ``val`` (later split into debug and test) background and colour
+Correlation. In the biased pools each attribute is placed *independently*: for every class exactly
+round(p·n) of its n images show the class's common background, and, chosen separately, round(p·n) show its
+common colour; the uncommon rest cycle evenly through the other nine values. p is 0.95 in ``train`` (what
+linear heads learn from: ≈90% show both, ≈0.25% neither) and 0.5 in ``backbone_train`` (five times chance).
+Backbones trained at 0.95 learn the two shortcuts and nothing of the digits (a head trained on uniform
+images reached 12-16% on the tiny world, measured); at 0.5 they learn digit shape as well as background,
+as ImageNet backbones carry object and context features, so their heads fail where the head's own training
+set was biased. In ``val`` (later split into debug and test) background and colour
 are balanced uniform over all ten values and independent of the class and of each other.
 
 Pools (images per class for size "default" / "tiny"; MNIST digits per class, the same for both sizes):
 
-    backbone_train  1000 / 200 images   200 digits   biased; what the world's backbones learn from
-    train            100 /  30 images    50 digits   biased; linear heads train on a subset
+    backbone_train  1000 / 500 images   200 digits   biased (p=0.5); what the world's backbones learn from
+    train            100 /  30 images    50 digits   biased (p=0.95); linear heads train on a subset
     val              600 / 120 images   200 digits   uniform; split into debug and test
     gen                  —               50 digits   reserved for :meth:`ScenesMnist.render`
 
@@ -53,14 +57,15 @@ from core.datasets.world_render import (BACKGROUNDS, CLASS_NAMES, COLOURS, IMAGE
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
-WORLD_VERSION = 1
-P_COMMON = 0.95
+WORLD_VERSION = 2
+P_COMMON = 0.95                                              # the heads' training pool (and render()'s baseline)
+P_COMMON_POOL = {"backbone_train": 0.5, "train": P_COMMON}   # see "Correlation" above
 POOLS = ("backbone_train", "train", "val")
 BIASED_POOLS = ("backbone_train", "train")
 DIGITS_PER_CLASS = {"backbone_train": 200, "train": 50, "val": 200, "gen": 50}
 SIZES = {  # images per class in each pool
     "default": {"backbone_train": 1000, "train": 100, "val": 600},
-    "tiny": {"backbone_train": 200, "train": 30, "val": 120},
+    "tiny": {"backbone_train": 500, "train": 30, "val": 120},
 }
 COLUMNS = ["image_id", "label", "background", "colour", "digit_index", "common_background", "common_colour"]
 _FILLER_WORDS = ("in ", "on ", "an ", "a ", "the ")
@@ -82,9 +87,9 @@ def _canonical(value: str, options: list[str], kind: str) -> str:
                             f"It can render these {kind}s: {', '.join(options)}.")
 
 
-def _mostly_common(rng: np.random.Generator, common: int, n_values: int, n: int) -> np.ndarray:
-    """n value ids: exactly round(P_COMMON·n) are ``common``; the rest cycle evenly through the others."""
-    k = int(round(P_COMMON * n))
+def _mostly_common(rng: np.random.Generator, common: int, n_values: int, n: int, p: float = P_COMMON) -> np.ndarray:
+    """n value ids: exactly round(p·n) are ``common``; the rest cycle evenly through the others."""
+    k = int(round(p * n))
     others = rng.permutation([v for v in range(n_values) if v != common])
     return rng.permutation(np.concatenate([np.full(k, common), np.resize(others, n - k)]).astype(np.int64))
 
@@ -107,7 +112,7 @@ class ScenesMnist(ImageDataset):
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidInputError(f"The world seed must be a non-negative integer, got {seed!r}.")
         self.size, self.seed = size, int(seed)
-        self._key = store.make_key(self.name, self.classes, size, self.seed, WORLD_VERSION, P_COMMON,
+        self._key = store.make_key(self.name, self.classes, size, self.seed, WORLD_VERSION, P_COMMON_POOL,
                                    sources_hash())
         self.folder = store.cache_root() / "datasets" / self.name / self._key
         self.build_seconds: float | None = None   # set when this instance had to build the world
@@ -247,7 +252,8 @@ class ScenesMnist(ImageDataset):
         parts = []
         for c in range(len(self.classes)):
             if pool in BIASED_POOLS:
-                bg, col = _mostly_common(rng, c, n_bg, n), _mostly_common(rng, c, n_col, n)
+                p = P_COMMON_POOL[pool]
+                bg, col = _mostly_common(rng, c, n_bg, n, p), _mostly_common(rng, c, n_col, n, p)
             else:
                 bg, col = _balanced(rng, n_bg, n), _balanced(rng, n_col, n)
             parts.append(pd.DataFrame({"label": c, "bg": bg, "col": col,
@@ -303,10 +309,11 @@ class ScenesMnist(ImageDataset):
                             for k, b in enumerate(self.backgrounds)],
             "colours": [{"name": c, "rgb": list(COLOURS[c]), "common_for": self.classes[k]}
                         for k, c in enumerate(self.colours)],
-            "p_common": P_COMMON,
-            "correlation": ("independent: in biased pools each class shows its common background in exactly "
-                            f"{P_COMMON:.0%} of its images and, chosen separately, its common colour in "
-                            f"{P_COMMON:.0%}; val is uniform over all values"),
+            "p_common": dict(P_COMMON_POOL),
+            "correlation": ("independent: in each biased pool each class shows its common background in exactly "
+                            "p of its images and, chosen separately, its common colour in p (p = "
+                            + ", ".join(f"{q:.0%} in {k}" for k, q in P_COMMON_POOL.items())
+                            + "); val is uniform over all values"),
             "pools": {pool: {"images": len(df), "images_per_class": SIZES[self.size][pool],
                              "digits_per_class": DIGITS_PER_CLASS[pool], "biased": pool in BIASED_POOLS}
                       for pool, df in tables.items()}
