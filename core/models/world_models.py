@@ -112,10 +112,15 @@ def _pixels(dataset, pool: str) -> np.ndarray:
 def world_data_config(dataset) -> dict:
     """Preprocessing of every world backbone for ``dataset``: native size, no crop, the pool's mean/std."""
     px = _pixels(dataset, TRAIN_POOL)
-    flat = np.asarray(px, dtype=np.float64).reshape(-1, 3) / 255.0
+    total, sq, n = np.zeros(3), np.zeros(3), 0
+    for i in range(0, len(px), 1000):   # chunks: the default pool as float64 would be ~1 GB
+        chunk = np.asarray(px[i:i + 1000], dtype=np.float64).reshape(-1, 3) / 255.0
+        total, sq, n = total + chunk.sum(0), sq + (chunk ** 2).sum(0), n + len(chunk)
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean ** 2, 0))
     return {"input_size": (3, int(px.shape[1]), int(px.shape[2])), "interpolation": "bilinear", "crop_pct": 1.0,
-            "crop_mode": "center", "mean": tuple(round(float(m), 4) for m in flat.mean(0)),
-            "std": tuple(round(float(s), 4) for s in flat.std(0))}
+            "crop_mode": "center", "mean": tuple(round(float(m), 4) for m in mean),
+            "std": tuple(round(float(s), 4) for s in std)}
 
 
 def _normalise(px: np.ndarray, cfg: dict) -> torch.Tensor:
