@@ -186,8 +186,169 @@ def _overlap_parser(p):
     p.add_argument("--intersections", action="store_true", help="also print raw intersection counts")
 
 
+# -- textualization (paper §4.1–4.2) ---------------------------------------------------------------------------
+@command("propose", "propose uncommon values per class (LLM if OPENAI_API_KEY is set, else offline) into lists")
+def cmd_propose(a):
+    from core.textualize import ensure_lists
+
+    ds = open_ds(a)
+    lists = ensure_lists(ds, a.attribute, proposer=a.proposer, progress=TqdmProgress("proposing"))
+    for c in ds.classes:
+        cl = lists.get(c)
+        print(f"{c}: {', '.join(cl.values) if cl else '(none)'}")
+
+
+def _propose_parser(p):
+    p.add_argument("--attribute", default="background", help="background, colour, or a custom attribute name")
+    p.add_argument("--proposer", choices=["llm", "offline"], help="default: llm when a key is set, else offline")
+
+
+@command("lists", "show, export or import the curated value lists (every edit is a new version)")
+def cmd_lists(a):
+    from core.curation import CuratedLists
+
+    ds = open_ds(a)
+    lists = CuratedLists(ds, a.attribute)
+    if a.export:
+        path = lists.export_json(a.export) if a.export.endswith(".json") else lists.export_csv(a.export)
+        print(f"exported to {path}")
+    elif a.import_file:
+        fn = lists.import_json if a.import_file.endswith(".json") else lists.import_csv
+        for c, status in fn(a.import_file).items():
+            print(f"{c}: {status}")
+    else:
+        for c in lists.classes():
+            cl = lists.get(c)
+            print(f"{c} (v{cl.version}, {cl.source}): {', '.join(cl.values)}")
+        print(f"list version id: {lists.current_version_id()}")
+
+
+def _lists_parser(p):
+    p.add_argument("--attribute", default="background")
+    p.add_argument("--export", metavar="FILE", help="write all lists to FILE (.csv or .json)")
+    p.add_argument("--import", dest="import_file", metavar="FILE", help="read lists from FILE (.csv or .json)")
+
+
+@command("modes", "CLIP names each debug_seed failure's value; print the k failure modes per class")
+def cmd_modes(a):
+    from core.pipeline import run_model
+    from core.textualize import textualize
+
+    ds = open_ds(a)
+    run = run_model(ds, a.model, progress=TqdmProgress(a.model))
+    text = textualize(ds, run, k=a.k, attribute=a.attribute, progress=TqdmProgress("assigning"))
+    print(table(text.modes[["class_name", "rank", "value", "count", "share"]]))
+    if a.attribute in getattr(ds, "attributes", ()):
+        from core.assign import score_assignments
+
+        sc = score_assignments(text.assignments, ds, a.attribute)
+        print(f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, "
+              f"n={sc['n']})")
+    if a.csv:
+        text.assignments.to_csv(a.csv, index=False)
+        print(f"wrote {len(text.assignments)} assignments to {a.csv}")
+
+
+def _modes_parser(p):
+    p.add_argument("--model", required=True)
+    p.add_argument("--attribute", default="background")
+    p.add_argument("-k", type=int, default=3, help="failure modes per class (paper: 3)")
+    p.add_argument("--csv", help="also write every assignment to this CSV file")
+
+
+# -- mitigation (paper §4.3, §5.3) -----------------------------------------------------------------------------
+def _experiment(a, ds):
+    from core.config import DebugConfig, HeadConfig
+    from core.experiments import Experiment, default_generator
+
+    gen_kw = {"model_id": a.generator_model} if a.generator_model else {}
+    if a.steps:
+        gen_kw["num_inference_steps"] = a.steps
+    return Experiment(ds, DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed),
+                      attribute=a.attribute, generator=default_generator(ds, a.generator, **gen_kw),
+                      head_cfg=HeadConfig(solver=a.solver), progress=TqdmProgress("debugging"))
+
+
+def _experiment_args(p, models=True):
+    if models:
+        models_args(p)
+    p.add_argument("--attribute", default="background")
+    p.add_argument("-k", type=int, default=3, help="failure modes per class (paper: 3)")
+    p.add_argument("--images-per-mode", type=int, default=5, help="generated images per mode (paper: 5)")
+    p.add_argument("--lam", type=float, default=0.5, help="λ weighting the generated images' loss (paper: 0.5)")
+    p.add_argument("--generator", help="world (offline default) or diffusers (real default: Stable Diffusion v1-5)")
+    p.add_argument("--generator-model", help="diffusers hub id or local pipeline folder")
+    p.add_argument("--steps", type=int, help="diffusion steps (e.g. 1 for SD-Turbo)")
+    p.add_argument("--gen-seed", type=int, default=0)
+    p.add_argument("--solver", default="sgd", choices=["sgd", "lbfgs"], help="head solver (sgd = the paper's)")
+    p.add_argument("--csv", help="also write the results table to this CSV file")
+
+
+def _report(df, name: str, exp, a, **meta):
+    from core.experiments import save_results
+
+    cols = [c for c in ("model", "method", "lam", "k", "n_generated", "acc_test", "acc_seed", "acc_heldout")
+            if c in df.columns]
+    print(table(df[cols].round(4)))
+    pq, csv = save_results(df, name, exp.meta(**meta))
+    print(f"\nsaved {pq}")
+    if a.csv:
+        df.to_csv(a.csv, index=False)
+        print(f"wrote {a.csv}")
+
+
+@command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
+def cmd_debug(a):
+    from core.experiments import individual
+
+    ds = open_ds(a)
+    models = model_list(a, ds)
+    exp = _experiment(a, ds)
+    _report(individual(exp, models), "individual", exp, a, models=models)
+
+
+@command("collective", "collective debugging types 1 and 2 on a family (paper Table 3, Figure 6)")
+def cmd_collective(a):
+    from core.experiments import collective_study
+    from core.mitigate import relative_to_individual
+
+    ds = open_ds(a)
+    models = model_list(a, ds)
+    exp = _experiment(a, ds)
+    df = collective_study(exp, models, a.reference)
+    _report(df, "collective", exp, a, models=models, reference=a.reference)
+    rel = relative_to_individual(df)
+    print("\nheldout gain relative to individual debugging\n" + table(rel.round(3)))
+
+
+def _collective_parser(p):
+    _experiment_args(p)
+    p.add_argument("--reference", help="type 2: the model whose failure modes debug the family (default: first)")
+
+
+@command("sweep", "sweep λ or k for models (paper Figure 5)")
+def cmd_sweep(a):
+    import pandas as pd
+
+    from core.experiments import sweep
+
+    ds = open_ds(a)
+    models = model_list(a, ds)
+    exp = _experiment(a, ds)
+    values = [int(v) if a.over == "k" else v for v in a.values] if a.values else None
+    df = pd.concat([sweep(exp, m, a.over, values) for m in models], ignore_index=True)
+    _report(df, f"sweep-{a.over}", exp, a, models=models, over=a.over)
+
+
+def _sweep_parser(p):
+    _experiment_args(p)
+    p.add_argument("over", choices=["lam", "k"])
+    p.add_argument("--values", nargs="+", type=float, help="default: λ 0,.25,.5,.75,1 or k 1..5")
+
+
 PARSERS = {"models": _models_parser, "world": _world_parser, "run": _run_parser, "failures": _failures_parser,
-           "overlap": _overlap_parser}
+           "overlap": _overlap_parser, "propose": _propose_parser, "lists": _lists_parser, "modes": _modes_parser,
+           "debug": _experiment_args, "collective": _collective_parser, "sweep": _sweep_parser}
 NO_DATASET = {"datasets", "models"}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -217,10 +218,17 @@ def _build(arch: str, ckpt: Path, weights_id: str, *, source: str, device: str, 
            display_name: str | None = None) -> ClipModel:
     import open_clip
 
-    # open_clip only builds the architecture (and preprocessing); weights go through read_state_dict below.
-    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, load_weights=False,
-                                                                 device="cpu",
-                                                                 **{k: v for k, v in (overrides or {}).items() if v})
+    # open_clip only builds the architecture (and preprocessing); weights go through read_state_dict below, so
+    # its "No pretrained weights loaded ... initialized randomly" warning would be false: silence it here.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=None, load_weights=False, device="cpu",
+            **{k: v for k, v in (overrides or {}).items() if v})
+    finally:
+        root.setLevel(level)
     state = _adapt(model, read_state_dict(ckpt))
     try:
         model.load_state_dict(state, strict=True)

@@ -16,7 +16,6 @@ from core.failures import failures
 from core.pipeline import ModelRun
 from core.progress import ProgressFn, StopFn
 
-DEFAULT_TEMPLATE = "a photo of a {class_name} in {value}"
 
 
 def is_world(dataset: ImageDataset) -> bool:
@@ -55,11 +54,12 @@ class Textualization:
 
 
 def assignments_for(dataset: ImageDataset, run: ModelRun, *, attribute: str = "background", clip=None,
-                    template: str = DEFAULT_TEMPLATE, templates: list[str] | None = None,
+                    template: str | None = None, templates: list[str] | None = None,
                     progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> tuple[pd.DataFrame, dict]:
     """CLIP's value for each debug_seed failure of ``run`` over the current curated lists (cached)."""
-    from core.assign import assign
+    from core.assign import assign, default_template
 
+    template = template or default_template(attribute)
     lists = ensure_lists(dataset, attribute, progress=progress, should_stop=should_stop)
     values = lists.as_dict()
     clip = clip or default_clip(dataset)
