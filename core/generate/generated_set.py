@@ -327,8 +327,16 @@ class GeneratedSet(ImageDataset):
 
     # manifest views
     def manifest(self) -> pd.DataFrame:
-        """Every slot, including deleted and dropped ones."""
-        return read_manifest(self.root)
+        """Every slot, including deleted and dropped ones (re-read only when the file changes on disk)."""
+        p = self.root / "manifest.csv"
+        try:
+            st = p.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp is None or getattr(self, "_manifest_stamp", None) != stamp:
+            self._manifest, self._manifest_stamp = read_manifest(self.root), stamp
+        return self._manifest.copy()
 
     def path(self, image_id: str) -> Path:
         row = self._rows([image_id]).iloc[0]
