@@ -38,8 +38,15 @@ def trained(world):
 @pytest.mark.parametrize("name", TRAINED)
 def test_world_backbones_fail_on_uncommon_backgrounds(world, trained, name):
     """Error on val (backgrounds uniform, independent of class) from ground truth, with the backbone's own
-    training classifier applied to images through its own transform. Measured on the tiny world (seed 0):
-    world-resnet-s 0.23 common vs 0.94 uncommon, world-mobilenet-s 0.17 vs 0.97 (chance is 0.90)."""
+    training classifier applied to images through its own transform.
+
+    Measured on the tiny world v2 (backbone_train biased at p=0.5, seed 0, 3 epochs), common vs uncommon
+    background: world-resnet-s 0.200 vs 0.529 (val accuracy 0.50), world-mobilenet-s 0.317 vs 0.910 (0.15;
+    chance is 0.10); the m/l sizes: resnet 0.200/0.490 and 0.183/0.504, mobilenet 0.258/0.866 and
+    0.275/0.828. (World v1, biased at p=0.95, gave 0.23 vs 0.94: pure shortcut learners.) With 120 common
+    and 1080 uncommon rows the standard error of the common-row error is ~0.04, so a gap of 0.15 and a 1.8x
+    ratio are far outside noise.
+    """
     clf = create_classifier(name, dataset=world)
     bb = create_model(name, dataset=world)
     val = world.index("val")
@@ -50,12 +57,12 @@ def test_world_backbones_fail_on_uncommon_backgrounds(world, trained, name):
     common = val["common_background"].to_numpy(bool)
     err_common, err_uncommon = wrong[common].mean(), wrong[~common].mean()
     assert common.sum() >= 50 and (~common).sum() >= 500
-    assert err_uncommon - err_common > 0.4, (err_common, err_uncommon)
-    assert err_common < 0.5
+    assert err_uncommon - err_common > 0.15 and err_uncommon > 1.8 * err_common, (err_common, err_uncommon)
+    assert err_common < 0.4
     meta = load_metadata(name, world)
     assert meta["metrics"]["val"]["error_common_background"] == pytest.approx(err_common, abs=1e-9)
     assert meta["metrics"]["val"]["error_uncommon_background"] == pytest.approx(err_uncommon, abs=1e-9)
-    assert meta["metrics"]["backbone_train"]["accuracy"] > 0.9   # it did learn its (biased) training pool
+    assert meta["metrics"]["backbone_train"]["accuracy"] > 0.5   # it learned its (mildly biased) training pool
 
 
 @pytest.mark.slow
@@ -66,7 +73,7 @@ def test_trained_weights_are_cached_with_their_metadata(world, trained):
     assert train_world_backbone(name, world) == path and path.stat().st_mtime_ns == stamp   # no retraining
     meta = store.load_json(path.with_suffix(".json"))
     assert meta["dataset_key"] == world.key and meta["arch"]["kind"] == "resnet" and meta["seed"] == 0
-    assert meta["config"] == {"epochs": 4, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0}
+    assert meta["config"] == {"epochs": 3, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0}
     assert meta["internal_resolution"] == 32
     px = np.asarray(world.pixels("backbone_train"), dtype=np.float64) / 255
     assert np.allclose(meta["data_config"]["mean"], px.reshape(-1, 3).mean(0), atol=1e-4)

@@ -2,11 +2,11 @@
 
 Six small timm architectures in two families (World-ResNet: timm ResNet with BasicBlocks and a deep stem;
 World-MobileNet: MobileNetV2-style inverted residuals built by timm's EfficientNet builder), three sizes each.
-They see the world's 64x64 images averaged down to 32x32 inside the network, so a default-world training
-takes seconds to a minute per model on one CPU core. Weights are cached as ``.safetensors`` with a metadata
-json (architecture, dataset key, training config, seed, accuracies, error on common vs uncommon backgrounds
-and colours, data_config) under a key over all of those; ``create_model("world-resnet-s", dataset=world)``
-loads them.
+They see the world's 64x64 images averaged down to 32x32 inside the network, so one model trains in
+10-40 s on the tiny world and 1-2 minutes on the default one, on one shared CPU core. Weights are cached
+as ``.safetensors`` with a metadata json (architecture, dataset key, training config, seed, accuracies,
+error on common vs uncommon backgrounds and colours, data_config) under a key over all of those;
+``create_model("world-resnet-s", dataset=world)`` loads them.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class WorldArch:
 
 @dataclass(frozen=True)
 class WorldTrainConfig:
-    epochs: int = 4               # few epochs: the models learn the world's shortcuts, as intended
+    epochs: int = 3               # few epochs: digits are learned, and the shortcuts leaned on
     batch_size: int = 64
     lr: float = 3e-3              # AdamW peak learning rate of a one-cycle schedule
     weight_decay: float = 5e-4
@@ -249,7 +249,7 @@ def _not_trained(name: str, dataset) -> MissingResourceError:
     return MissingResourceError(
         f"World backbone {name!r} is not trained for this world ({dataset.name} {dataset.key}). Train it with "
         f"`{TRAIN_CLI.format(name=name)}` or core.models.world_models.train_world_backbone({name!r}, dataset) "
-        "(seconds on the tiny world, about a minute on the default one).")
+        "(10-40 s per model on the tiny world, 1-2 minutes on the default one).")
 
 
 def world_classifier(name: str, dataset=None, pretrained: bool = True, weights: str | None = None,
