@@ -20,6 +20,7 @@ from core import store
 from core.config import HeadConfig
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.threads import threads_for
 
 HEAD_SCHEMA = 1
 
@@ -109,6 +110,16 @@ def train_head(X, y, classes: list[str], cfg: HeadConfig = HeadConfig(), *, X_ex
     def objective() -> torch.Tensor:
         return weighted_loss(lin(Z), y, lin(Ze) if has_extra else None, ye, lam if has_extra else 0.0)
 
+    with threads_for(X.shape[0] * X.shape[1]):
+        _fit(lin, objective, cfg, progress, should_stop)
+    with torch.no_grad():
+        final = float(objective())
+    info = dict(meta or {}, config=asdict(cfg), lam=lam, n_orig=len(y), n_extra=int(len(ye)) if has_extra else 0,
+                final_loss=final, schema=HEAD_SCHEMA)
+    return LinearHead(lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, list(classes), info)
+
+
+def _fit(lin: torch.nn.Linear, objective, cfg: HeadConfig, progress: ProgressFn, should_stop: StopFn | None) -> None:
     if cfg.solver == "sgd":
         opt = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         for epoch in range(cfg.epochs):
@@ -133,8 +144,3 @@ def train_head(X, y, classes: list[str], cfg: HeadConfig = HeadConfig(), *, X_ex
         check_stop(should_stop)
         opt.step(closure)
         progress(1, 1, "training head (L-BFGS)")
-    with torch.no_grad():
-        final = float(objective())
-    info = dict(meta or {}, config=asdict(cfg), lam=lam, n_orig=len(y), n_extra=int(len(ye)) if has_extra else 0,
-                final_loss=final, schema=HEAD_SCHEMA)
-    return LinearHead(lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, list(classes), info)

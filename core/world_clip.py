@@ -19,6 +19,7 @@ import torch
 from core import store
 from core.clip import LOCAL_CONFIG, SAFE_WEIGHTS, ClipModel, load_local_dir
 from core.errors import InvalidInputError, MissingResourceError
+from core.threads import single_thread
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
 WORLD_CLIP_SCHEMA = 1
@@ -150,8 +151,9 @@ def train_world_clip(dataset, config: WorldClipConfig | None = None, progress: P
                                    open_clip.CLIPTextCfg(**config.model_cfg()["text_cfg"]))
             images = _image_tensor(dataset, df, config, progress, should_stop)
             tokens = _caption_tokens(dataset, df, config)
-            log = _fit(model, images, tokens, _weights(df, config.balance), config, progress, should_stop,
-                       device or "cpu")
+            with single_thread():   # a small model: thread hand-offs cost more than they give
+                log = _fit(model, images, tokens, _weights(df, config.balance), config, progress, should_stop,
+                           device or "cpu")
             store.save_json(folder / LOCAL_CONFIG, {"model_cfg": config.model_cfg(),
                                                     "preprocess_cfg": config.preprocess_cfg()})
             with store.atomic_path(folder / SAFE_WEIGHTS) as tmp:
