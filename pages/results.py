@@ -53,6 +53,14 @@ def before_after(df: pd.DataFrame) -> pd.DataFrame:
     return wide[order].reset_index()
 
 
+def made_with(meta: dict) -> None:
+    """What a saved table came from, so a number on this page can be traced back."""
+    dbg = meta.get("debug", {})
+    st.caption(f"Saved run: models {md(', '.join(meta.get('models', [])))} · λ {dbg.get('lam')} · k "
+               f"{dbg.get('k_modes')} · {dbg.get('images_per_mode')} images per mode · generator "
+               f"{md(meta.get('generator', ''))} · {md(meta.get('attribute', ''))}")
+
+
 def grouped_bars(df: pd.DataFrame, y: str, label: str, key: str):
     """Bars per model, one per method; drawn on the page and returned for the report."""
     fig = px.bar(df, x="model", y=y, color="method", barmode="group", labels={y: label})
@@ -75,6 +83,7 @@ with tabs[0]:
             df, meta = saved["individual"]
             table = before_after(df)
             st.subheader("Accuracy before and after debugging")
+            made_with(meta)
             st.dataframe(table, hide_index=True, column_config={c_: st.column_config.NumberColumn(format="percent")
                                                                 for c_ in table.columns[2:]})
             fig = grouped_bars(gains(df), "gain_heldout", "accuracy gain on debug_heldout", "res-gain")
@@ -91,6 +100,7 @@ with tabs[1]:
             from core.mitigate import relative_to_individual
 
             df, meta = saved["collective"]
+            made_with(meta)
             st.dataframe(df[[c_ for c_ in ["model", "family", "method", *METRICS] if c_ in df]], hide_index=True)
             fig = grouped_bars(relative_to_individual(df), "relative", "gain relative to individual debugging",
                                "res-rel")

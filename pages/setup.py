@@ -25,7 +25,8 @@ with guard("Checking the dataset"):
                     "renders its images, trains its backbones and its CLIP, runs every world model and proposes "
                     "background lists; the pages fill in as each step finishes.", icon=":material/rocket_launch:")
         job_panel("setup_world", label="Build the offline world (images, backbones, CLIP, model runs, lists)",
-                  key="world", start_label="Build the offline world", dataset=spec)
+                  key="world", start_label="Build the offline world" if ds is None else "Complete the world setup",
+                  dataset=spec)
         st.caption("Command line equivalent")
         st.code(cli("world", spec, "all"), language="bash")
     elif ds is None:

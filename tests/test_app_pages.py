@@ -6,7 +6,7 @@ import pytest
 from core import jobs
 from core.curation import CuratedLists
 from tests.app_harness import PAGES, TINY, open_page, problems, texts
-from tests.app_world import populated_world  # noqa: F401  (session fixture)
+from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from ui.text import md
 
 
@@ -21,6 +21,7 @@ def test_setup_lists_models_and_shares_the_run_job(populated_world):
     models = next(d.value for d in at.dataframe if "run cached" in d.value)
     cached = set(models.loc[models["run cached"], "model"])
     assert set(populated_world.models) <= cached
+    at.multiselect(key="setup-families").set_value([]).run()
     at.multiselect(key="setup-models").set_value(populated_world.models).run()
     # The app asks for exactly the job the fixture ran, so it is shared and shows as done, not rerun.
     assert any("done" in s.value for s in at.success), texts(at)
@@ -92,3 +93,46 @@ def _runs():
 def _failures(summary):
     t = pd.read_parquet(f"{summary['folder']}/failures.parquet", columns=["image_id", "correct"])
     return t.loc[~t["correct"], "image_id"]
+
+
+def test_backgrounds_shows_failure_modes_with_examples(assigned_world):
+    at = open_page("pages/backgrounds.py")
+    assert problems(at) == []
+    modes = next(d.value for d in at.dataframe if "example_ids" in d.value)
+    assert len(modes) > 0 and set(modes["rank"]) <= {1, 2, 3}
+    assert any("examples" in e.label for e in at.expander)
+
+
+def test_generate_runs_the_renderer_and_deletes(assigned_world):
+    from core.generate import GeneratedSet
+
+    at = open_page("pages/generate.py")
+    assert problems(at) == []
+    at.number_input(key="gen-n").set_value(2).run()
+    prompts = next(d.value for d in at.dataframe if "prompt" in d.value)
+    assert all(p.startswith("A photo of ") for p in prompts["prompt"])
+    at.button(key="gen-start").click().run()
+    job = next(j for j, s in jobs.list_jobs() if j.kind == "generate_modes" and j.kwargs["images_per_mode"] == 2)
+    assert job.wait(timeout=300)["state"] == jobs.DONE, job.status()
+    at.run()
+    assert problems(at) == []
+    from core.generate import list_sets
+
+    assert len(at.image) > 0, ("the gallery shows the generated images", list_sets(), job.status(), texts(at))
+    first = next(c for c in at.checkbox if c.key.startswith("del-"))
+    first.check().run()
+    next(b for b in at.button if b.label == "Delete 1 marked").click().run()
+    sets = job.status()["result"]["sets"]
+    deleted = [GeneratedSet(s).manifest() for s in sets]
+    assert sum(int(m["deleted"].sum()) for m in deleted) == 1
+
+
+def test_results_show_before_after_and_report(results_world):
+    at = open_page("pages/results.py")
+    assert problems(at) == []
+    table = next(d.value for d in at.dataframe if "debug_heldout · ours" in d.value)
+    assert list(table["model"]) == results_world.models[:1]
+    assert table["debug_heldout · before"].between(0, 1).all()
+    labels = [b.label for b in at.download_button]
+    assert any("individual results" in lab for lab in labels)
+    assert "Report for stakeholders (self-contained HTML)" in labels

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.app_harness import TINY
-from tests.app_world import populated_world  # noqa: F401  (session fixture)
+from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from tests.browser_harness import CHROMIUM_ARGS, chromium_path, serve_app, settle, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -46,16 +46,17 @@ def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
 
 
-def test_walk_the_offline_world_flow(browser, app_url, populated_world):
+def test_walk_the_offline_world_flow(browser, app_url, results_world):
+    populated_world = results_world
     page = open_page(browser, app_url)
-    page.get_by_role("heading", name="Setup").wait_for()
+    page.get_by_role("heading", name="Setup", exact=True).wait_for()
     shot(page, "1-setup")
     assert page.get_by_text("Classes", exact=True).count() > 0
     no_exception(page)
 
     page.get_by_role("link", name="Failures").click()
     settle(page)
-    page.get_by_role("heading", name="Failures").wait_for()
+    page.get_by_role("heading", name="Failures", exact=True).wait_for()
     images_before = page.locator('[data-testid="stImage"]').count()
     assert images_before > 0, "the gallery shows failures"
     box = page.get_by_role("combobox", name="True class")
@@ -72,16 +73,38 @@ def test_walk_the_offline_world_flow(browser, app_url, populated_world):
 
     page.get_by_role("link", name="Overlap").click()
     settle(page)
-    page.get_by_role("heading", name="Overlap").wait_for()
+    page.get_by_role("heading", name="Overlap", exact=True).wait_for()
     no_exception(page)
     shot(page, "3-overlap")
 
     page.get_by_role("link", name="Backgrounds").click()
     settle(page)
-    page.get_by_role("heading", name="Backgrounds").wait_for()
+    page.get_by_role("heading", name="Backgrounds", exact=True).wait_for()
     page.get_by_label("Add a value").fill("snowfield <b>")
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Add", exact=True).click()
     settle(page)
-    assert page.get_by_text(re.compile(r"snowfield <b>")).count() > 0, "the added value shows, escaped"
-    no_exception(page)
     shot(page, "4-backgrounds-edited")
+    page.get_by_text(re.compile(r"Current list: .*snowfield <b>")).wait_for(timeout=30_000)   # shown escaped
+    no_exception(page)
+
+    page.get_by_role("link", name="Generate").click()
+    settle(page)
+    page.get_by_role("heading", name="Generate", exact=True).wait_for()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text(re.compile("Generate images for the failure modes and the baseline: done")).wait_for(
+        timeout=240_000)
+    settle(page)
+    page.get_by_role("heading", name="Generated images").wait_for()
+    page.get_by_text(re.compile(r" — \d+ images")).first.click()     # open one mode's gallery
+    settle(page)
+    assert page.locator('[data-testid="stImage"]').count() > 0
+    no_exception(page)
+    shot(page, "5-generate-done")
+
+    page.get_by_role("link", name="Results").click()
+    settle(page)
+    page.get_by_role("heading", name="Results", exact=True).wait_for()
+    page.get_by_text("Accuracy before and after debugging").wait_for()
+    assert page.locator('[data-testid="stDataFrame"]').count() > 0
+    no_exception(page)
+    shot(page, "6-results")
