@@ -75,6 +75,11 @@ class Experiment:
                 "generator_model": self.generator.model_id, **extra}
 
 
+def _skipped(rows: pd.DataFrame) -> str:
+    """Failure modes the generator could not render, as "class · value" text for the results table."""
+    return "; ".join(f"{s['class_name']} · {s['value']}" for s in rows.attrs.get("skipped", []))
+
+
 def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
     """Table 2: per model, before / ours / Random_debugging on test, debug_seed and debug_heldout."""
     rows = []
@@ -84,7 +89,8 @@ def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
         text = exp.textualization(m)
         ours, rand = exp.images(text.modes)
         rows += debug_model(exp.context(m), ours, rand, exp.cfg, should_stop=exp.should_stop,
-                            **exp.provenance(list_version=text.provenance["list_version"], modes_from=m))
+                            **exp.provenance(list_version=text.provenance["list_version"], modes_from=m,
+                                             skipped_modes=_skipped(ours)))
     exp.progress(len(models), len(models), "done")
     return pd.DataFrame(rows)
 
@@ -116,7 +122,8 @@ def collective(exp: Experiment, models: list[str], kind: int, reference: str | N
         ctx = exp.context(m)
         ev = ctx.retrain(ours, exp.cfg.lam, should_stop=exp.should_stop)
         rows.append(result_row(ctx, f"collective{kind}", exp.cfg, ours, ev.scores,
-                               **exp.provenance(list_version=",".join(versions), modes_from=source)))
+                               **exp.provenance(list_version=",".join(versions), modes_from=source,
+                                                skipped_modes=_skipped(ours))))
     return pd.DataFrame(rows)
 
 

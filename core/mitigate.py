@@ -52,6 +52,7 @@ def generate_for_modes(dataset: ImageDataset, modes: pd.DataFrame, generator: Ge
     check_config(cfg)
     requests = mode_requests(modes, cfg.images_per_mode, attribute=attribute, template=cfg.prompt_template,
                              k=cfg.k_modes)
+    requests, skipped = renderable(generator, requests)
     if not requests:
         empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
         return empty, empty.copy()
@@ -60,7 +61,25 @@ def generate_for_modes(dataset: ImageDataset, modes: pd.DataFrame, generator: Ge
         name = set_name(dataset, generator, attr, cfg.seed)
         gset = generate_set(generator, reqs, name, seed=cfg.seed, progress=progress, should_stop=should_stop)
         out.append(select_images(gset, reqs))
+    out[0].attrs["skipped"] = skipped
     return out[0], out[1]
+
+
+def renderable(generator: Generator, requests: list) -> tuple[list, list[dict]]:
+    """The requests the generator can make, and a report of those it cannot (a curated value the offline world
+    has no picture for, say). Raises the generator's own error when it can make none of them."""
+    ok, skipped, first_error = [], [], None
+    for r in requests:
+        try:
+            generator.validate([r])
+        except InvalidInputError as e:
+            first_error = first_error or e
+            skipped.append({"class_name": r.class_name, "value": r.value, "reason": str(e)})
+        else:
+            ok.append(r)
+    if requests and not ok:
+        raise first_error
+    return ok, skipped
 
 
 def select_images(gset: GeneratedSet, requests) -> pd.DataFrame:

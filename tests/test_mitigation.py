@@ -96,6 +96,11 @@ def test_bad_settings_are_clear_errors(tiny_world):  # noqa: F811
     modes = pd.DataFrame({"class_name": ["zero"], "label": [0], "value": ["the bottom of the sea"]})
     with pytest.raises(InvalidInputError, match="can render"):
         generate_for_modes(tiny_world, modes, gen, DebugConfig())
+    # one unrenderable mode among renderable ones is skipped and reported, the others are generated
+    modes = pd.DataFrame({"class_name": ["zero", "zero"], "label": [0, 0], "value": ["grass", "salt flat"]})
+    ours, rand = generate_for_modes(tiny_world, modes, gen, DebugConfig(images_per_mode=2))
+    assert set(ours["value"]) == {"grass"} and len(ours) == len(rand) == 2
+    assert [s["value"] for s in ours.attrs["skipped"]] == ["salt flat"]
     modes = pd.DataFrame({"class_name": ["zero"], "label": [0], "value": [None]})
     with pytest.raises(InvalidInputError, match="no value"):
         generate_for_modes(tiny_world, modes, gen, DebugConfig())
