@@ -43,7 +43,7 @@ def test_ours_beats_random_debugging_on_heldout(study, model):
     before, ours, rand = by(study, model, "before"), by(study, model, "ours"), by(study, model, "random")
     assert before["acc_seed"] == 0 and before["acc_heldout"] == 0   # they are the failures
     assert ours["n_generated"] == rand["n_generated"] > 0           # same images per class
-    # measured on the tiny world: resnet-s 0.142 vs 0.051, mobilenet-s 0.074 vs 0.017
+    # measured on the tiny world: resnet-s 0.126 vs 0.075, mobilenet-s 0.095 vs 0.016
     assert ours["acc_heldout"] >= rand["acc_heldout"] + 0.03
     assert ours["acc_seed"] > rand["acc_seed"]
 
@@ -62,7 +62,7 @@ def test_results_record_their_provenance_and_round_trip(study, exp):
 def test_collective_types_recover_most_of_individual_gain(study):
     rel = relative_to_individual(study)
     assert set(rel["method"]) == {"collective1", "collective2"} and len(rel) == 2 * len(MODELS)
-    # measured: 0.91-1.12 of individual debugging's heldout gain
+    # measured: 0.83-1.08 of individual debugging's heldout gain
     assert (rel["relative"] >= 0.6).all(), rel
 
 
@@ -74,7 +74,7 @@ def test_lambda_trades_test_for_heldout_and_zero_is_undebugged(exp):
     for col in ("acc_test", "acc_seed", "acc_heldout"):
         assert abs(ours.loc[0.0, col] - before[col]) < 1e-9, col   # λ = 0 reproduces the un-debugged head
     assert ours.loc[1.0, "acc_heldout"] > ours.loc[0.0, "acc_heldout"] + 0.05
-    assert ours.loc[1.0, "acc_test"] <= ours.loc[0.0, "acc_test"] + 0.01   # measured: 0.512 -> 0.454
+    assert ours.loc[1.0, "acc_test"] <= ours.loc[0.0, "acc_test"] + 0.01   # measured: 0.415 -> 0.417 (test does not fall here)
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def test_more_modes_raise_heldout_accuracy(exp):
     s = sweep(exp, MODELS[0], "k", [1, 5])
     ours = s[s["method"] == "ours"].set_index("k")
     assert ours.loc[5, "n_generated"] == 5 * ours.loc[1, "n_generated"]
-    assert ours.loc[5, "acc_heldout"] > ours.loc[1, "acc_heldout"]   # measured: 0.136 -> 0.182
+    assert ours.loc[5, "acc_heldout"] > ours.loc[1, "acc_heldout"]   # measured: 0.111 -> 0.191
 
 
 def test_bad_settings_are_clear_errors(tiny_world):  # noqa: F811
