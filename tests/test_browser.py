@@ -42,6 +42,10 @@ def open_page(browser, url: str, path: str = ""):
     return page
 
 
+def alerts(page) -> list[str]:
+    return page.locator('[data-testid="stAlert"]').all_inner_texts()
+
+
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
 
@@ -57,8 +61,11 @@ def test_walk_the_offline_world_flow(browser, app_url, results_world):
     page.get_by_role("link", name="Failures").click()
     settle(page)
     page.get_by_role("heading", name="Failures", exact=True).wait_for()
-    images_before = page.locator('[data-testid="stImage"]').count()
-    assert images_before > 0, "the gallery shows failures"
+    try:
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+    finally:
+        shot(page, "2-failures")
+    assert page.locator('[data-testid="stImage"]').count() > 0, ("the gallery shows failures", alerts(page))
     box = page.get_by_role("combobox", name="True class")
     box.click()
     box.fill(populated_world.busiest_class)
