@@ -75,3 +75,15 @@ def test_head_round_trips_with_metadata(tmp_path):
     assert back.classes == ["a", "b", "c"] and back.meta["backbone"] == "x"
     assert back.meta["config"]["lr"] == 0.2
     np.testing.assert_array_equal(back.predict(X), head.predict(X))
+
+
+def test_fused_solver_takes_the_same_steps_as_torch_sgd():
+    X, y = blobs(n=150, d=8, c=3)
+    Xe, ye = blobs(n=30, d=8, c=3, seed=2, shift=2.0)
+    for lam, extra in ((0.5, (Xe, ye)), (0.0, (None, None))):
+        ref = train_head(X, y, list("abc"), HeadConfig(epochs=300), X_extra=extra[0], y_extra=extra[1], lam=lam)
+        fused = train_head(X, y, list("abc"), HeadConfig(epochs=300, solver="fused"), X_extra=extra[0],
+                           y_extra=extra[1], lam=lam)
+        torch.testing.assert_close(fused.weight, ref.weight, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fused.bias, ref.bias, atol=1e-4, rtol=1e-4)
+        assert abs(fused.meta["final_loss"] - ref.meta["final_loss"]) < 1e-5
