@@ -69,6 +69,12 @@ def table(df) -> str:
         return df.to_string()
 
 
+def write_csv(df, path: str | None, what: str) -> None:
+    if path:
+        df.to_csv(path, index=False)
+        print(f"wrote {len(df)} {what} to {path}")
+
+
 # -- commands --------------------------------------------------------------------------------------------------
 @command("datasets", "list registered datasets")
 def cmd_datasets(a):
@@ -159,9 +165,7 @@ def cmd_failures(a):
     ds = open_ds(a)
     r = run_model(ds, a.model, progress=TqdmProgress(a.model))
     print(table(per_class_counts(r.table, ds.classes)))
-    if a.csv:
-        r.failures.to_csv(a.csv, index=False)
-        print(f"wrote {len(r.failures)} failures to {a.csv}")
+    write_csv(r.failures, a.csv, "failures")
 
 
 def _failures_parser(p):
@@ -245,9 +249,7 @@ def cmd_modes(a):
         sc = score_assignments(text.assignments, ds, a.attribute)
         print(f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, "
               f"n={sc['n']})")
-    if a.csv:
-        text.assignments.to_csv(a.csv, index=False)
-        print(f"wrote {len(text.assignments)} assignments to {a.csv}")
+    write_csv(text.assignments, a.csv, "assignments")
 
 
 def _modes_parser(p):
@@ -294,9 +296,7 @@ def _report(df, name: str, exp, a, **meta):
     print(table(df[cols].round(4)))
     pq, csv = save_results(df, name, exp.meta(**meta))
     print(f"\nsaved {pq}")
-    if a.csv:
-        df.to_csv(a.csv, index=False)
-        print(f"wrote {a.csv}")
+    write_csv(df, a.csv, "result rows")
 
 
 @command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
