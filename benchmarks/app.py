@@ -118,7 +118,9 @@ def populate(n_debug: int, n_models: int) -> dict:
     print(f"populated {n_models} runs x {n_debug:,} debug images in {time.perf_counter() - t:.1f} s")
     _embedding_map(ds, names[0])
     _lists(ds)
-    return spec
+    _assignments(ds, names[0])
+    _results(ds, names[:4])
+    return spec, names[0]
 
 
 def _embedding_map(ds, model: str) -> None:
@@ -140,13 +142,59 @@ def _lists(ds) -> None:
         lists.replace(c, [v for v in ds.world.backgrounds if v != ds.world.common_background(i)])
 
 
-def render_times(spec: dict, repeats: int) -> list[dict]:
+def _assignments(ds, model: str) -> None:
+    """A synthetic CLIP assignment of the model's debug_seed failures, stored where core.textualize keeps them."""
+    from core.curation import CuratedLists
+    from core.pipeline import list_runs
+
+    summary = next(s for s in list_runs(ds) if s["model"] == model)
+    table = pd.read_parquet(Path(summary["folder"]) / "failures.parquet")
+    seed = table[table["split"] == "seed"]
+    rng = np.random.default_rng(2)
+    values = np.array(ds.world.backgrounds)
+    out = pd.DataFrame({"image_id": seed["image_id"], "label": seed["label"],
+                        "class_name": [ds.classes[i] for i in seed["label"]],
+                        "value": values[rng.integers(0, len(values), len(seed))],
+                        "prob": rng.uniform(0.2, 0.9, len(seed)), "margin": rng.uniform(0, 0.5, len(seed))})
+    out["probs"] = "[]"
+    prov = {"attribute": "background", "list_version": CuratedLists(ds, "background").current_version_id(),
+            "clip": "synthetic", "template": "a photo of a {class_name} in {value}", "model": model}
+    folder = Path(summary["folder"]) / "assignments"
+    folder.mkdir(exist_ok=True)
+    out.to_parquet(folder / "bench.parquet", index=False)
+    store.save_json(folder / "bench.json", prov)
+
+
+def _results(ds, models: list[str]) -> None:
+    """Synthetic before/after and λ-sweep tables saved the way the Results page's experiment job saves them."""
+    from core.mitigate import save_results
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for m in models:
+        base = rng.uniform(0.5, 0.8)
+        for method, gain in (("before", 0.0), ("ours", 0.05), ("random", 0.01)):
+            rows.append({"model": m, "family": m.split("-")[0], "method": method, "lam": 0.5, "k": 3,
+                         "images_per_mode": 5, "n_generated": 150, "acc_test": base + gain,
+                         "acc_seed": gain * 4, "acc_heldout": gain * 3, "acc_debug": base})
+    meta = {"dataset": ds.key, "what": "individual", "models": models, "debug": {"lam": 0.5, "k_modes": 3,
+            "images_per_mode": 5}, "generator": "synthetic", "attribute": "background"}
+    save_results(pd.DataFrame(rows), "individual", meta)
+    sweep = [dict(r, method=meth, lam=lam, acc_heldout=0.1 * lam + (0.02 if meth == "ours" else 0), sweep="lam")
+             for r in rows[:1] for lam in (0.0, 0.25, 0.5, 0.75, 1.0) for meth in ("ours", "random")]
+    save_results(pd.DataFrame(sweep), "lam", dict(meta, what="lam", models=models[:1]))
+
+
+def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
+    """Cold and warm render seconds per page, each page showing ``model`` (the one with assignments)."""
     from streamlit.testing.v1 import AppTest
 
     os.environ["BACKDROP_APP_DATASET"] = json.dumps(spec)
     rows = []
     for page in PAGES:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        for key in ("failures-model", "gen-model", "bg-model"):
+            at.session_state[key] = model
         at.run()
         if page != PAGES[0]:
             at.switch_page(page)
@@ -164,17 +212,26 @@ def render_times(spec: dict, repeats: int) -> list[dict]:
     return rows
 
 
-def iou_time(n_models: int, n_images: int, repeats: int = 5) -> float:
+def iou_time(n_models: int, n_images: int, repeats: int = 5) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds: core.failures.iou_matrix on id sets, and the app's path (one boolean
+    matrix of the models' wrong-prediction masks over the shared debug set, core.failures.overlap_from_matrix)."""
+    from core.failures import overlap_from_matrix
+
     rng = np.random.default_rng(0)
     ids = np.array([f"val/{i:06d}" for i in range(n_images)])
     difficulty = rng.normal(size=n_images)
-    sets = {f"m{m}": ids[difficulty + rng.normal(size=n_images) > 0.8] for m in range(n_models)}
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        iou_matrix(sets)
-        best = min(best, time.perf_counter() - t)
-    return best
+    masks = [difficulty + rng.normal(size=n_images) > 0.8 for _ in range(n_models)]
+    sets = {f"m{m}": ids[mask] for m, mask in enumerate(masks)}
+    names = list(sets)
+    times = []
+    for fn in (lambda: iou_matrix(sets), lambda: overlap_from_matrix(names, np.stack(masks))):
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        times.append(best)
+    return times[0], times[1]
 
 
 def main(argv=None) -> None:
@@ -184,13 +241,14 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
     print(f"cache: {store.cache_root()}")
-    spec = populate(a.debug, a.models)
-    rows = render_times(spec, a.repeats)
+    spec, model = populate(a.debug, a.models)
+    rows = render_times(spec, a.repeats, model)
     with pd.option_context("display.width", 200, "display.max_colwidth", 120):
         print(pd.DataFrame(rows).to_string(index=False))
-    t = iou_time(a.models, a.debug)
-    print(f"IoU matrix (core.failures.iou_matrix), {a.models} models x {a.debug:,} images: {t * 1000:.1f} ms "
-          f"(target < 100 ms)")
+    by_ids, by_masks = iou_time(a.models, a.debug)
+    print(f"IoU matrix, {a.models} models x {a.debug:,} images (target < 100 ms):\n"
+          f"  core.failures.iou_matrix over id sets:             {by_ids * 1000:8.1f} ms\n"
+          f"  app path, stacked masks + overlap_from_matrix:     {by_masks * 1000:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -132,12 +132,10 @@ with guard("Assigning failures to values"):
         modes = data.failure_modes(runs[model], attribute, k)
         st.caption(f"{len(assigned):,} debug_seed failures assigned · CLIP {md(prov.get('clip', ''))} · prompt "
                    f"{md(prov.get('template', ''))}")
-        st.dataframe(modes, hide_index=True, height=min(400, 38 + 35 * len(modes)))
-        for mode in modes.itertuples():
-            ex = assigned[(assigned["label"] == mode.label) & (assigned["value"] == mode.value)].head(6)
-            with st.expander(f"{md(mode.class_name)} · {md(mode.value)} — {len(ex)} examples"):
-                def cell(r):
-                    st.image(data.thumbnail(spec, r.image_id), width="stretch")
-                    st.caption(f"p = {r.prob:.2f}")
-
-                grid(list(ex.itertuples()), cell, columns=6)
+        st.dataframe(modes.drop(columns=["example_ids"]), hide_index=True, height=min(400, 38 + 35 * len(modes)))
+        shown_cls = st.selectbox("Examples of the failure modes of class", ds.classes, key="bg-examples")
+        for mode in modes[modes["class_name"] == shown_cls].itertuples():
+            st.caption(f"**{md(mode.class_name)} · {md(mode.value)}** — {mode.count} failures "
+                       f"({mode.share:.0%} of the class's assigned failures)")
+            grid([data.thumbnail(spec, i) for i in list(mode.example_ids)[:6]],
+                 lambda img: st.image(img, width="stretch"), columns=6)

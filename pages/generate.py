@@ -68,20 +68,22 @@ with guard("Showing the generated images"):
         st.header("Generated images", divider="gray")
         gs = data.generated_set(ours_set)
         st.dataframe(gs.counts(), hide_index=True)
-        wanted = {(r.class_name, r.value) for r in requests}
-        for (cls, value), ids in gs.groups().items():
-            if (cls, value) not in wanted:
+        groups = gs.groups()
+        classes_made = [c for c in ds.classes if any(g[0] == c for g in groups)]
+        shown_cls = st.selectbox("Show the images of class", classes_made, key="gen-show") if classes_made else None
+        for (cls, value), ids in groups.items():
+            if cls != shown_cls:
                 continue
-            with st.expander(f"{md(cls)} · {md(value)} — {len(ids)} images"):
-                shown = ids[:PER_MODE_SHOWN]
+            st.caption(f"**{md(cls)} · {md(value)}** — {len(ids)} images")
+            shown = ids[:PER_MODE_SHOWN]
 
-                def cell(image_id):
-                    st.image(str(gs.path(image_id)), width="stretch")
-                    st.checkbox("delete", key=f"del-{image_id}")
+            def cell(image_id):
+                st.image(str(gs.path(image_id)), width="stretch")
+                st.checkbox("delete", key=f"del-{image_id}")
 
-                grid(shown, cell, columns=6)
-                marked = [i for i in shown if st.session_state.get(f"del-{i}")]
-                if st.button(f"Delete {len(marked)} marked", key=f"del-btn-{cls}-{value}", disabled=not marked,
-                             help="Deleted images are moved to the set's trash and never generated again."):
-                    gs.delete(marked)
-                    st.rerun()
+            grid(shown, cell, columns=6)
+            marked = [i for i in shown if st.session_state.get(f"del-{i}")]
+            if st.button(f"Delete {len(marked)} marked", key=f"del-btn-{cls}-{value}", disabled=not marked,
+                         help="Deleted images are moved to the set's trash and never generated again."):
+                gs.delete(marked)
+                st.rerun()

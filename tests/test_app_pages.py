@@ -100,9 +100,11 @@ def _failures(summary):
 def test_backgrounds_shows_failure_modes_with_examples(assigned_world):
     at = open_page("pages/backgrounds.py")
     assert problems(at) == []
-    modes = next(d.value for d in at.dataframe if "example_ids" in d.value)
+    modes = next(d.value for d in at.dataframe if "share" in d.value)
     assert len(modes) > 0 and set(modes["rank"]) <= {1, 2, 3}
-    assert any("examples" in e.label for e in at.expander)
+    cls = at.selectbox(key="bg-examples").value
+    assert any(c.value.startswith(f"**{cls} · ") for c in at.caption), "the class's modes are captioned"
+    assert len(at.image) > 0, "with example failures"
 
 
 def test_generate_runs_the_renderer_and_deletes(assigned_world):
