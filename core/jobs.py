@@ -139,6 +139,28 @@ def run_inline(job: Job) -> Any:
     return result
 
 
+def stop_all(grace: float = 5.0) -> int:
+    """Ask every running job in this cache to stop; end the process group of any still running after ``grace``
+    seconds. Returns how many jobs were running. (Tests call it at teardown; the app never does.)"""
+    import signal
+
+    running = [(job, st) for job, st in list_jobs() if st.get("state") == RUNNING]
+    for job, _ in running:
+        job.request_stop()
+    end = time.time() + grace
+    while time.time() < end and any(_alive(st.get("pid")) for _, st in running):
+        time.sleep(0.1)
+    for job, st in running:
+        pid = st.get("pid")
+        if _alive(pid):
+            try:
+                os.killpg(int(pid), signal.SIGKILL)   # workers start their own session: pgid == pid
+            except (ProcessLookupError, PermissionError):
+                pass
+            _update(job, state=CANCELLED, message="ended when its owner shut down")
+    return len(running)
+
+
 def load_job(job_id: str) -> Job:
     spec = store.load_json(store.cache_root() / "jobs" / job_id / "spec.json")
     if not spec:

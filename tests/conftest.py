@@ -14,6 +14,22 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("OPENAI_API_KEY", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_orphan_jobs(tmp_path_factory):
+    """Background jobs that tests started must not outlive the test session (they run in their own process
+    groups and would keep the CPU busy long after pytest exits)."""
+    yield
+    import glob
+
+    from core import jobs
+
+    base = str(tmp_path_factory.getbasetemp())   # this session's tmp_path folders (fresh_cache lives there)
+    for cache in {str(_SESSION_CACHE), *glob.glob(os.path.join(base, "*", "cache"))}:
+        os.environ["BACKDROP_CACHE"] = cache
+        jobs.stop_all(grace=3.0)
+    os.environ["BACKDROP_CACHE"] = str(_SESSION_CACHE)
+
+
 @pytest.fixture(scope="session")
 def session_cache() -> Path:
     """Shared cache for artifacts that are expensive and identical across tests (tiny world, trained models)."""

@@ -24,3 +24,10 @@ def test_same_job_is_shared_not_run_twice(fresh_cache):
 def test_unknown_kind_names_closest(fresh_cache):
     with pytest.raises(UnknownNameError, match="selftest"):
         jobs.submit("selftst")
+
+
+def test_stop_all_ends_running_jobs(fresh_cache):
+    job = jobs.submit("selftest", steps=400, delay=0.05)
+    assert jobs.stop_all(grace=10.0) == 1
+    st = job.status()
+    assert st["state"] == jobs.CANCELLED and not jobs._alive(st["pid"])
