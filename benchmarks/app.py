@@ -191,10 +191,12 @@ def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
 
     os.environ["BACKDROP_APP_DATASET"] = json.dumps(spec)
     rows = []
-    for page in PAGES:
+    for page, extra in [(p, {}) for p in PAGES] + [("pages/failures.py", {"f-map-on": True})]:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
         for key in ("failures-model", "gen-model", "bg-model"):
             at.session_state[key] = model
+        for key, value in extra.items():
+            at.session_state[key] = value
         at.run()
         if page != PAGES[0]:
             at.switch_page(page)
@@ -207,7 +209,7 @@ def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
             at.run()
             warm.append(time.perf_counter() - t)
         problems = [e.value for e in at.exception] + [e.value for e in at.error]
-        rows.append({"page": page, "cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
+        rows.append({"page": page + (" (embedding map on)" if extra else ""), "cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
                      "under_1s": statistics.median(warm) < 1.0, "errors": "; ".join(map(str, problems))[:120]})
     return rows
 

@@ -1,6 +1,6 @@
 """Failures: a gallery of one model's debug failures with filters, a linked embedding map and CSV export."""
 import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
@@ -13,7 +13,7 @@ from ui.tables import export_csv, named, select_rows
 from ui.text import md
 
 PER_PAGE = 30
-MAP_POINTS = 12_000
+MAP_POINTS = 8_000
 
 st.title("Failures")
 spec = dataset_spec()
@@ -63,7 +63,9 @@ with guard("Loading the model's failures"):
             st.caption(f"The {len(search_ids)} failures most like {md(query.strip())!s}, best first.")
 
     map_ids = None
-    with st.expander("Embedding map (2-D projection of the model's features): select points to filter the gallery"):
+    show_map = st.toggle("Embedding map: a 2-D projection of the model's features; select points to filter the "
+                         "gallery", key="f-map-on")
+    if show_map:
         pts = data.embedding_points(summary)
         if pts is None:
             job_panel("embedding_map", label="Project the debug features to 2-D", key="emap",
@@ -73,14 +75,15 @@ with guard("Loading the model's failures"):
             if len(shown) > MAP_POINTS:
                 shown = shown.sample(MAP_POINTS, random_state=0)
                 st.caption(f"Showing {MAP_POINTS:,} of {len(fails):,} failures.")
-            shown["class"] = [classes[i] for i in shown["label"]]
-            fig = px.scatter(shown, x="x", y="y", color="class", custom_data=["image_id"], render_mode="webgl",
-                             hover_data={"image_id": True, "x": False, "y": False})
+            names = [classes[i] for i in shown["label"]]
+            fig = go.Figure(go.Scattergl(
+                x=shown["x"], y=shown["y"], mode="markers", customdata=shown["image_id"], text=names,
+                marker=dict(size=4, color=shown["label"], colorscale="Turbo", cmin=0, cmax=max(1, len(classes) - 1)),
+                hovertemplate="%{text}<br>%{customdata}<extra></extra>"))
             fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso")
-            fig.update_traces(marker=dict(size=4))
             event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"),
                                     key="f-map")
-            picked = [p["customdata"][0] for p in event.selection.points if p.get("customdata")]
+            picked = [p["customdata"] for p in event.selection.points if p.get("customdata")]
             if picked:
                 map_ids = picked
                 st.caption(f"{len(picked):,} points selected on the map.")

@@ -42,6 +42,7 @@ def test_failures_gallery_filters_by_class(populated_world):
 
 def test_failures_embedding_map_job(populated_world):
     at = open_page("pages/failures.py")
+    at.toggle(key="f-map-on").set_value(True).run()
     at.button(key="emap-start").click().run()
     model = at.selectbox(key="failures-model").value
     job = jobs.job_for("embedding_map", dataset=TINY, model=model,
