@@ -29,9 +29,17 @@ with guard("Computing the overlap"):
     iou, inter = data.overlap([runs[m] for m in chosen])
     family_of = {m: runs[m]["family"] for m in chosen}
     heat = go.Figure(go.Heatmap(z=iou.loc[chosen, chosen].to_numpy(), x=chosen, y=chosen, zmin=0, zmax=1,
-                                colorscale="Viridis", customdata=inter.loc[chosen, chosen].to_numpy(),
-                                hovertemplate="%{y} × %{x}<br>IoU %{z:.3f}<br>shared %{customdata:,}<extra></extra>",
+                                colorscale="Viridis", hoverinfo="skip",
                                 texttemplate="%{z:.2f}" if len(chosen) <= 12 else None))
+    # Heatmap cells cannot be selected in plotly; an invisible marker on every cell makes a click a selection.
+    cells_x = [x for _ in chosen for x in chosen]
+    cells_y = [y for y in chosen for _ in chosen]
+    iou_c, inter_c = iou.loc[chosen, chosen].to_numpy(), inter.loc[chosen, chosen].to_numpy()
+    heat.add_trace(go.Scatter(x=cells_x, y=cells_y, mode="markers", showlegend=False,
+                              customdata=list(zip(iou_c.ravel(), inter_c.ravel())),
+                              hovertemplate="%{y} × %{x}<br>IoU %{customdata[0]:.3f}<br>shared %{customdata[1]:,}"
+                                            "<extra></extra>",
+                              marker=dict(symbol="square", size=max(6, 360 // len(chosen)), opacity=0.01)))
     heat.update_layout(height=max(360, 22 * len(chosen) + 120), margin=dict(l=0, r=0, t=10, b=0),
                        yaxis=dict(autorange="reversed"), clickmode="event+select")
     st.caption("Click a cell to see the failures the two models share and those only one of them has.")
@@ -42,8 +50,8 @@ with guard("Computing the overlap"):
         st.dataframe(fmt_matrix(fam), width="content")
 
     picked = [(p.get("y"), p.get("x")) for p in event.selection.points if p.get("x") in runs and p.get("y") in runs]
-    if picked:
-        st.session_state["ov-a"], st.session_state["ov-b"] = picked[0]
+    if picked and picked[0] != st.session_state.get("ov-last-pick"):   # a new click; the selectboxes win after
+        st.session_state["ov-a"], st.session_state["ov-b"] = st.session_state["ov-last-pick"] = picked[0]
     c1, c2 = st.columns(2)
     for k, default in (("ov-a", chosen[0]), ("ov-b", chosen[1])):
         if st.session_state.get(k) not in chosen:

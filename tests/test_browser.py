@@ -81,8 +81,14 @@ def test_walk_the_offline_world_flow(browser, app_url, results_world):
     page.get_by_role("link", name="Overlap").click()
     settle(page)
     page.get_by_role("heading", name="Overlap", exact=True).wait_for()
+    a, b = populated_world.models[:2]
+    page.get_by_role("heading", name=f"{a} × {b}", exact=False).wait_for()
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.mouse.click(area["x"] + area["width"] * 0.25, area["y"] + area["height"] * 0.75)   # row b, column a
+    settle(page)
+    page.get_by_role("heading", name=f"{b} × {a}", exact=False).wait_for()   # the clicked pair is compared
     no_exception(page)
-    shot(page, "3-overlap")
+    shot(page, "3-overlap-cell-clicked")
 
     page.get_by_role("link", name="Backgrounds").click()
     settle(page)
