@@ -62,18 +62,21 @@ if ds is not None:
                 info = model_info(name, dataset=ds)
             run = runs.get(name)
             acc = (run or {}).get("accuracy", {})
+            here = bool(info.get("available", True))
+            todo = "" if here else (f"train: {info['train']}" if info.get("train") else
+                                    "download: " + "; or ".join(info.get("downloads") or ["(no source known)"]))
             rows.append({"model": name, "family": info.get("family", ""), "source": info.get("source", ""),
-                         "weights here": bool(info.get("available", True)), "run cached": run is not None,
-                         "test acc": acc.get("test"), "debug acc": acc.get("debug"),
-                         "failures": (run or {}).get("n_failures")})
+                         "paper preset": bool(info.get("paper_name")), "weights here": here,
+                         "run cached": run is not None, "test acc": acc.get("test"), "debug acc": acc.get("debug"),
+                         "failures": (run or {}).get("n_failures"), "to get the weights": todo})
         table = pd.DataFrame(rows)
         st.dataframe(table, hide_index=True, height=min(420, 38 + 35 * len(table)),
                      column_config={"test acc": st.column_config.NumberColumn(format="percent"),
                                     "debug acc": st.column_config.NumberColumn(format="percent")})
         missing = table[~table["weights here"]]["model"].tolist() if len(table) else []
         if missing:
-            st.caption(f"{len(missing)} model(s) have no weights on this machine; running one says where to put "
-                       "its weights file.")
+            st.caption(f"{len(missing)} model(s) have no weights on this machine: the last column says how to get "
+                       "them (hub downloads need a networked machine; copy the file into the cache it names).")
         fams = families()
         c1, c2 = st.columns(2)
         picked_fams = c1.multiselect("Families", sorted(fams), key="setup-families")
@@ -85,7 +88,11 @@ if ds is not None:
             default = [m for m in world_model_names(ds) if m in usable]
         picked = c2.multiselect("Models", table["model"].tolist() if len(table) else [], default=default,
                                 key="setup-models")
-        chosen = sorted(set(picked) | {m for f in picked_fams for m in fams[f]})
+        other = st.text_input("Any other timm or open_clip model", key="setup-other",
+                              placeholder="timm:convnext_tiny.fb_in1k or open_clip:ViT-B-32/openai",
+                              help="Names starting with timm: or open_clip: reach every model those libraries know.")
+        extra = [o.strip() for o in other.split(",") if o.strip()]
+        chosen = sorted(set(picked) | {m for f in picked_fams for m in fams[f]} | set(extra))
         if chosen:
             job_panel("run_models", label=f"Features, heads and failures for {len(chosen)} model(s)", key="run",
                       start_label="Run models", dataset=spec, models=chosen)
