@@ -41,7 +41,8 @@ with guard("Computing the overlap"):
                                             "<extra></extra>",
                               marker=dict(symbol="square", size=max(6, 360 // len(chosen)), opacity=0.01)))
     heat.update_layout(height=max(360, 22 * len(chosen) + 120), margin=dict(l=0, r=0, t=10, b=0),
-                       yaxis=dict(autorange="reversed"), clickmode="event+select")
+                       xaxis=dict(range=[-0.5, len(chosen) - 0.5]), yaxis=dict(range=[len(chosen) - 0.5, -0.5]),
+                       clickmode="event+select")
     st.caption("Click a cell to see the failures the two models share and those only one of them has.")
     event = st.plotly_chart(heat, on_select="rerun", selection_mode="points", key="ov-heat")
 

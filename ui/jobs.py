@@ -53,8 +53,10 @@ def job_panel(kind: str, *, label: str, key: str, start_label: str = "Start", he
             jobs.submit(kind, **kwargs)
             st.rerun()
     elif state == jobs.CANCELLED:
-        frac, text = _progress_line(status)
-        c2.warning(f"{md(label)} stopped at {text}. Finished work is kept.", icon=":material/pause_circle:")
+        done, total = int(status.get("done") or 0), int(status.get("total") or 0)
+        where = f" at {done:,}/{total:,}" if total else ""
+        c2.warning(f"{md(label)} stopped{where}. Finished work is kept; Resume continues where it stopped.",
+                   icon=":material/pause_circle:")
         if c1.button("Resume", key=f"{key}-resume", type="primary"):
             jobs.submit(kind, **kwargs)
             st.rerun()
