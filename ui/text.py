@@ -17,7 +17,3 @@ def html_text(text: object) -> str:
     """``text`` safe inside HTML (reports, captions rendered through st.html)."""
     return html.escape(str(text), quote=True)
 
-
-def short(text: object, n: int = 60) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= n else s[: n - 1] + "…"
