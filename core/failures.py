@@ -68,16 +68,23 @@ def per_class_counts(table: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
 
 
 def failure_matrix(failure_ids: Mapping[str, Iterable[str]], universe: list[str] | None = None):
-    """(model names, universe ids, boolean matrix M×N) with True where a model fails on an image."""
+    """(model names, universe ids, boolean matrix M×N) with True where a model fails on an image.
+
+    All ids are factorized in one pass (hashing strings once), which keeps 40 models × 30,000 images fast."""
     names = list(failure_ids)
-    sets = [set(map(str, failure_ids[n])) for n in names]
+    parts = [np.asarray(list(failure_ids[n]), dtype=object) for n in names]
+    sizes = [len(p) for p in parts]
+    every = np.concatenate(parts) if parts else np.zeros(0, dtype=object)
     if universe is None:
-        universe = sorted(set().union(*sets)) if sets else []
-    pos = {u: j for j, u in enumerate(universe)}
-    B = np.zeros((len(names), len(universe)), dtype=bool)
-    for i, s in enumerate(sets):
-        B[i, [pos[u] for u in s if u in pos]] = True
-    return names, list(universe), B
+        codes, uni = pd.factorize(every, sort=True)
+    else:
+        uni = pd.Index(universe, dtype=object)
+        codes = uni.get_indexer(every)
+    B = np.zeros((len(names), len(uni)), dtype=bool)
+    row = np.repeat(np.arange(len(names)), sizes)
+    keep = codes >= 0
+    B[row[keep], codes[keep]] = True
+    return names, list(uni), B
 
 
 def overlap_from_matrix(names: list[str], B: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
