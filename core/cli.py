@@ -299,6 +299,23 @@ def _report(df, name: str, exp, a, **meta):
     write_csv(df, a.csv, "result rows")
 
 
+@command("generate", "generate images for a model's failure modes and the Random_debugging baseline")
+def cmd_generate(a):
+    from core.experiments import skipped_modes
+
+    ds = open_ds(a)
+    out = []
+    exp = _experiment(a, ds)
+    for m in model_list(a, ds):
+        ours, rand = exp.images(exp.textualization(m).modes)
+        out.append({"model": m, "ours": len(ours), "random": len(rand),
+                    "sets": ", ".join(sorted(set(ours.get("set", [])) | set(rand.get("set", [])))),
+                    "skipped": skipped_modes(ours)})
+    import pandas as pd
+
+    print(table(pd.DataFrame(out)))
+
+
 @command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
 def cmd_debug(a):
     from core.experiments import individual
@@ -350,7 +367,7 @@ def _sweep_parser(p):
 
 PARSERS = {"models": _models_parser, "world": _world_parser, "run": _run_parser, "failures": _failures_parser,
            "overlap": _overlap_parser, "propose": _propose_parser, "lists": _lists_parser, "modes": _modes_parser,
-           "debug": _experiment_args, "collective": _collective_parser, "sweep": _sweep_parser}
+           "debug": _experiment_args, "generate": _experiment_args, "collective": _collective_parser, "sweep": _sweep_parser}
 NO_DATASET = {"datasets", "models"}
 
 

@@ -37,9 +37,10 @@ class Experiment:
 
     def __init__(self, dataset: ImageDataset, cfg: DebugConfig = DebugConfig(), *, attribute: str = "background",
                  generator: Generator | None = None, split_cfg: SplitConfig = SplitConfig(),
-                 head_cfg: HeadConfig = HeadConfig(), progress: ProgressFn | None = None,
+                 head_cfg: HeadConfig = HeadConfig(), clip=None, progress: ProgressFn | None = None,
                  should_stop: StopFn | None = None):
         check_config(cfg)
+        self.clip = clip   # None: the dataset's default CLIP (core.textualize.default_clip), loaded when needed
         self.dataset, self.cfg, self.attribute = dataset, cfg, attribute
         self.generator = generator or default_generator(dataset)
         self.split_cfg, self.head_cfg = split_cfg, head_cfg
@@ -58,7 +59,7 @@ class Experiment:
         k = k or self.cfg.k_modes
         if (model, k) not in self._text:
             self._text[(model, k)] = textualize(self.dataset, self.context(model).run, k=k, attribute=self.attribute,
-                                                progress=self.progress, should_stop=self.should_stop)
+                                                clip=self.clip, progress=self.progress, should_stop=self.should_stop)
         return self._text[(model, k)]
 
     def images(self, modes: pd.DataFrame, cfg: DebugConfig | None = None):
@@ -75,7 +76,7 @@ class Experiment:
                 "generator_model": self.generator.model_id, **extra}
 
 
-def _skipped(rows: pd.DataFrame) -> str:
+def skipped_modes(rows: pd.DataFrame) -> str:
     """Failure modes the generator could not render, as "class · value" text for the results table."""
     return "; ".join(f"{s['class_name']} · {s['value']}" for s in rows.attrs.get("skipped", []))
 
@@ -90,7 +91,7 @@ def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
         ours, rand = exp.images(text.modes)
         rows += debug_model(exp.context(m), ours, rand, exp.cfg, should_stop=exp.should_stop,
                             **exp.provenance(list_version=text.provenance["list_version"], modes_from=m,
-                                             skipped_modes=_skipped(ours)))
+                                             skipped_modes=skipped_modes(ours)))
     exp.progress(len(models), len(models), "done")
     return pd.DataFrame(rows)
 
@@ -123,7 +124,7 @@ def collective(exp: Experiment, models: list[str], kind: int, reference: str | N
         ev = ctx.retrain(ours, exp.cfg.lam, should_stop=exp.should_stop)
         rows.append(result_row(ctx, f"collective{kind}", exp.cfg, ours, ev.scores,
                                **exp.provenance(list_version=",".join(versions), modes_from=source,
-                                                skipped_modes=_skipped(ours))))
+                                                skipped_modes=skipped_modes(ours))))
     return pd.DataFrame(rows)
 
 
@@ -156,4 +157,4 @@ def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
 
 
 __all__ = ["Experiment", "individual", "collective", "collective_study", "sweep", "default_generator",
-           "save_results", "LAMBDAS", "KS"]
+           "save_results", "skipped_modes", "LAMBDAS", "KS"]

@@ -8,6 +8,7 @@ and k and collective debugging reuse images instead of generating them again.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -208,5 +209,21 @@ def save_results(df: pd.DataFrame, name: str, meta: dict) -> tuple[str, str]:
     return str(pq), str(csv)
 
 
+def list_results(dataset_key: str) -> dict[str, tuple[Path, dict]]:
+    """The newest saved results table per experiment kind ("individual", "collective", "lam", "k", ...) for a
+    dataset: kind -> (parquet path, the metadata it was saved with)."""
+    folder = store.cache_root() / "results"
+    found: dict[str, tuple[float, Path, dict]] = {}
+    for side in folder.glob("*.json") if folder.is_dir() else []:
+        meta = store.load_json(side) or {}
+        pq = side.with_suffix(".parquet")
+        if meta.get("dataset") != dataset_key or not pq.is_file():
+            continue
+        what, mtime = str(meta.get("what", side.stem.split("-")[0])), pq.stat().st_mtime
+        if what not in found or mtime > found[what][0]:
+            found[what] = (mtime, pq, meta)
+    return {w: (pq, meta) for w, (_, pq, meta) in found.items()}
+
+
 __all__ = ["DebugConfig", "check_config", "set_name", "generate_for_modes", "select_images", "ModelContext",
-           "debug_model", "gains", "relative_to_individual", "save_results", "evaluate", "provenance", "asdict"]
+           "debug_model", "gains", "relative_to_individual", "save_results", "list_results", "evaluate", "provenance", "asdict"]

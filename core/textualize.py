@@ -7,6 +7,7 @@ instead of recomputing; the list versions they used are recorded in every result
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -86,3 +87,16 @@ def textualize(dataset: ImageDataset, run: ModelRun, k: int = 3, **kw) -> Textua
 
     assignments, prov = assignments_for(dataset, run, **kw)
     return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k))
+
+
+def list_assignments(run_folder: str | Path, attribute: str) -> list[tuple[dict, Path]]:
+    """(provenance, parquet path) of a run's cached assignments for ``attribute``, newest first (one per list
+    version, CLIP and prompt)."""
+    folder = Path(run_folder) / "assignments"
+    found = []
+    for side in folder.glob("*.json") if folder.is_dir() else []:
+        prov = store.load_json(side) or {}
+        pq = side.with_suffix(".parquet")
+        if prov.get("attribute") == attribute and pq.is_file():
+            found.append((prov, pq))
+    return sorted(found, key=lambda pp: -pp[1].stat().st_mtime)

@@ -180,16 +180,10 @@ def require_runs(ds: ImageDataset, minimum: int = 1, why: str = "") -> dict[str,
 
 
 def assignment_sidecars(summary: dict, attribute: str) -> list[tuple[dict, Path]]:
-    """(provenance, parquet path) of the run's cached CLIP assignments for ``attribute``, newest first
-    (core.textualize keeps them beside the run, one per list version, CLIP and prompt)."""
-    folder = Path(summary["folder"]) / "assignments"
-    found = []
-    for side in folder.glob("*.json") if folder.is_dir() else []:
-        prov = store.load_json(side) or {}
-        pq = side.with_suffix(".parquet")
-        if prov.get("attribute") == attribute and pq.is_file():
-            found.append((prov, pq))
-    return sorted(found, key=lambda pp: -pp[1].stat().st_mtime)
+    """(provenance, parquet path) of the run's cached CLIP assignments for ``attribute``, newest first."""
+    from core.textualize import list_assignments
+
+    return list_assignments(summary["folder"], attribute)
 
 
 def assignments(summary: dict, attribute: str) -> tuple[pd.DataFrame, dict] | None:
@@ -234,17 +228,9 @@ def generated_set(name: str):
 
 def saved_results(ds: ImageDataset) -> dict[str, tuple[pd.DataFrame, dict]]:
     """The newest saved results table per experiment (``what``) for this dataset: what -> (table, meta)."""
-    folder = store.cache_root() / "results"
-    found: dict[str, tuple[float, Path, dict]] = {}
-    for side in folder.glob("*.json") if folder.is_dir() else []:
-        meta = store.load_json(side) or {}
-        pq = side.with_suffix(".parquet")
-        if meta.get("dataset") != ds.key or not pq.is_file():
-            continue
-        what, mtime = str(meta.get("what", side.stem.split("-")[0])), pq.stat().st_mtime
-        if what not in found or mtime > found[what][0]:
-            found[what] = (mtime, pq, meta)
-    return {w: (_parquet(str(pq), mtime), meta) for w, (mtime, pq, meta) in found.items()}
+    from core.mitigate import list_results
+
+    return {w: (_parquet(str(pq), pq.stat().st_mtime), meta) for w, (pq, meta) in list_results(ds.key).items()}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
