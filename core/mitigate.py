@@ -7,7 +7,7 @@ and k and collective debugging reuse images instead of generating them again.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -225,5 +225,5 @@ def list_results(dataset_key: str) -> dict[str, tuple[Path, dict]]:
     return {w: (pq, meta) for w, (_, pq, meta) in found.items()}
 
 
-__all__ = ["DebugConfig", "check_config", "set_name", "generate_for_modes", "select_images", "ModelContext",
-           "debug_model", "gains", "relative_to_individual", "save_results", "list_results", "evaluate", "provenance", "asdict"]
+__all__ = ["check_config", "set_name", "generate_for_modes", "select_images", "ModelContext", "debug_model", "gains",
+           "relative_to_individual", "save_results", "list_results", "evaluate", "provenance"]

@@ -19,12 +19,10 @@ MODES = [("cat", 0, "desert"), ("dog", 1, "snow")]
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny layers run far faster on one thread than on threads fighting over two shared cores."""
-    import torch
+    from core.threads import single_thread
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

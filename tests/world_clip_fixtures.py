@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
@@ -16,9 +15,7 @@ def tiny_world(session_cache):
 def world_clip(tiny_world):
     from core.world_clip import train_world_clip
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # two threads on a shared 2-core box stall each other several-fold
-    try:
+    from core.threads import single_thread
+
+    with single_thread():   # two threads on a shared 2-core box stall each other several-fold
         return train_world_clip(tiny_world, device="cpu")
-    finally:
-        torch.set_num_threads(threads)
