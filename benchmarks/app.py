@@ -4,7 +4,7 @@
 
 The world: the tiny offline world's images behind a 30,000-image debug set ("bench-world", registered in this
 process), 40 models whose failure tables are synthetic (random logits with a shared per-image difficulty, so
-failure sets overlap as real models' do) and written where core.pipeline keeps finished runs, plus curated lists
+failure sets overlap as real models' do) and written where core.find.runs keeps finished runs, plus curated lists
 and a generated set. Each page is rendered with streamlit's AppTest: one cold run, then the median of warm runs
 (what a user sees when interacting). Targets: every page under 1 s; IoU of 40 models x 30,000 images under 0.1 s.
 """
@@ -33,8 +33,8 @@ from core import jobs, store  # noqa: E402
 from core.config import HeadConfig, SplitConfig  # noqa: E402
 from core.datasets import DATASETS  # noqa: E402
 from core.datasets.base import ImageDataset  # noqa: E402
-from core.failures import failure_table, iou_matrix, per_class_counts  # noqa: E402
-from core.heads import LinearHead  # noqa: E402
+from core.find.failures import failure_table, iou_matrix, per_class_counts  # noqa: E402
+from core.find.heads import LinearHead  # noqa: E402
 from core.workspace import open_dataset  # noqa: E402
 import core.job_kinds  # noqa: E402,F401
 
@@ -73,7 +73,7 @@ class BenchWorld(ImageDataset):
 
 def synthetic_runs(ds: BenchWorld, n_models: int, seed: int = 0) -> list[str]:
     """Failure tables of ``n_models`` models (accuracy 60-85%) stored as finished pipeline runs."""
-    from core.pipeline import run_folder
+    from core.find.runs import run_folder
 
     rng = np.random.default_rng(seed)
     debug = ds.index("val")
@@ -109,7 +109,7 @@ def populate(n_debug: int, n_models: int) -> dict:
     """Register and prepare the bench world; write runs, an embedding map, curated lists and a generated set."""
     jobs.run_inline(jobs.job_for("prepare_dataset", dataset=TINY))
     if "bench-world" not in DATASETS:
-        DATASETS.add("bench-world", BenchWorld)
+        DATASETS.register("bench-world", offline_world=True)(BenchWorld)
     spec = {"name": "bench-world", "n_debug": n_debug}
     jobs.run_inline(jobs.job_for("prepare_dataset", dataset=spec))
     ds = open_dataset(spec)
@@ -135,7 +135,7 @@ def _embedding_map(ds, model: str) -> None:
 
 
 def _lists(ds) -> None:
-    from core.curation import CuratedLists
+    from core.describe.curation import CuratedLists
 
     lists = CuratedLists(ds, "background")
     for i, c in enumerate(ds.classes):
@@ -143,9 +143,9 @@ def _lists(ds) -> None:
 
 
 def _assignments(ds, model: str) -> None:
-    """A synthetic CLIP assignment of the model's debug_seed failures, stored where core.textualize keeps them."""
-    from core.curation import CuratedLists
-    from core.pipeline import list_runs
+    """A synthetic CLIP assignment of the model's debug_seed failures, stored where core.describe.textualize keeps them."""
+    from core.describe.curation import CuratedLists
+    from core.find.runs import list_runs
 
     summary = next(s for s in list_runs(ds) if s["model"] == model)
     table = pd.read_parquet(Path(summary["folder"]) / "failures.parquet")
@@ -167,7 +167,7 @@ def _assignments(ds, model: str) -> None:
 
 def _results(ds, models: list[str]) -> None:
     """Synthetic before/after and λ-sweep tables saved the way the Results page's experiment job saves them."""
-    from core.mitigate import save_results
+    from core.fix.mitigate import save_results
 
     rng = np.random.default_rng(3)
     rows = []
@@ -215,9 +215,9 @@ def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
 
 
 def iou_time(n_models: int, n_images: int, repeats: int = 5) -> tuple[float, float]:
-    """Best-of-``repeats`` seconds: core.failures.iou_matrix on id sets, and the app's path (one boolean
-    matrix of the models' wrong-prediction masks over the shared debug set, core.failures.overlap_from_matrix)."""
-    from core.failures import overlap_from_matrix
+    """Best-of-``repeats`` seconds: core.find.failures.iou_matrix on id sets, and the app's path (one boolean
+    matrix of the models' wrong-prediction masks over the shared debug set, core.find.failures.overlap_from_matrix)."""
+    from core.find.failures import overlap_from_matrix
 
     rng = np.random.default_rng(0)
     ids = np.array([f"val/{i:06d}" for i in range(n_images)])
@@ -249,7 +249,7 @@ def main(argv=None) -> None:
         print(pd.DataFrame(rows).to_string(index=False))
     by_ids, by_masks = iou_time(a.models, a.debug)
     print(f"IoU matrix, {a.models} models x {a.debug:,} images (target < 100 ms):\n"
-          f"  core.failures.iou_matrix over id sets:             {by_ids * 1000:8.1f} ms\n"
+          f"  core.find.failures.iou_matrix over id sets:             {by_ids * 1000:8.1f} ms\n"
           f"  app path, stacked masks + overlap_from_matrix:     {by_masks * 1000:8.1f} ms")
 
 

@@ -4,7 +4,7 @@
 
 1. Bare forward: images/s of ``backbone(x)`` on ready tensors under torch.inference_mode, at each batch size;
    the best is the ceiling.
-2. Pipeline: images/s of ``core.features.extract_features`` on the offline world's images (decode, the model's
+2. Pipeline: images/s of ``core.find.features.extract_features`` on the offline world's images (decode, the model's
    own preprocessing, batching, the forward pass, sharded atomic writes), into an empty cache.
 It prints both figures and their ratio (pipeline / best bare forward); 1.0 would mean no overhead at all.
 """
@@ -32,13 +32,13 @@ def main() -> None:
 
     import torch
 
-    from core.features import extract_features
-    from core.pipeline import load_backbone
+    from core.find.features import extract_features
+    from core.find.runs import load_backbone
     from core.workspace import open_dataset
 
     ds = open_dataset({"name": "scenes-mnist", "size": a.world_size})
     if a.model.startswith("world-"):
-        from core.models.world_models import train_world_backbone
+        from core.world.backbones import train_world_backbone
 
         train_world_backbone(a.model, ds)
     bb = load_backbone(a.model, ds).eval()

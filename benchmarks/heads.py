@@ -32,12 +32,12 @@ def main() -> None:
     from dataclasses import replace
 
     from core.config import DebugConfig, HeadConfig
-    from core.experiments import Experiment
-    from core.heads import train_head
-    from core.mitigate import evaluate, generated_features
-    from core.models.world_models import train_world_backbone
+    from core.fix.experiments import Experiment
+    from core.find.heads import train_head
+    from core.fix.mitigate import evaluate, generated_features
+    from core.world.backbones import train_world_backbone
     from core.workspace import open_dataset
-    from core.world_clip import train_world_clip
+    from core.world.clip import train_world_clip
 
     ds = open_dataset({"name": "scenes-mnist", "size": a.world_size})
     if a.model.startswith("world-"):

@@ -112,12 +112,12 @@ def cmd_world(a):
     for pool in ds.pools():
         print(f"  {pool}: {len(ds.index(pool))} images")
     if a.action in ("train", "all"):
-        from core.models.world_models import train_world_backbones
+        from core.world.backbones import train_world_backbones
 
         for path in train_world_backbones(ds, names=a.models, progress=bar):
             print(f"  trained {path}")
     if a.action in ("clip", "all"):
-        from core.world_clip import train_world_clip
+        from core.world.clip import train_world_clip
 
         print(f"  world CLIP: {train_world_clip(ds, progress=bar)}")
     bar.close()
@@ -134,7 +134,7 @@ def cmd_run(a):
     import pandas as pd
 
     from core.config import HeadConfig, SplitConfig
-    from core.pipeline import run_model
+    from core.find.runs import run_model
 
     ds = open_ds(a)
     rows = []
@@ -159,8 +159,8 @@ def _run_parser(p):
 
 @command("failures", "per-class failure counts of one model (after `run`)")
 def cmd_failures(a):
-    from core.failures import per_class_counts
-    from core.pipeline import run_model
+    from core.find.failures import per_class_counts
+    from core.find.runs import run_model
 
     ds = open_ds(a)
     r = run_model(ds, a.model, progress=TqdmProgress(a.model))
@@ -175,8 +175,8 @@ def _failures_parser(p):
 
 @command("overlap", "intersection-over-union of failure sets across models")
 def cmd_overlap(a):
-    from core.failures import iou_matrix
-    from core.pipeline import failure_ids, run_model
+    from core.find.failures import iou_matrix
+    from core.find.runs import failure_ids, run_model
 
     ds = open_ds(a)
     runs = [run_model(ds, m, progress=TqdmProgress(m)) for m in model_list(a, ds)]
@@ -194,7 +194,7 @@ def _overlap_parser(p):
 # -- textualization (paper §4.1–4.2) ---------------------------------------------------------------------------
 @command("propose", "propose uncommon values per class (LLM if OPENAI_API_KEY is set, else offline) into lists")
 def cmd_propose(a):
-    from core.textualize import ensure_lists
+    from core.describe.textualize import ensure_lists
 
     ds = open_ds(a)
     lists = ensure_lists(ds, a.attribute, proposer=a.proposer, progress=TqdmProgress("proposing"))
@@ -210,7 +210,7 @@ def _propose_parser(p):
 
 @command("lists", "show, export or import the curated value lists (every edit is a new version)")
 def cmd_lists(a):
-    from core.curation import CuratedLists
+    from core.describe.curation import CuratedLists
 
     ds = open_ds(a)
     lists = CuratedLists(ds, a.attribute)
@@ -236,15 +236,15 @@ def _lists_parser(p):
 
 @command("modes", "CLIP names each debug_seed failure's value; print the k failure modes per class")
 def cmd_modes(a):
-    from core.pipeline import run_model
-    from core.textualize import textualize
+    from core.find.runs import run_model
+    from core.describe.textualize import textualize
 
     ds = open_ds(a)
     run = run_model(ds, a.model, progress=TqdmProgress(a.model))
     text = textualize(ds, run, k=a.k, attribute=a.attribute, progress=TqdmProgress("assigning"))
     print(table(text.modes[["class_name", "rank", "value", "count", "share"]]))
     if a.attribute in getattr(ds, "attributes", ()):
-        from core.assign import score_assignments
+        from core.describe.assign import score_assignments
 
         sc = score_assignments(text.assignments, ds, a.attribute)
         print(f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, "
@@ -262,7 +262,7 @@ def _modes_parser(p):
 # -- mitigation (paper §4.3, §5.3) -----------------------------------------------------------------------------
 def _experiment(a, ds):
     from core.config import DebugConfig, HeadConfig
-    from core.experiments import Experiment, default_generator
+    from core.fix.experiments import Experiment, default_generator
 
     gen_kw = {"model_id": a.generator_model} if a.generator_model else {}
     if a.steps:
@@ -289,7 +289,7 @@ def _experiment_args(p, models=True):
 
 
 def _report(df, name: str, exp, a, **meta):
-    from core.experiments import save_results
+    from core.fix.experiments import save_results
 
     cols = [c for c in ("model", "method", "lam", "k", "n_generated", "acc_test", "acc_seed", "acc_heldout")
             if c in df.columns]
@@ -301,7 +301,7 @@ def _report(df, name: str, exp, a, **meta):
 
 @command("generate", "generate images for a model's failure modes and the Random_debugging baseline")
 def cmd_generate(a):
-    from core.experiments import skipped_modes
+    from core.fix.experiments import skipped_modes
 
     ds = open_ds(a)
     out = []
@@ -318,7 +318,7 @@ def cmd_generate(a):
 
 @command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
 def cmd_debug(a):
-    from core.experiments import individual
+    from core.fix.experiments import individual
 
     ds = open_ds(a)
     models = model_list(a, ds)
@@ -328,8 +328,8 @@ def cmd_debug(a):
 
 @command("collective", "collective debugging types 1 and 2 on a family (paper Table 3, Figure 6)")
 def cmd_collective(a):
-    from core.experiments import collective_study
-    from core.mitigate import relative_to_individual
+    from core.fix.experiments import collective_study
+    from core.fix.mitigate import relative_to_individual
 
     ds = open_ds(a)
     models = model_list(a, ds)
@@ -349,7 +349,7 @@ def _collective_parser(p):
 def cmd_sweep(a):
     import pandas as pd
 
-    from core.experiments import sweep
+    from core.fix.experiments import sweep
 
     ds = open_ds(a)
     models = model_list(a, ds)

@@ -27,7 +27,7 @@ def selftest(progress, should_stop, steps: int = 5, delay: float = 0.1):
 def run_models(progress, should_stop, dataset: dict, models: list[str], split: dict | None = None,
                head: dict | None = None):
     """Features, heads and failures for each model in turn (each cached, so a rerun resumes)."""
-    from core.pipeline import run_model
+    from core.find.runs import run_model
 
     ds = open_dataset(dataset)
     out = {}
@@ -75,8 +75,8 @@ def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict 
     from sklearn.decomposition import PCA
 
     from core import store
-    from core.features import extract_features
-    from core.pipeline import get_splits, load_backbone
+    from core.find.features import extract_features
+    from core.find.runs import get_splits, load_backbone
 
     ds = open_dataset(dataset)
     split_cfg = SplitConfig(**(split or {}))
@@ -95,8 +95,8 @@ def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict 
 def propose_values(progress, should_stop, dataset: dict, attribute: str = "background", proposer: str = "offline",
                    top_n: int = 10, vocab: str = "builtin"):
     """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited."""
-    from core.curation import CuratedLists
-    from core.proposals import dedupe_proposals, propose
+    from core.describe.curation import CuratedLists
+    from core.describe.proposals import dedupe_proposals, propose
 
     ds = open_dataset(dataset)
     kw = {"top_n": top_n, "vocab": vocab} if proposer == "offline" else {}
@@ -110,9 +110,9 @@ def propose_values(progress, should_stop, dataset: dict, attribute: str = "backg
 def textualize_failures(progress, should_stop, dataset: dict, model: str, attribute: str = "background", k: int = 3,
                         split: dict | None = None, head: dict | None = None):
     """CLIP names the value each debug_seed failure shows (over the curated lists); the top-k per class are the
-    model's failure modes. Cached beside the run (core.textualize)."""
-    from core.pipeline import run_model
-    from core.textualize import textualize
+    model's failure modes. Cached beside the run (core.describe.textualize)."""
+    from core.find.runs import run_model
+    from core.describe.textualize import textualize
 
     ds = open_dataset(dataset)
     run = run_model(ds, model, SplitConfig(**(split or {})), HeadConfig(**(head or {})), should_stop=should_stop)
@@ -127,12 +127,12 @@ def generate_modes(progress, should_stop, dataset: dict, modes: list[dict], attr
                    generator_kwargs: dict | None = None, seed: int = 0):
     """Images for failure modes ({class_name, label, value} rows, best first per class: what the Generate page
     previews) and as many Random_debugging images per class, into the shared generated sets that retraining and
-    sweeps reuse (core.mitigate.generate_for_modes)."""
+    sweeps reuse (core.fix.mitigate.generate_for_modes)."""
     import pandas as pd
 
     from core.config import DebugConfig
-    from core.experiments import default_generator
-    from core.mitigate import generate_for_modes
+    from core.fix.experiments import default_generator
+    from core.fix.mitigate import generate_for_modes
 
     ds = open_dataset(dataset)
     cfg = DebugConfig(k_modes=k, images_per_mode=images_per_mode, seed=seed)
@@ -147,14 +147,14 @@ def generate_modes(progress, should_stop, dataset: dict, modes: list[dict], attr
 def experiment(progress, should_stop, dataset: dict, what: str, models: list[str], attribute: str = "background",
                generator: str | None = None, generator_kwargs: dict | None = None, lam: float = 0.5, k: int = 3,
                images_per_mode: int = 5, reference: str | None = None, values: list | None = None):
-    """One of the paper's experiments (core.experiments), saved with what it came from (core.mitigate):
+    """One of the paper's experiments (core.fix.experiments), saved with what it came from (core.fix.mitigate):
     ``individual`` (Table 2), ``collective`` (Table 3 / Figure 6), or a sweep over ``lam`` or ``k`` (Figure 5)."""
     import pandas as pd
 
     from core.config import DebugConfig
     from core.errors import InvalidInputError
-    from core.experiments import Experiment, collective_study, default_generator, individual, sweep
-    from core.mitigate import save_results
+    from core.fix.experiments import Experiment, collective_study, default_generator, individual, sweep
+    from core.fix.mitigate import save_results
 
     if what not in ("individual", "collective", "lam", "k"):
         raise InvalidInputError(f"Unknown experiment {what!r}: use individual, collective, lam or k.")
@@ -190,10 +190,10 @@ def setup_world(progress, should_stop, dataset: dict):
         jobs.run_inline(prep)        # its own status turns done here, so pages open the world from now on
     ds = open_dataset(dataset)
     check_stop(should_stop)
-    from core.models.world_models import train_world_backbones, world_model_names
-    from core.pipeline import run_model
-    from core.textualize import ensure_lists
-    from core.world_clip import train_world_clip
+    from core.world.backbones import train_world_backbones, world_model_names
+    from core.find.runs import run_model
+    from core.describe.textualize import ensure_lists
+    from core.world.clip import train_world_clip
 
     train_world_backbones(ds, progress=step(1), should_stop=should_stop)
     train_world_clip(ds, progress=step(2), should_stop=should_stop)
@@ -211,9 +211,9 @@ def setup_world(progress, should_stop, dataset: dict):
 @job_kind("search_failures")
 def search_failures(progress, should_stop, dataset: dict, model: str, query: str, top: int = 200):
     """The model's failures that CLIP finds most similar to a free-text query ("a seven on grass")."""
-    from core.assign import text_search
-    from core.pipeline import run_model
-    from core.textualize import default_clip
+    from core.describe.assign import text_search
+    from core.find.runs import run_model
+    from core.describe.textualize import default_clip
 
     ds = open_dataset(dataset)
     run = run_model(ds, model, should_stop=should_stop)

@@ -21,7 +21,7 @@ from core import store
 from core.errors import BackdropError, Cancelled
 from core.registry import Registry
 
-JOB_KINDS: Registry[Callable[..., Any]] = Registry("job kind")
+JOB_KINDS: Registry[Callable[..., Any]] = Registry("job kind", plugins=("core.job_kinds",))
 RUNNING, DONE, FAILED, CANCELLED, QUEUED = "running", "done", "failed", "cancelled", "queued"
 
 
@@ -177,8 +177,7 @@ def list_jobs() -> list[tuple[Job, dict]]:
 
 
 def _worker_main(job_id: str) -> int:
-    import core.job_kinds  # noqa: F401  (registers the kinds on core.jobs, not on this __main__ copy)
-    from core import jobs
+    from core import jobs   # the module itself, not this __main__ copy: its registry holds the kinds
 
     try:
         jobs.run_inline(jobs.load_job(job_id))

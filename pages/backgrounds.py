@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.curation import CuratedLists
-from core.proposals import BUILTIN
+from core.describe.curation import CuratedLists
+from core.describe.proposals import BUILTIN
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid

@@ -115,6 +115,6 @@ with guard("Loading the model's failures"):
         if len(sel) > 5000:
             st.caption(f"First 5,000 of {len(sel):,} rows; the CSV export has them all.")
     with tab_classes:
-        from core.failures import per_class_counts
+        from core.find.failures import per_class_counts
 
         st.dataframe(per_class_counts(table, classes), hide_index=True)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import DebugConfig
-from core.generate import GENERATORS, list_sets, mode_requests
+from core.fix.generators import GENERATORS, list_sets, mode_requests
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid

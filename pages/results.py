@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.config import DebugConfig
-from core.failures import family_average
+from core.find.failures import family_average
 from ui import data
 from ui.feedback import guard
 from ui.jobs import job_panel
@@ -78,7 +78,7 @@ with tabs[0]:
                       "Random_debugging images", key="res-ind", start_label="Run before/after", what="individual",
                       **common)
         if "individual" in saved:
-            from core.mitigate import gains
+            from core.fix.mitigate import gains
 
             df, meta = saved["individual"]
             table = before_after(df)
@@ -97,7 +97,7 @@ with tabs[1]:
         else:
             st.caption("Collective debugging needs at least two models.")
         if "collective" in saved:
-            from core.mitigate import relative_to_individual
+            from core.fix.mitigate import relative_to_individual
 
             df, meta = saved["collective"]
             made_with(meta)

@@ -83,7 +83,7 @@ if ds is not None:
         usable = table[table["weights here"]]["model"].tolist() if len(table) else []
         default = []
         if spec.get("name") == "scenes-mnist":
-            from core.models.world_models import world_model_names
+            from core.world.backbones import world_model_names
 
             default = [m for m in world_model_names(ds) if m in usable]
         picked = c2.multiselect("Models", table["model"].tolist() if len(table) else [], default=default,

@@ -37,8 +37,8 @@ def run_job(kind: str, **kwargs):
 @pytest.fixture(scope="session")
 def populated_world(session_cache) -> World:
     assert os.environ["BACKDROP_CACHE"] == str(session_cache)
-    from core.models.world_models import train_world_backbones
-    from core.pipeline import list_runs
+    from core.world.backbones import train_world_backbones
+    from core.find.runs import list_runs
     from core.workspace import open_dataset
 
     run_job("prepare_dataset", dataset=TINY)
@@ -57,11 +57,11 @@ SMALL_CLIP = {"epochs": 1, "max_steps": 10}   # the real world CLIP code at test
 
 @pytest.fixture(scope="session")
 def assigned_world(populated_world) -> World:
-    """Each model's debug_seed failures assigned to background values (core.textualize, cached beside the run)."""
-    from core.pipeline import run_model
-    from core.textualize import textualize
+    """Each model's debug_seed failures assigned to background values (core.describe.textualize, cached beside the run)."""
+    from core.find.runs import run_model
+    from core.describe.textualize import textualize
     from core.workspace import open_dataset
-    from core.world_clip import WorldClipConfig, train_world_clip
+    from core.world.clip import WorldClipConfig, train_world_clip
 
     ds = open_dataset(TINY)
     clip = train_world_clip(ds, WorldClipConfig(**SMALL_CLIP))
@@ -72,15 +72,15 @@ def assigned_world(populated_world) -> World:
 
 @pytest.fixture(scope="session")
 def results_world(assigned_world) -> World:
-    """A saved before/after table: what the Results page's 'individual' experiment job saves (core.mitigate),
+    """A saved before/after table: what the Results page's 'individual' experiment job saves (core.fix.mitigate),
     computed from the assignments above."""
     from core.config import DebugConfig, HeadConfig, SplitConfig
-    from core.experiments import Experiment, default_generator
-    from core.mitigate import ModelContext, debug_model, generate_for_modes, save_results
-    from core.pipeline import run_model
-    from core.textualize import textualize
+    from core.fix.experiments import Experiment, default_generator
+    from core.fix.mitigate import ModelContext, debug_model, generate_for_modes, save_results
+    from core.find.runs import run_model
+    from core.describe.textualize import textualize
     from core.workspace import open_dataset
-    from core.world_clip import WorldClipConfig, load_world_clip
+    from core.world.clip import WorldClipConfig, load_world_clip
 
     ds = open_dataset(TINY)
     clip = load_world_clip(ds, WorldClipConfig(**SMALL_CLIP))

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from core import jobs
-from core.curation import CuratedLists
+from core.describe.curation import CuratedLists
 from tests.app_harness import PAGES, TINY, open_page, problems, texts
 from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from ui.text import md
@@ -87,7 +87,7 @@ def _classes():
 
 
 def _runs():
-    from core.pipeline import list_runs
+    from core.find.runs import list_runs
     from core.workspace import open_dataset
 
     return list_runs(open_dataset(TINY))
@@ -109,7 +109,7 @@ def test_backgrounds_shows_failure_modes_with_examples(assigned_world):
 
 
 def test_generate_runs_the_renderer_and_deletes(assigned_world):
-    from core.generate import GeneratedSet
+    from core.fix.generators import GeneratedSet
 
     at = open_page("pages/generate.py")
     assert problems(at) == []
@@ -121,7 +121,7 @@ def test_generate_runs_the_renderer_and_deletes(assigned_world):
     assert job.wait(timeout=300)["state"] == jobs.DONE, job.status()
     at.run()
     assert problems(at) == []
-    from core.generate import list_sets
+    from core.fix.generators import list_sets
 
     assert len(at.image) > 0, ("the gallery shows the generated images", list_sets(), job.status(), texts(at))
     first = next(c for c in at.checkbox if c.key.startswith("del-"))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.assign import (assign, assign_values, failure_modes, image_embeddings, score_assignments, text_search,
+from core.describe.assign import (assign, assign_values, failure_modes, image_embeddings, score_assignments, text_search,
                          value_embeddings)
 from core.errors import InvalidInputError
 from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
@@ -87,8 +87,8 @@ def test_an_untrained_clip_scores_near_chance(tiny_world, world_clip, failures, 
     import torch
     from safetensors.torch import save_file
 
-    from core.clip import SAFE_WEIGHTS, load_local_dir
-    from core.world_clip import world_clip_dir
+    from core.describe.clip import SAFE_WEIGHTS, load_local_dir
+    from core.world.clip import world_clip_dir
 
     shutil.copy(world_clip_dir(tiny_world) / "open_clip_config.json", tmp_path)
     state = load_local_dir(world_clip_dir(tiny_world), device="cpu").model.state_dict()
@@ -251,7 +251,7 @@ def test_score_assignments_exact_on_known_rows(tiny_world):
 
 
 def test_colour_template_is_an_adjective():
-    from core.assign import DEFAULT_TEMPLATE, default_template
+    from core.describe.assign import DEFAULT_TEMPLATE, default_template
 
     assert default_template("background") == DEFAULT_TEMPLATE
     assert default_template("colour").format(class_name="seven", value="red") == "a photo of a red seven"

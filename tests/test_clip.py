@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.clip import SAFE_WEIGHTS, load_clip
+from core.describe.clip import SAFE_WEIGHTS, load_clip
 from core.errors import Cancelled, InvalidInputError, MissingResourceError, UnknownNameError
 from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
 
@@ -156,7 +156,7 @@ def test_real_vit_b_32_is_missing_offline_with_instructions(monkeypatch, tmp_pat
 # -- the world CLIP -------------------------------------------------------------------------------------------
 
 def test_world_clip_captions_use_the_worlds_names(tiny_world):
-    from core.world_clip import CAPTION_TEMPLATES, world_captions
+    from core.world.clip import CAPTION_TEMPLATES, world_captions
 
     df = tiny_world.index("train").head(50)
     caps = world_captions(tiny_world, df)
@@ -168,7 +168,7 @@ def test_world_clip_captions_use_the_worlds_names(tiny_world):
 
 
 def test_world_clip_trains_on_training_pools_and_loads_back(tiny_world, world_clip):
-    from core.world_clip import WorldClipConfig, world_clip_dir
+    from core.world.clip import WorldClipConfig, world_clip_dir
 
     meta = json.loads((world_clip_dir(tiny_world) / "meta.json").read_text())
     assert meta["pools"] == ["backbone_train", "train"]
@@ -181,7 +181,7 @@ def test_world_clip_trains_on_training_pools_and_loads_back(tiny_world, world_cl
 
 
 def test_world_clip_is_cached_not_retrained(tiny_world, world_clip):
-    from core.world_clip import train_world_clip, world_clip_dir
+    from core.world.clip import train_world_clip, world_clip_dir
 
     weights = world_clip_dir(tiny_world) / SAFE_WEIGHTS
     before = weights.stat().st_mtime_ns
@@ -191,7 +191,7 @@ def test_world_clip_is_cached_not_retrained(tiny_world, world_clip):
 
 
 def test_world_clip_missing_or_cancelled(tiny_world):
-    from core.world_clip import WorldClipConfig, load_world_clip, train_world_clip, world_clip_dir
+    from core.world.clip import WorldClipConfig, load_world_clip, train_world_clip, world_clip_dir
 
     other = WorldClipConfig(seed=12345)
     with pytest.raises(MissingResourceError, match="train_world_clip"):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from core.curation import CuratedLists
+from core.describe.curation import CuratedLists
 from core.errors import InvalidInputError
-from core.proposals import Merge, Proposal
-from core.proposals.dedupe import DedupeResult
+from core.describe.proposals import Merge, Proposal
+from core.describe.proposals.dedupe import DedupeResult
 
 
 def proposal(cls: str, values: list[str], source: str = "llm:test") -> Proposal:

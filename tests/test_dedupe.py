@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.proposals import DEFAULT_THRESHOLD, DedupeResult, Proposal, dedupe, dedupe_proposals, default_embedder
-from core.proposals.embed import embed_texts
-from core.proposals.text import display_value, normal_key, sanitize_value
+from core.describe.proposals import DEFAULT_THRESHOLD, DedupeResult, Proposal, dedupe, dedupe_proposals, default_embedder
+from core.describe.proposals.embed import embed_texts
+from core.describe.proposals.text import display_value, normal_key, sanitize_value
 
 MUST_MERGE = [("Rain forests", "Tropical Rainforests"), ("ocean floor", "the sea floor"),
               ("autumn forest", "a forest in autumn"), ("garbage dump", "rubbish dump")]

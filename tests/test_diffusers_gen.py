@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from core.errors import Cancelled, InvalidInputError, MissingResourceError
-from core.generate import GeneratedSet, GenerationError, create_generator, generate_set, mode_requests, read_manifest
+from core.fix.generators import GeneratedSet, GenerationError, create_generator, generate_set, mode_requests, read_manifest
 from tests.tiny_diffusers import TINY_SIZE, TINY_STEPS, build_tiny_pipeline
 
 MODES = [("cat", 0, "desert"), ("dog", 1, "snow")]

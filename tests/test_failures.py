@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from core import failures as F
+from core.find import failures as F
 
 
 def table(labels, preds, ids=None):

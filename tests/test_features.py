@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from core import features, store
+from core import store
+from core.find import features
 from core.errors import Cancelled
 from tests.fakes import ColourDataset, tiny_backbone
 

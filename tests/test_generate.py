@@ -13,10 +13,10 @@ from PIL import Image
 from core import store
 from core.datasets.base import TorchView
 from core.errors import Cancelled, InvalidInputError, UnknownNameError
-from core.generate import (GENERATORS, GeneratedSet, GenerationError, Generator, GenSpec, baseline_for,
+from core.fix.generators import (GENERATORS, GeneratedSet, GenerationError, Generator, GenSpec, baseline_for,
                            create_generator, generate_set, image_seed, list_sets, mode_requests, random_requests,
                            read_manifest)
-from core.generate.world_renderer import WorldRenderer
+from core.world.generator import WorldRenderer
 
 
 class SeedPainter(Generator):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from core.config import HeadConfig
 from core.errors import InvalidInputError
-from core.heads import LinearHead, train_head, weighted_loss
+from core.find.heads import LinearHead, train_head, weighted_loss
 
 
 def blobs(n=60, d=5, c=3, shift=0.0, seed=0):

@@ -11,9 +11,9 @@ import pytest
 
 from core.config import DebugConfig
 from core.errors import InvalidInputError
-from core.experiments import Experiment, collective_study, sweep
-from core.mitigate import check_config, relative_to_individual, save_results
-from core.models.world_models import train_world_backbone
+from core.fix.experiments import Experiment, collective_study, sweep
+from core.fix.mitigate import check_config, relative_to_individual, save_results
+from core.world.backbones import train_world_backbone
 from core.threads import single_thread
 from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (session fixtures)
 
@@ -89,8 +89,8 @@ def test_bad_settings_are_clear_errors(tiny_world):  # noqa: F811
     for bad in (dict(k_modes=0), dict(images_per_mode=-1), dict(lam=1.5)):
         with pytest.raises(InvalidInputError):
             check_config(DebugConfig(**bad))
-    from core.experiments import default_generator
-    from core.mitigate import generate_for_modes
+    from core.fix.experiments import default_generator
+    from core.fix.mitigate import generate_for_modes
 
     gen = default_generator(tiny_world)
     modes = pd.DataFrame({"class_name": ["zero"], "label": [0], "value": ["the bottom of the sea"]})

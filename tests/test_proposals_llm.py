@@ -10,10 +10,10 @@ import pytest
 
 from core import store
 from core.errors import BackdropError, Cancelled, InvalidInputError, MissingResourceError
-from core.proposals import (BACKGROUND, COLOUR, LLMAuthError, LLMConfig, LLMError, LLMKeyMissingError,
+from core.describe.proposals import (BACKGROUND, COLOUR, LLMAuthError, LLMConfig, LLMError, LLMKeyMissingError,
                             LLMOutputError, LLMProposer, LLMRateLimitError, LLMRefusalError, LLMTimeoutError,
                             ProposalError, custom_attribute, propose)
-from core.proposals.llm import _endpoint, parse_answer
+from core.describe.proposals.llm import _endpoint, parse_answer
 
 KEY = "sk-test-SECRET0123456789abcdef"
 

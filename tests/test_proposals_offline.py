@@ -10,10 +10,10 @@ import pytest
 
 from core import store
 from core.errors import InvalidInputError, UnknownNameError
-from core.proposals import (BACKGROUND, COLOUR, PROPOSERS, MiniLMEmbedder, OfflineProposer, ProposalError,
+from core.describe.proposals import (BACKGROUND, COLOUR, PROPOSERS, MiniLMEmbedder, OfflineProposer, ProposalError,
                             builtin_vocab, choose_proposer, custom_attribute, offline_vocab, open_clip_text_embedder,
                             propose, world_values)
-from core.proposals.embed import embed_texts
+from core.describe.proposals.embed import embed_texts
 
 WORLD_BACKGROUNDS = ["grass", "gravel", "brick wall", "temple", "flowers", "coffee", "outer space", "sky",
                      "moon surface", "coins", "cat fur"]
@@ -70,10 +70,10 @@ def test_world_values_are_read_from_the_world_module(monkeypatch):
         def __init__(self, name):
             self.name = name
 
-    fake = types.ModuleType("core.datasets.world")
+    fake = types.ModuleType("core.world.dataset")
     fake.BACKGROUNDS = [Bg("lava lamp"), Bg("grass")]
     fake.COLOURS = {"chartreuse": (1, 2, 3), "red": (4, 5, 6)}
-    monkeypatch.setitem(sys.modules, "core.datasets.world", fake)
+    monkeypatch.setitem(sys.modules, "core.world.dataset", fake)
     assert world_values("background") == ["lava lamp", "grass"]
     assert world_values("colour") == ["chartreuse", "red"]
     merged = offline_vocab()

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from core.config import SplitConfig
-from core.datasets import create_dataset, splits as splits_mod
-from core.datasets.splits import make_splits
-from core.datasets.world import SIZES
+from core.datasets import create_dataset
+from core.find import splits as splits_mod
+from core.find.splits import make_splits
+from core.world.dataset import SIZES
 from core.errors import InvalidInputError
 from tests.fakes import ColourDataset
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from core.datasets import create_dataset
-from core.datasets.world import P_COMMON, P_COMMON_POOL, SIZES, ScenesMnist
-from core.datasets.world_render import BACKGROUNDS, COLOURS, mnist
+from core.world.dataset import P_COMMON, P_COMMON_POOL, SIZES, ScenesMnist
+from core.world.render import BACKGROUNDS, COLOURS, mnist
 from core.errors import InvalidInputError
 
 

@@ -11,7 +11,7 @@ from core import store
 from core.datasets import create_dataset
 from core.errors import Cancelled, MissingResourceError
 from core.models import create_classifier, create_model, model_info
-from core.models.world_models import (ARCHS, PACKAGED_FOR_WORLD, WorldTrainConfig, load_metadata, predict,
+from core.world.backbones import (ARCHS, PACKAGED_FOR_WORLD, WorldTrainConfig, load_metadata, predict,
                                       single_thread, train_world_backbone, weights_path, world_families,
                                       world_model_names)
 

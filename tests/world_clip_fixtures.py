@@ -13,7 +13,7 @@ def tiny_world(session_cache):
 
 @pytest.fixture(scope="session")
 def world_clip(tiny_world):
-    from core.world_clip import train_world_clip
+    from core.world.clip import train_world_clip
 
     from core.threads import single_thread
 

@@ -49,7 +49,7 @@ def get_dataset(spec: dict) -> ImageDataset | None:
 
 def latest_runs(ds: ImageDataset) -> dict[str, dict]:
     """The newest finished run per model: model -> run summary (with its ``folder``)."""
-    from core.pipeline import list_runs
+    from core.find.runs import list_runs
 
     out: dict[str, dict] = {}
     for s in list_runs(ds):           # newest first
@@ -58,7 +58,7 @@ def latest_runs(ds: ImageDataset) -> dict[str, dict]:
 
 
 def read_failure_table(folder: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """A finished run's failure table (core.pipeline writes ``failures.parquet``), with its top-5 list column
+    """A finished run's failure table (core.find.runs writes ``failures.parquet``), with its top-5 list column
     unpacked into int columns top1..top5: object columns of lists make every cache hit slow to unpickle."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -83,7 +83,7 @@ def _table(folder: str, mtime: float) -> pd.DataFrame:
 
 
 def run_table(summary: dict) -> pd.DataFrame:
-    """One row per debug image of a finished run (see core.failures.failure_table), top-5 as top1..top5."""
+    """One row per debug image of a finished run (see core.find.failures.failure_table), top-5 as top1..top5."""
     return _table(summary["folder"], summary["mtime"])
 
 
@@ -132,7 +132,7 @@ def empty_state(message: str, icon: str = ":material/info:") -> None:
 def _overlap(runs_key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     import numpy as np
 
-    from core.failures import iou_matrix, overlap_from_matrix
+    from core.find.failures import iou_matrix, overlap_from_matrix
 
     names = [model for _, model, _ in runs_key]
     masks = [read_failure_table(folder, ["image_id", "correct"]) for folder, _, _ in runs_key]
@@ -144,19 +144,19 @@ def _overlap(runs_key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def overlap(summaries: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """IoU and intersection counts of the failure sets of these runs (core.failures), cached."""
+    """IoU and intersection counts of the failure sets of these runs (core.find.failures), cached."""
     return _overlap(tuple((s["folder"], s["model"], s["mtime"]) for s in summaries))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _pair(a: tuple, b: tuple) -> dict[str, pd.DataFrame]:
-    from core.failures import compare_pair
+    from core.find.failures import compare_pair
 
     return compare_pair(_table(*a), _table(*b))
 
 
 def compare(summary_a: dict, summary_b: dict) -> dict[str, pd.DataFrame]:
-    """Failures both runs share and those only one has (core.failures.compare_pair), cached."""
+    """Failures both runs share and those only one has (core.find.failures.compare_pair), cached."""
     return _pair((summary_a["folder"], summary_a["mtime"]), (summary_b["folder"], summary_b["mtime"]))
 
 
@@ -181,7 +181,7 @@ def require_runs(ds: ImageDataset, minimum: int = 1, why: str = "") -> dict[str,
 
 def assignment_sidecars(summary: dict, attribute: str) -> list[tuple[dict, Path]]:
     """(provenance, parquet path) of the run's cached CLIP assignments for ``attribute``, newest first."""
-    from core.textualize import list_assignments
+    from core.describe.textualize import list_assignments
 
     return list_assignments(summary["folder"], attribute)
 
@@ -196,39 +196,39 @@ def assignments(summary: dict, attribute: str) -> tuple[pd.DataFrame, dict] | No
 
 
 def failure_modes(summary: dict, attribute: str, k: int) -> pd.DataFrame | None:
-    """The k most frequent assigned values per class (core.assign.failure_modes), or None before assignment."""
+    """The k most frequent assigned values per class (core.describe.assign.failure_modes), or None before assignment."""
     got = assignments(summary, attribute)
     if got is None:
         return None
-    from core.assign import failure_modes as top_k
+    from core.describe.assign import failure_modes as top_k
 
     return top_k(got[0], k=k)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _generator(spec_text: str, cache_root: str, name: str, kwargs_text: str):
-    from core.experiments import default_generator
+    from core.fix.experiments import default_generator
 
     return default_generator(_open(spec_text, cache_root), name, **json.loads(kwargs_text))
 
 
 def generated_set_name(spec: dict, generator: str, kwargs: dict, attribute: str | None, seed: int = 0) -> str:
-    """The shared set core.mitigate generates into for this dataset, generator and attribute (None: baseline)."""
-    from core.mitigate import set_name
+    """The shared set core.fix.mitigate generates into for this dataset, generator and attribute (None: baseline)."""
+    from core.fix.mitigate import set_name
 
     gen = _generator(spec_json(spec), str(store.cache_root()), generator, json.dumps(kwargs, sort_keys=True))
     return set_name(get_dataset(spec), gen, attribute, seed)
 
 
 def generated_set(name: str):
-    from core.generate import GeneratedSet
+    from core.fix.generators import GeneratedSet
 
     return GeneratedSet(name)
 
 
 def saved_results(ds: ImageDataset) -> dict[str, tuple[pd.DataFrame, dict]]:
     """The newest saved results table per experiment (``what``) for this dataset: what -> (table, meta)."""
-    from core.mitigate import list_results
+    from core.fix.mitigate import list_results
 
     return {w: (_parquet(str(pq), pq.stat().st_mtime), meta) for w, (pq, meta) in list_results(ds.key).items()}
 

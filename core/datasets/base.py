@@ -21,6 +21,7 @@ class ImageDataset(ABC):
     name: str = ""
     classes: list[str] = []
     attributes: tuple[str, ...] = ()   # ground-truth attribute columns present in index tables
+    offline_world: bool = False        # renders any class on any value and knows each image's ground truth
 
     @abstractmethod
     def pools(self) -> list[str]:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from core import store
 from core.datasets.base import ImageDataset
+from core.datasets.registry import DATASETS
 from core.errors import InvalidInputError, MissingResourceError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
@@ -62,6 +63,7 @@ def _unique(names: list[str], fallback: list[str]) -> list[str]:
     return [f"{n} ({f})" if counts[n] > 1 else n for n, f in zip(names, fallback)]
 
 
+@DATASETS.register("imagefolder", offline_world=False)
 class ImageFolderDataset(ImageDataset):
     """Any local folder of class sub-folders: ``create_dataset("imagefolder", root=...)``."""
 
@@ -198,6 +200,7 @@ class ImageFolderDataset(ImageDataset):
         return [(rel, label, "val" if rel in val else "train", *rest) for rel, label, _, *rest in rows]
 
 
+@DATASETS.register("imagenet", offline_world=False)
 class ImageNet(ImageFolderDataset):
     """ImageNet in ImageFolder layout: ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG``.
 

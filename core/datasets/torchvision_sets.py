@@ -20,6 +20,7 @@ from PIL import Image
 
 from core import store
 from core.datasets.base import ImageDataset
+from core.datasets.registry import DATASETS
 from core.datasets.folders import default_root
 from core.errors import InvalidInputError, MissingResourceError
 
@@ -120,11 +121,13 @@ class _Cifar(ImageDataset):
         return self._tv[pool]
 
 
+@DATASETS.register("cifar10", offline_world=False)
 class Cifar10(_Cifar):
     name = "cifar10"
     tv_name = "CIFAR10"
 
 
+@DATASETS.register("cifar100", offline_world=False)
 class Cifar100(_Cifar):
     name = "cifar100"
     tv_name = "CIFAR100"

@@ -1,6 +1,6 @@
 """open_clip image towers as backbones: features = ``encode_image`` (unnormalised), for linear-head classifiers.
 
-Pretrained weights go through :func:`core.clip.load_clip` (the hub cache or a local file, read safely);
+Pretrained weights go through :func:`core.describe.clip.load_clip` (the hub cache or a local file, read safely);
 preprocessing is open_clip's own config for the model and tag, expressed as a timm-style ``data_config``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ _CROP_MODE = {"shortest": "center", "squash": "squash", "longest": "border"}
 def _tag_cfg(arch: str, tag: str | None) -> dict:
     import open_clip
 
-    from core.clip import _check_arch
+    from core.describe.clip import _check_arch
 
     _check_arch(arch)
     if not tag:
@@ -42,7 +42,7 @@ def clip_data_config(pcfg: dict) -> dict:
 
 
 def clip_downloads(cfg: dict) -> list[str]:
-    from core.clip import _hub_cached_file
+    from core.describe.clip import _hub_cached_file
     from core.models.weights import hf_url
 
     out = []
@@ -56,7 +56,7 @@ def clip_downloads(cfg: dict) -> list[str]:
 
 
 def open_clip_info(arch: str, tag: str | None) -> dict:
-    from core.clip import _hub_cached_file
+    from core.describe.clip import _hub_cached_file
 
     cfg = _tag_cfg(arch, tag)
     path = _hub_cached_file(cfg)[0] if cfg else None
@@ -75,7 +75,7 @@ def open_clip_backbone(arch: str, tag: str | None = "openai", *, name: str | Non
     """The image tower of open_clip ``arch`` (weights of ``tag`` or a local file; random with pretrained=False)."""
     import open_clip
 
-    from core.clip import load_clip
+    from core.describe.clip import load_clip
     from core.models.weights import missing_weights, weights_id
 
     name = name or f"open_clip:{arch}/{tag}"

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from core.errors import MissingResourceError
-from core.models import CLASSIFIERS, MODELS
+from core.models.registry import MODELS
 from core.models.base import Backbone
 from core.models.weights import fit_state_dict, load_state_dict, weights_id
 
@@ -106,6 +106,5 @@ def _info(variant: int) -> dict:
 
 
 for _v in VARIANTS:
-    MODELS.add(f"efficientnet-lite{_v}", partial(lite_backbone, _v), family=FAMILY, source="packaged",
-               paper_name=None, info=partial(_info, _v))
-    CLASSIFIERS[f"efficientnet-lite{_v}"] = partial(lite_classifier, _v)
+    MODELS.register(f"efficientnet-lite{_v}", family=FAMILY, source="packaged", paper_name=None,
+                    info=partial(_info, _v), classifier=partial(lite_classifier, _v))(partial(lite_backbone, _v))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.models import MODELS
+from core.models.registry import MODELS
 from core.models.base import Backbone
 
 PRESETS: dict[str, dict] = json.loads(Path(__file__).with_name("presets.json").read_text())["models"]
@@ -127,5 +127,5 @@ def preset_info(name: str) -> dict:
 
 
 for _name, _spec in PRESETS.items():
-    MODELS.add(_name, partial(build_preset, _name), family=_spec["family"], source=_spec["source"],
-               paper_name=_spec["paper_name"], info=partial(preset_info, _name))
+    MODELS.register(_name, family=_spec["family"], source=_spec["source"], paper_name=_spec["paper_name"],
+                    info=partial(preset_info, _name))(partial(build_preset, _name))

@@ -13,10 +13,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from core import store
-from core.proposals.attributes import Attribute
-from core.proposals.embed import Embedder, cached_embeddings, default_embedder, embed_texts, embedder_id
-from core.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
-from core.proposals.text import MAX_VALUE_CHARS, case_key, sanitize_class_name, sanitize_value
+from core.describe.proposals.attributes import Attribute
+from core.describe.proposals.embed import Embedder, cached_embeddings, default_embedder, embed_texts, embedder_id
+from core.describe.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
+from core.describe.proposals.text import MAX_VALUE_CHARS, case_key, sanitize_class_name, sanitize_value
 
 VOCAB_FILE = Path(__file__).with_name("vocab.json")
 PROMPT_VERSION = "offline-1"
@@ -48,9 +48,9 @@ def _names(obj: Any) -> list[str]:
 
 
 def world_values(attribute_name: str) -> list[str]:
-    """The offline world's values for an attribute, read from ``core.datasets.world`` when it is importable."""
+    """The offline world's values for an attribute, read from ``core.world.dataset`` when it is importable."""
     try:
-        world = importlib.import_module("core.datasets.world")
+        world = importlib.import_module("core.world.dataset")
     except ImportError:
         return []
     holders = [world] + [v for v in vars(world).values() if isinstance(v, type) and v.__module__ == world.__name__]
@@ -86,6 +86,7 @@ def offline_vocab(vocab: str | Sequence[str] | Mapping[str, Sequence[str]] = "bu
     return {"*": _merge_unique(vocab)}
 
 
+@PROPOSERS.register("offline", offline=True)
 class OfflineProposer(Proposer):
     """Keeps the ``top_n`` values least similar to ``class_template`` (cosine of unit embeddings)."""
 
@@ -134,5 +135,3 @@ class OfflineProposer(Proposer):
                     f"to {self.class_template.format(class_name=sanitize_class_name(class_name))!r}"),
             timestamp=now_iso(), prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}", notice=self.notice)
 
-
-PROPOSERS.add("offline", OfflineProposer, offline=True)

@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping
 
 from core import store
 from core.errors import InvalidInputError
-from core.proposals.proposal import now_iso
-from core.proposals.text import (MAX_CURATED_CHARS, case_key, display_value, safe_name, sanitize_class_name,
+from core.describe.proposals.proposal import now_iso
+from core.describe.proposals.text import (MAX_CURATED_CHARS, case_key, display_value, safe_name, sanitize_class_name,
                                  sanitize_value)
 
 SCHEMA = 1

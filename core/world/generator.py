@@ -11,7 +11,8 @@ from typing import Any, Sequence
 from PIL import Image
 
 from core.errors import InvalidInputError
-from core.generate.base import Generator, GenSpec
+from core.fix.generators.base import Generator, GenSpec
+from core.fix.generators.registry import GENERATORS
 from core.progress import StopFn, check_stop
 
 # GenSpec.attribute -> keyword of world.render and the world attribute listing renderable values.
@@ -29,6 +30,7 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+@GENERATORS.register("world", backend="world")
 class WorldRenderer(Generator):
     """Wraps ``world.render(label, background=, colour=, seed=)`` of an offline-world dataset."""
 
@@ -50,7 +52,7 @@ class WorldRenderer(Generator):
             from core.datasets import create_dataset
 
             self._world = create_dataset(self.dataset_name, **self.dataset_kwargs)
-            if not hasattr(self._world, "render"):
+            if not getattr(self._world, "offline_world", False):
                 raise InvalidInputError(f"Dataset {self.dataset_name!r} has no renderer; the world generator needs "
                                         "an offline-world dataset such as 'scenes-mnist'.")
         return self._world

@@ -15,8 +15,8 @@ from core import store
 from core.errors import BackdropError, InvalidInputError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.registry import Registry
-from core.proposals.attributes import Attribute, get_attribute
-from core.proposals.text import safe_name, sanitize_class_name
+from core.describe.proposals.attributes import Attribute, get_attribute
+from core.describe.proposals.text import safe_name, sanitize_class_name
 
 SCHEMA = 1
 
@@ -70,7 +70,8 @@ class Proposer(ABC):
         """Values for one class; raises a :class:`ProposalError` subclass saying what went wrong."""
 
 
-PROPOSERS: Registry[Proposer] = Registry("proposer")
+PROPOSERS: Registry[Proposer] = Registry("proposer", plugins=("core.describe.proposals.llm",
+                                                              "core.describe.proposals.offline"))
 
 
 def choose_proposer(api_key: str | None = None) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from core import store
 from core.errors import MissingResourceError
-from core.proposals.text import safe_name
+from core.describe.proposals.text import safe_name
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 

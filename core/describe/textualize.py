@@ -13,35 +13,32 @@ import pandas as pd
 
 from core import store
 from core.datasets.base import ImageDataset
-from core.failures import failures
-from core.pipeline import ModelRun
+from core.datasets.registry import is_offline_world
+from core.find.failures import failures
+from core.find.runs import ModelRun
 from core.progress import ProgressFn, StopFn
 
 
 
-def is_world(dataset: ImageDataset) -> bool:
-    return hasattr(dataset, "render")
-
-
 def default_clip(dataset: ImageDataset):
     """The offline world's own CLIP for the world; open_clip ViT-B-32 (openai weights, as the paper) otherwise."""
-    from core.clip import load_clip
+    from core.describe.clip import load_clip
 
-    return load_clip("world", dataset=dataset) if is_world(dataset) else load_clip("ViT-B-32", "openai")
+    return load_clip("world", dataset=dataset) if is_offline_world(dataset) else load_clip("ViT-B-32", "openai")
 
 
 def ensure_lists(dataset: ImageDataset, attribute: str = "background", proposer: str | None = None,
                  progress: ProgressFn | None = None, should_stop: StopFn | None = None):
     """Curated lists for every class; classes without one are proposed (LLM if a key is set, else offline)
     and deduplicated. Lists a user edited are never touched."""
-    from core.curation import CuratedLists
-    from core.proposals import choose_proposer, dedupe_proposals, propose
+    from core.describe.curation import CuratedLists
+    from core.describe.proposals import choose_proposer, dedupe_proposals, propose
 
     lists = CuratedLists(dataset, attribute)
     missing = [c for c in dataset.classes if lists.get(c) is None]
     if missing:
         proposer = proposer or choose_proposer()
-        kw = {"vocab": "world"} if proposer == "offline" and is_world(dataset) else {}
+        kw = {"vocab": "world"} if proposer == "offline" and is_offline_world(dataset) else {}
         props = propose(attribute, missing, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
         lists.seed_from_proposals(props, dedupe_proposals(props))
     return lists
@@ -58,7 +55,7 @@ def assignments_for(dataset: ImageDataset, run: ModelRun, *, attribute: str = "b
                     template: str | None = None, templates: list[str] | None = None,
                     progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> tuple[pd.DataFrame, dict]:
     """CLIP's value for each debug_seed failure of ``run`` over the current curated lists (cached)."""
-    from core.assign import assign, default_template
+    from core.describe.assign import assign, default_template
 
     template = template or default_template(attribute)
     lists = ensure_lists(dataset, attribute, progress=progress, should_stop=should_stop)
@@ -83,7 +80,7 @@ def assignments_for(dataset: ImageDataset, run: ModelRun, *, attribute: str = "b
 
 
 def textualize(dataset: ImageDataset, run: ModelRun, k: int = 3, **kw) -> Textualization:
-    from core.assign import failure_modes
+    from core.describe.assign import failure_modes
 
     assignments, prov = assignments_for(dataset, run, **kw)
     return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k))

@@ -4,7 +4,7 @@ It stands in for a web-trained CLIP where none can be downloaded. Model, loss an
 (``open_clip.CLIP`` from small ``CLIPVisionCfg``/``CLIPTextCfg``, ``ClipLoss``, the built-in BPE tokenizer). It
 learns only from the ``backbone_train`` and ``train`` pools, never from val (where debug and test sets come
 from). The result is saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a
-``meta.json``, keyed by the world's key and the training config, and loads through :func:`core.clip.load_local_dir`.
+``meta.json``, keyed by the world's key and the training config, and loads through :func:`core.describe.clip.load_local_dir`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from core import store
-from core.clip import LOCAL_CONFIG, SAFE_WEIGHTS, ClipModel, load_local_dir
+from core.describe.clip import LOCAL_CONFIG, SAFE_WEIGHTS, ClipModel, load_local_dir
+from core.describe.clip_loaders import CLIP_LOADERS
 from core.errors import InvalidInputError, MissingResourceError
 from core.threads import single_thread
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
@@ -91,6 +92,7 @@ def _trained_meta(folder: Path, key: str) -> dict | None:
     return meta
 
 
+@CLIP_LOADERS.register("world")
 def load_world_clip(dataset, config: WorldClipConfig | None = None, device: str | None = None) -> ClipModel:
     """The trained world CLIP for ``dataset``; MissingResourceError (saying how to train it) when absent."""
     if dataset is None:
@@ -101,13 +103,13 @@ def load_world_clip(dataset, config: WorldClipConfig | None = None, device: str 
         raise MissingResourceError(
             f"The world CLIP for dataset {getattr(dataset, 'name', '?')} is not trained yet. Train it once "
             f"(CPU minutes; cached afterwards): `python -m core world clip --size {getattr(dataset, 'size', 'default')}` or "
-            f"core.world_clip.train_world_clip(dataset) — or use a real CLIP "
+            f"core.world.clip.train_world_clip(dataset) — or use a real CLIP "
             f"(load_clip('ViT-B-32', weights=<local weights file>)).")
     try:
         return load_local_dir(folder, device=device, source="world", name="world")
     except InvalidInputError as e:  # a damaged cache entry: say how to rebuild it
         raise MissingResourceError(f"The cached world CLIP in {folder} is damaged ({e}). Delete that folder and run "
-                                   f"core.world_clip.train_world_clip(dataset) again.") from e
+                                   f"core.world.clip.train_world_clip(dataset) again.") from e
 
 
 def world_captions(dataset, df) -> list[list[str]]:

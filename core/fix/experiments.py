@@ -13,12 +13,13 @@ import pandas as pd
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
-from core.generate import Generator, create_generator
-from core.mitigate import (ModelContext, check_config, debug_model, generate_for_modes, provenance, result_row,
+from core.fix.generators import Generator, create_generator
+from core.fix.mitigate import (ModelContext, check_config, debug_model, generate_for_modes, provenance, result_row,
                            save_results)
-from core.pipeline import run_model
+from core.find.runs import run_model
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
-from core.textualize import is_world, textualize
+from core.datasets.registry import is_offline_world
+from core.describe.textualize import textualize
 
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 KS = (1, 2, 3, 4, 5)
@@ -26,7 +27,7 @@ KS = (1, 2, 3, 4, 5)
 
 def default_generator(dataset: ImageDataset, name: str | None = None, **kwargs) -> Generator:
     """The world's renderer for the offline world, Stable Diffusion v1-5 (the paper's) otherwise."""
-    name = name or ("world" if is_world(dataset) else "diffusers")
+    name = name or ("world" if is_offline_world(dataset) else "diffusers")
     if name == "world":
         kwargs.setdefault("world", dataset)
     return create_generator(name, **kwargs)
@@ -40,7 +41,7 @@ class Experiment:
                  head_cfg: HeadConfig = HeadConfig(), clip=None, progress: ProgressFn | None = None,
                  should_stop: StopFn | None = None):
         check_config(cfg)
-        self.clip = clip   # None: the dataset's default CLIP (core.textualize.default_clip), loaded when needed
+        self.clip = clip   # None: the dataset's default CLIP (core.describe.textualize.default_clip), loaded when needed
         self.dataset, self.cfg, self.attribute = dataset, cfg, attribute
         self.generator = generator or default_generator(dataset)
         self.split_cfg, self.head_cfg = split_cfg, head_cfg
@@ -99,7 +100,7 @@ def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
 def collective(exp: Experiment, models: list[str], kind: int, reference: str | None = None) -> pd.DataFrame:
     """Table 3. Type 1: pool all models' assigned failures and take the k modes of the pooled counts. Type 2:
     one model's (``reference``, default the first) modes. One generated set then debugs every model."""
-    from core.assign import failure_modes
+    from core.describe.assign import failure_modes
 
     if kind not in (1, 2):
         raise InvalidInputError(f"Collective debugging has types 1 and 2; got {kind!r}.")

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from core.errors import Cancelled, InvalidInputError, MissingResourceError
-from core.generate.base import Generator, GenSpec
+from core.fix.generators.base import Generator, GenSpec
+from core.fix.generators.registry import GENERATORS
 from core.progress import StopFn
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"   # (paper: "Stable Diffusion V1-5")
@@ -91,6 +92,7 @@ def _missing_message(model_id: str, why: str) -> str:
             "with pipeline.save_pretrained('/path/to/folder') and pass that folder as the model id.")
 
 
+@GENERATORS.register("diffusers", backend="diffusers")
 class DiffusersGenerator(Generator):
     """Images from a diffusers text-to-image pipeline; float16 on CUDA, float32 elsewhere."""
 
@@ -185,3 +187,9 @@ class DiffusersGenerator(Generator):
                 images.append(img.convert("RGB"))
                 self.last_info.append({})
         return images
+
+
+@GENERATORS.register("sd-turbo", backend="diffusers")
+def sd_turbo(**kw: Any) -> Generator:
+    """SD-Turbo with its model card's settings: one step, no guidance, 512 px."""
+    return DiffusersGenerator(**{"model_id": "stabilityai/sd-turbo", **kw})

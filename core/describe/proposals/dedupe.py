@@ -11,8 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
-from core.proposals.embed import Embedder, default_embedder, embed_texts, embedder_id
-from core.proposals.text import compact_key, display_value, normal_key, sanitize_value
+from core.describe.proposals.embed import Embedder, default_embedder, embed_texts, embedder_id
+from core.describe.proposals.text import compact_key, display_value, normal_key, sanitize_value
 
 # Measured on the packaged MiniLM (tests/test_dedupe.py): rephrasings such as "rainforest"/"tropical rainforest",
 # "ocean floor"/"sea floor", "garbage dump"/"rubbish dump" score >= 0.87; distinct places such as "desert"/

@@ -3,7 +3,7 @@
 A :class:`GenSpec` asks for ``n_images`` of one class on one attribute value (a failure mode, "sea lion" ·
 "desert") or of the class alone (``value=None``: the paper's Random_debugging baseline). A
 :class:`Generator` turns a batch of prompts and per-image seeds into images; everything about files,
-manifests and resuming lives in :mod:`core.generate.generated_set`.
+manifests and resuming lives in :mod:`core.fix.generators.generated_set`.
 """
 from __future__ import annotations
 

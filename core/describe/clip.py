@@ -102,10 +102,10 @@ def load_clip(name: str = "ViT-B-32", pretrained: str | None = "openai", weights
     - otherwise open_clip ``name`` + ``pretrained`` tag from the Hugging Face hub cache (never downloads here).
     """
     device = device or default_device()
-    if name == "world":
-        from core.world_clip import load_world_clip
+    from core.describe.clip_loaders import CLIP_LOADERS
 
-        return load_world_clip(dataset, device=device)
+    if name in CLIP_LOADERS:
+        return CLIP_LOADERS.create(name, dataset=dataset, device=device)
     if weights is not None:
         weights = Path(weights).expanduser()
         if weights.is_dir():

@@ -24,7 +24,7 @@ from PIL.PngImagePlugin import PngInfo
 from core import store
 from core.datasets.base import ImageDataset
 from core.errors import BackdropError, InvalidInputError
-from core.generate.base import Generator, GenSpec
+from core.fix.generators.base import Generator, GenSpec
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
 SET_SCHEMA = 1

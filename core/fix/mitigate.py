@@ -17,10 +17,10 @@ from core import store
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
-from core.features import extract_features
-from core.generate import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
-from core.heads import LinearHead, train_head
-from core.pipeline import ModelRun, get_splits, load_backbone
+from core.find.features import extract_features
+from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
+from core.find.heads import LinearHead, train_head
+from core.find.runs import ModelRun, get_splits, load_backbone
 from core.progress import ProgressFn, StopFn, no_progress
 
 RESULT_COLUMNS = ["model", "family", "method", "lam", "k", "images_per_mode", "n_generated", "acc_test", "acc_seed",

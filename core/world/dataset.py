@@ -52,7 +52,8 @@ from PIL import Image
 
 from core import store
 from core.datasets.base import ImageDataset
-from core.datasets.world_render import (BACKGROUNDS, CLASS_NAMES, COLOURS, IMAGE_SIZE, compose, draw_geometry,
+from core.datasets.registry import DATASETS
+from core.world.render import (BACKGROUNDS, CLASS_NAMES, COLOURS, IMAGE_SIZE, compose, draw_geometry,
                                         mnist, source_files, sources_hash)
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
@@ -98,12 +99,14 @@ def _balanced(rng: np.random.Generator, n_values: int, n: int) -> np.ndarray:
     return rng.permutation(np.resize(rng.permutation(n_values), n)).astype(np.int64)
 
 
+@DATASETS.register("scenes-mnist", offline_world=True)
 class ScenesMnist(ImageDataset):
     """The offline world: ``create_dataset("scenes-mnist", size="default"|"tiny", seed=0)``."""
 
     name = "scenes-mnist"
     classes = list(CLASS_NAMES)
     attributes = ("background", "colour")
+    offline_world = True
 
     def __init__(self, size: str = "default", seed: int = 0, progress: ProgressFn | None = None,
                  should_stop: StopFn | None = None):

@@ -21,7 +21,7 @@ from torch import nn
 
 from core import store
 from core.errors import InvalidInputError, MissingResourceError
-from core.models import CLASSIFIERS, MODELS
+from core.models.registry import MODELS
 from core.models.base import Backbone
 from core.threads import single_thread  # noqa: F401  (re-exported for tests)
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
@@ -236,7 +236,7 @@ def train_world_backbones(dataset, names: list[str] | None = None, progress: Pro
 def _not_trained(name: str, dataset) -> MissingResourceError:
     return MissingResourceError(
         f"World backbone {name!r} is not trained for this world ({dataset.name} {dataset.key}). Train it with "
-        f"`{TRAIN_CLI.format(name=name)}` or core.models.world_models.train_world_backbone({name!r}, dataset) "
+        f"`{TRAIN_CLI.format(name=name)}` or core.world.backbones.train_world_backbone({name!r}, dataset) "
         "(10-40 s per model on the tiny world, 1-2 minutes on the default one).")
 
 
@@ -313,6 +313,5 @@ def world_families(dataset=None) -> dict[str, list[str]]:
 
 
 for _name, _arch_spec in ARCHS.items():
-    MODELS.add(_name, partial(world_backbone, _name), family=_arch_spec.family, source="world", paper_name=None,
-               info=partial(_info, _name))
-    CLASSIFIERS[_name] = partial(world_classifier, _name)
+    MODELS.register(_name, family=_arch_spec.family, source="world", paper_name=None, info=partial(_info, _name),
+                    classifier=partial(world_classifier, _name))(partial(world_backbone, _name))

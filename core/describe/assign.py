@@ -3,7 +3,7 @@
 Paper §4.2: every debug_seed failure is shown to CLIP together with its (true) class's curated uncommon values
 ("a photo of a {class_name} in {value}"); CLIP's pick is the failure's value, and the k most frequent values
 of a class are that class's failure modes. Image embeddings are cached per CLIP weights and image list through
-:mod:`core.features`; text embeddings are built once per class with open_clip's prompt-ensembling classifier.
+:mod:`core.find.features`; text embeddings are built once per class with open_clip's prompt-ensembling classifier.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from core.clip import ClipModel
+from core.describe.clip import ClipModel
 from core.errors import InvalidInputError
 from core.models.base import Backbone
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
@@ -36,7 +36,7 @@ MAX_EXAMPLES = 8
 # -- embeddings -----------------------------------------------------------------------------------------------
 
 class ClipImageTower(Backbone):
-    """A CLIP's image encoder as a :class:`Backbone` (normalised embeddings), so :mod:`core.features` caches it."""
+    """A CLIP's image encoder as a :class:`Backbone` (normalised embeddings), so :mod:`core.find.features` caches it."""
 
     def __init__(self, clip: ClipModel):
         super().__init__(clip.model, name=f"clip-{clip.name}", family="CLIP", feature_dim=clip.embed_dim,
@@ -55,7 +55,7 @@ def image_embeddings(image_ids: Sequence[str], dataset, clip: ClipModel, progres
     The cache holds the sorted unique ids (labels play no part in an image embedding), so the same images
     asked for in another order or by another caller reuse it.
     """
-    from core.features import extract_features
+    from core.find.features import extract_features
 
     ids = [str(i) for i in image_ids]
     if not ids:
@@ -135,7 +135,7 @@ def assign(failures: pd.DataFrame, dataset, values_by_class: dict[str, list[str]
     missing = {"image_id", "label"} - set(failures.columns)
     if missing:
         raise InvalidInputError(f"Failures table lacks column(s) {sorted(missing)}; it needs image_id and label "
-                                f"(the true class), as core.failures produces.")
+                                f"(the true class), as core.find.failures produces.")
     templates = _check_templates(templates if templates else [template])
     progress = progress or no_progress
     extra = [c for c in failures.columns if c not in ASSIGN_COLUMNS]

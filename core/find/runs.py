@@ -14,9 +14,9 @@ import pandas as pd
 from core import store
 from core.config import HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
-from core.failures import failure_table, per_class_counts
-from core.features import extract_features, feature_key
-from core.heads import LinearHead, train_head
+from core.find.failures import failure_table, per_class_counts
+from core.find.features import extract_features, feature_key
+from core.find.heads import LinearHead, train_head
 from core.models.base import Backbone
 from core.progress import ProgressFn, StopFn
 
@@ -40,7 +40,7 @@ def load_backbone(name: str, dataset: ImageDataset | None = None, weights: str |
 
 
 def get_splits(dataset: ImageDataset, split_cfg: SplitConfig = SplitConfig()):
-    from core.datasets.splits import make_splits
+    from core.find.splits import make_splits
 
     return make_splits(dataset, split_cfg)
 
@@ -51,7 +51,7 @@ class ModelRun:
     family: str
     folder: Path
     head: LinearHead
-    table: pd.DataFrame          # one row per debug image (see core.failures.failure_table)
+    table: pd.DataFrame          # one row per debug image (see core.find.failures.failure_table)
     summary: dict                # accuracies, counts, keys of everything the run came from
 
     @property

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from core import store
 from core.errors import InvalidInputError, MissingResourceError
-from core.proposals.attributes import Attribute
-from core.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
-from core.proposals.text import (MAX_VALUE_CHARS, case_key, redact, sanitize_class_name, sanitize_value,
+from core.describe.proposals.attributes import Attribute
+from core.describe.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
+from core.describe.proposals.text import (MAX_VALUE_CHARS, case_key, redact, sanitize_class_name, sanitize_value,
                                  strip_list_markers, truncate)
 
 PROMPT_VERSION = "llm-1"   # bump when SYSTEM or INSTRUCTION change
@@ -192,6 +192,7 @@ def _endpoint(base_url: str | None) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else "the configured base_url"
 
 
+@PROPOSERS.register("llm", offline=False)
 class LLMProposer(Proposer):
     """Asks ``config.model`` at ``config.base_url``; the key comes from ``api_key`` or $OPENAI_API_KEY."""
 
@@ -321,5 +322,3 @@ class LLMProposer(Proposer):
         return LLMOutputError(f"The LLM at {where} sent a response that could not be read ({detail}). Run again "
                               "or try another model.")
 
-
-PROPOSERS.add("llm", LLMProposer, offline=False)
