@@ -8,6 +8,7 @@ failure sets overlap as real models' do) and written where core.find.runs keeps 
 and a generated set. Each page is rendered with streamlit's AppTest: one cold run, then the median of warm runs
 (what a user sees when interacting). Targets: every page under 1 s; IoU of 40 models x 30,000 images under 0.1 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+import core.job_kinds  # noqa: E402,F401
 from core import jobs, store  # noqa: E402
 from core.config import HeadConfig, SplitConfig  # noqa: E402
 from core.datasets import DATASETS  # noqa: E402
@@ -36,11 +38,16 @@ from core.datasets.base import ImageDataset  # noqa: E402
 from core.find.failures import failure_table, iou_matrix, per_class_counts  # noqa: E402
 from core.find.heads import LinearHead  # noqa: E402
 from core.workspace import open_dataset  # noqa: E402
-import core.job_kinds  # noqa: E402,F401
 
 TINY = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
-PAGES = ["pages/setup.py", "pages/failures.py", "pages/overlap.py", "pages/backgrounds.py", "pages/generate.py",
-         "pages/results.py"]
+PAGES = [
+    "pages/setup.py",
+    "pages/failures.py",
+    "pages/overlap.py",
+    "pages/backgrounds.py",
+    "pages/generate.py",
+    "pages/results.py",
+]
 FAMILIES = ["ResNet", "EfficientNet", "ViT", "CLIP", "ConvNeXt", "DenseNet", "MobileNet", "RegNet"]
 
 
@@ -79,7 +86,7 @@ def synthetic_runs(ds: BenchWorld, n_models: int, seed: int = 0) -> list[str]:
     debug = ds.index("val")
     n, c = len(debug), len(ds.classes)
     labels = debug["label"].to_numpy()
-    difficulty = rng.normal(size=n)                     # shared: hard images fail for many models
+    difficulty = rng.normal(size=n)  # shared: hard images fail for many models
     names = []
     for m in range(n_models):
         fam = FAMILIES[m % len(FAMILIES)]
@@ -95,12 +102,24 @@ def synthetic_runs(ds: BenchWorld, n_models: int, seed: int = 0) -> list[str]:
         table.to_parquet(folder / "failures.parquet", index=False)
         per_class_counts(table, ds.classes).to_parquet(folder / "per_class.parquet", index=False)
         acc = float(table["correct"].mean())
-        store.save_json(folder / "summary.json", {
-            "model": name, "family": fam, "dataset": ds.name, "dataset_key": ds.key, "backbone_key": f"bench-{name}",
-            "weights_id": "synthetic", "split_config": asdict(SplitConfig()), "head_config": asdict(HeadConfig()),
-            "accuracy": {"head_train": 1.0, "debug": acc, "test": acc}, "n_debug": n,
-            "n_failures": int((~table["correct"]).sum()), "n_seed": int((table["split"] == "seed").sum()),
-            "n_heldout": int((table["split"] == "heldout").sum())})
+        store.save_json(
+            folder / "summary.json",
+            {
+                "model": name,
+                "family": fam,
+                "dataset": ds.name,
+                "dataset_key": ds.key,
+                "backbone_key": f"bench-{name}",
+                "weights_id": "synthetic",
+                "split_config": asdict(SplitConfig()),
+                "head_config": asdict(HeadConfig()),
+                "accuracy": {"head_train": 1.0, "debug": acc, "test": acc},
+                "n_debug": n,
+                "n_failures": int((~table["correct"]).sum()),
+                "n_seed": int((table["split"] == "seed").sum()),
+                "n_heldout": int((table["split"] == "heldout").sum()),
+            },
+        )
         names.append(name)
     return names
 
@@ -152,13 +171,24 @@ def _assignments(ds, model: str) -> None:
     seed = table[table["split"] == "seed"]
     rng = np.random.default_rng(2)
     values = np.array(ds.world.backgrounds)
-    out = pd.DataFrame({"image_id": seed["image_id"], "label": seed["label"],
-                        "class_name": [ds.classes[i] for i in seed["label"]],
-                        "value": values[rng.integers(0, len(values), len(seed))],
-                        "prob": rng.uniform(0.2, 0.9, len(seed)), "margin": rng.uniform(0, 0.5, len(seed))})
+    out = pd.DataFrame(
+        {
+            "image_id": seed["image_id"],
+            "label": seed["label"],
+            "class_name": [ds.classes[i] for i in seed["label"]],
+            "value": values[rng.integers(0, len(values), len(seed))],
+            "prob": rng.uniform(0.2, 0.9, len(seed)),
+            "margin": rng.uniform(0, 0.5, len(seed)),
+        }
+    )
     out["probs"] = "[]"
-    prov = {"attribute": "background", "list_version": CuratedLists(ds, "background").current_version_id(),
-            "clip": "synthetic", "template": "a photo of a {class_name} in {value}", "model": model}
+    prov = {
+        "attribute": "background",
+        "list_version": CuratedLists(ds, "background").current_version_id(),
+        "clip": "synthetic",
+        "template": "a photo of a {class_name} in {value}",
+        "model": model,
+    }
     folder = Path(summary["folder"]) / "assignments"
     folder.mkdir(exist_ok=True)
     out.to_parquet(folder / "bench.parquet", index=False)
@@ -174,14 +204,36 @@ def _results(ds, models: list[str]) -> None:
     for m in models:
         base = rng.uniform(0.5, 0.8)
         for method, gain in (("before", 0.0), ("ours", 0.05), ("random", 0.01)):
-            rows.append({"model": m, "family": m.split("-")[0], "method": method, "lam": 0.5, "k": 3,
-                         "images_per_mode": 5, "n_generated": 150, "acc_test": base + gain,
-                         "acc_seed": gain * 4, "acc_heldout": gain * 3, "acc_debug": base})
-    meta = {"dataset": ds.key, "what": "individual", "models": models, "debug": {"lam": 0.5, "k_modes": 3,
-            "images_per_mode": 5}, "generator": "synthetic", "attribute": "background"}
+            rows.append(
+                {
+                    "model": m,
+                    "family": m.split("-")[0],
+                    "method": method,
+                    "lam": 0.5,
+                    "k": 3,
+                    "images_per_mode": 5,
+                    "n_generated": 150,
+                    "acc_test": base + gain,
+                    "acc_seed": gain * 4,
+                    "acc_heldout": gain * 3,
+                    "acc_debug": base,
+                }
+            )
+    meta = {
+        "dataset": ds.key,
+        "what": "individual",
+        "models": models,
+        "debug": {"lam": 0.5, "k_modes": 3, "images_per_mode": 5},
+        "generator": "synthetic",
+        "attribute": "background",
+    }
     save_results(pd.DataFrame(rows), "individual", meta)
-    sweep = [dict(r, method=meth, lam=lam, acc_heldout=0.1 * lam + (0.02 if meth == "ours" else 0), sweep="lam")
-             for r in rows[:1] for lam in (0.0, 0.25, 0.5, 0.75, 1.0) for meth in ("ours", "random")]
+    sweep = [
+        dict(r, method=meth, lam=lam, acc_heldout=0.1 * lam + (0.02 if meth == "ours" else 0), sweep="lam")
+        for r in rows[:1]
+        for lam in (0.0, 0.25, 0.5, 0.75, 1.0)
+        for meth in ("ours", "random")
+    ]
     save_results(pd.DataFrame(sweep), "lam", dict(meta, what="lam", models=models[:1]))
 
 
@@ -209,8 +261,15 @@ def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
             at.run()
             warm.append(time.perf_counter() - t)
         problems = [e.value for e in at.exception] + [e.value for e in at.error]
-        rows.append({"page": page + (" (embedding map on)" if extra else ""), "cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
-                     "under_1s": statistics.median(warm) < 1.0, "errors": "; ".join(map(str, problems))[:120]})
+        rows.append(
+            {
+                "page": page + (" (embedding map on)" if extra else ""),
+                "cold_s": round(cold, 3),
+                "warm_median_s": round(statistics.median(warm), 3),
+                "under_1s": statistics.median(warm) < 1.0,
+                "errors": "; ".join(map(str, problems))[:120],
+            }
+        )
     return rows
 
 
@@ -248,9 +307,11 @@ def main(argv=None) -> None:
     with pd.option_context("display.width", 200, "display.max_colwidth", 120):
         print(pd.DataFrame(rows).to_string(index=False))
     by_ids, by_masks = iou_time(a.models, a.debug)
-    print(f"IoU matrix, {a.models} models x {a.debug:,} images (target < 100 ms):\n"
-          f"  core.find.failures.iou_matrix over id sets:             {by_ids * 1000:8.1f} ms\n"
-          f"  app path, stacked masks + overlap_from_matrix:     {by_masks * 1000:8.1f} ms")
+    print(
+        f"IoU matrix, {a.models} models x {a.debug:,} images (target < 100 ms):\n"
+        f"  core.find.failures.iou_matrix over id sets:             {by_ids * 1000:8.1f} ms\n"
+        f"  app path, stacked masks + overlap_from_matrix:     {by_masks * 1000:8.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
    own preprocessing, batching, the forward pass, sharded atomic writes), into an empty cache.
 It prints both figures and their ratio (pipeline / best bare forward); 1.0 would mean no overhead at all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def main() -> None:
     bb = load_backbone(a.model, ds).eval()
     df = ds.index("val").iloc[: a.images]
     size = tuple(bb.data_config["input_size"])
-    print(f"model {a.model}: input {size}, feature dim {bb.feature_dim}, {len(df)} images, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"model {a.model}: input {size}, feature dim {bb.feature_dim}, {len(df)} images, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     bare = {}
     with torch.inference_mode():

@@ -3,6 +3,7 @@
 Each command calls the same core functions the app's jobs call, with tqdm progress bars. Errors that users can
 fix print as one line (exit status 2); anything else is a bug and shows its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ def command(name: str, help: str):
     def deco(fn):
         COMMANDS[name] = (fn, help)
         return fn
+
     return deco
 
 
@@ -89,8 +91,10 @@ def cmd_models(a):
 
     from core.models import list_models, model_info
 
-    rows = [dict(name=n, **{k: v for k, v in model_info(n).items() if k in ("family", "source", "available")})
-            for n in list_models()]
+    rows = [
+        dict(name=n, **{k: v for k, v in model_info(n).items() if k in ("family", "source", "available")})
+        for n in list_models()
+    ]
     df = pd.DataFrame(rows)
     if a.family:
         df = df[df["family"].isin(a.family)]
@@ -124,8 +128,13 @@ def cmd_world(a):
 
 
 def _world_parser(p):
-    p.add_argument("action", nargs="?", default="build", choices=["build", "train", "clip", "all"],
-                   help="build the images (default); train its backbones; train its CLIP; or all three")
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="build",
+        choices=["build", "train", "clip", "all"],
+        help="build the images (default); train its backbones; train its CLIP; or all three",
+    )
     p.add_argument("--models", nargs="+", help="only these world backbones")
 
 
@@ -140,12 +149,24 @@ def cmd_run(a):
     rows = []
     for m in model_list(a, ds):
         bar = TqdmProgress(m)
-        r = run_model(ds, m, SplitConfig(head_train_per_class=a.per_class, seed=a.split_seed),
-                      HeadConfig(solver=a.solver), progress=bar)
+        r = run_model(
+            ds,
+            m,
+            SplitConfig(head_train_per_class=a.per_class, seed=a.split_seed),
+            HeadConfig(solver=a.solver),
+            progress=bar,
+        )
         bar.close()
-        rows.append({"model": m, "family": r.family, **{f"acc_{k}": v for k, v in r.summary["accuracy"].items()},
-                     "failures": r.summary["n_failures"], "seed": r.summary["n_seed"],
-                     "heldout": r.summary["n_heldout"]})
+        rows.append(
+            {
+                "model": m,
+                "family": r.family,
+                **{f"acc_{k}": v for k, v in r.summary["accuracy"].items()},
+                "failures": r.summary["n_failures"],
+                "seed": r.summary["n_seed"],
+                "heldout": r.summary["n_heldout"],
+            }
+        )
     print(table(pd.DataFrame(rows)))
 
 
@@ -153,8 +174,12 @@ def _run_parser(p):
     models_args(p)
     p.add_argument("--per-class", type=int, default=30, help="head-training images per class (paper: 30)")
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--solver", default="sgd", choices=["sgd", "fused", "lbfgs"],
-                   help="sgd = the paper's optimiser; fused = the same steps, faster; lbfgs = to the optimum")
+    p.add_argument(
+        "--solver",
+        default="sgd",
+        choices=["sgd", "fused", "lbfgs"],
+        help="sgd = the paper's optimiser; fused = the same steps, faster; lbfgs = to the optimum",
+    )
 
 
 @command("failures", "per-class failure counts of one model (after `run`)")
@@ -236,8 +261,8 @@ def _lists_parser(p):
 
 @command("modes", "CLIP names each debug_seed failure's value; print the k failure modes per class")
 def cmd_modes(a):
-    from core.find.runs import run_model
     from core.describe.textualize import textualize
+    from core.find.runs import run_model
 
     ds = open_ds(a)
     run = run_model(ds, a.model, progress=TqdmProgress(a.model))
@@ -247,8 +272,9 @@ def cmd_modes(a):
         from core.describe.assign import score_assignments
 
         sc = score_assignments(text.assignments, ds, a.attribute)
-        print(f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, "
-              f"n={sc['n']})")
+        print(
+            f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, n={sc['n']})"
+        )
     write_csv(text.assignments, a.csv, "assignments")
 
 
@@ -267,9 +293,14 @@ def _experiment(a, ds):
     gen_kw = {"model_id": a.generator_model} if a.generator_model else {}
     if a.steps:
         gen_kw["num_inference_steps"] = a.steps
-    return Experiment(ds, DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed),
-                      attribute=a.attribute, generator=default_generator(ds, a.generator, **gen_kw),
-                      head_cfg=HeadConfig(solver=a.solver), progress=TqdmProgress("debugging"))
+    return Experiment(
+        ds,
+        DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed),
+        attribute=a.attribute,
+        generator=default_generator(ds, a.generator, **gen_kw),
+        head_cfg=HeadConfig(solver=a.solver),
+        progress=TqdmProgress("debugging"),
+    )
 
 
 def _experiment_args(p, models=True):
@@ -283,16 +314,23 @@ def _experiment_args(p, models=True):
     p.add_argument("--generator-model", help="diffusers hub id or local pipeline folder")
     p.add_argument("--steps", type=int, help="diffusion steps (e.g. 1 for SD-Turbo)")
     p.add_argument("--gen-seed", type=int, default=0)
-    p.add_argument("--solver", default="sgd", choices=["sgd", "fused", "lbfgs"],
-                   help="head solver: sgd (the paper's), fused (the same steps, faster), lbfgs")
+    p.add_argument(
+        "--solver",
+        default="sgd",
+        choices=["sgd", "fused", "lbfgs"],
+        help="head solver: sgd (the paper's), fused (the same steps, faster), lbfgs",
+    )
     p.add_argument("--csv", help="also write the results table to this CSV file")
 
 
 def _report(df, name: str, exp, a, **meta):
     from core.fix.experiments import save_results
 
-    cols = [c for c in ("model", "method", "lam", "k", "n_generated", "acc_test", "acc_seed", "acc_heldout")
-            if c in df.columns]
+    cols = [
+        c
+        for c in ("model", "method", "lam", "k", "n_generated", "acc_test", "acc_seed", "acc_heldout")
+        if c in df.columns
+    ]
     print(table(df[cols].round(4)))
     pq, csv = save_results(df, name, exp.meta(**meta))
     print(f"\nsaved {pq}")
@@ -308,9 +346,15 @@ def cmd_generate(a):
     exp = _experiment(a, ds)
     for m in model_list(a, ds):
         ours, rand = exp.images(exp.textualization(m).modes)
-        out.append({"model": m, "ours": len(ours), "random": len(rand),
-                    "sets": ", ".join(sorted(set(ours.get("set", [])) | set(rand.get("set", [])))),
-                    "skipped": skipped_modes(ours)})
+        out.append(
+            {
+                "model": m,
+                "ours": len(ours),
+                "random": len(rand),
+                "sets": ", ".join(sorted(set(ours.get("set", [])) | set(rand.get("set", [])))),
+                "skipped": skipped_modes(ours),
+            }
+        )
     import pandas as pd
 
     print(table(pd.DataFrame(out)))
@@ -365,9 +409,20 @@ def _sweep_parser(p):
     p.add_argument("--values", nargs="+", type=float, help="default: λ 0,.25,.5,.75,1 or k 1..5")
 
 
-PARSERS = {"models": _models_parser, "world": _world_parser, "run": _run_parser, "failures": _failures_parser,
-           "overlap": _overlap_parser, "propose": _propose_parser, "lists": _lists_parser, "modes": _modes_parser,
-           "debug": _experiment_args, "generate": _experiment_args, "collective": _collective_parser, "sweep": _sweep_parser}
+PARSERS = {
+    "models": _models_parser,
+    "world": _world_parser,
+    "run": _run_parser,
+    "failures": _failures_parser,
+    "overlap": _overlap_parser,
+    "propose": _propose_parser,
+    "lists": _lists_parser,
+    "modes": _modes_parser,
+    "debug": _experiment_args,
+    "generate": _experiment_args,
+    "collective": _collective_parser,
+    "sweep": _sweep_parser,
+}
 NO_DATASET = {"datasets", "models"}
 
 

@@ -3,6 +3,7 @@
 Arguments are JSON (a dataset is given by its spec dict, e.g. {"name": "scenes-mnist", "size": "tiny"}) so a
 job's id is a stable hash of what it computes.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,9 @@ def selftest(progress, should_stop, steps: int = 5, delay: float = 0.1):
 
 
 @job_kind("run_models")
-def run_models(progress, should_stop, dataset: dict, models: list[str], split: dict | None = None,
-               head: dict | None = None):
+def run_models(
+    progress, should_stop, dataset: dict, models: list[str], split: dict | None = None, head: dict | None = None
+):
     """Features, heads and failures for each model in turn (each cached, so a rerun resumes)."""
     from core.find.runs import run_model
 
@@ -34,8 +36,14 @@ def run_models(progress, should_stop, dataset: dict, models: list[str], split: d
     for i, m in enumerate(models):
         check_stop(should_stop)
         progress(i, len(models), f"model {m} ({i + 1}/{len(models)})")
-        run = run_model(ds, m, SplitConfig(**(split or {})), HeadConfig(**(head or {})), should_stop=should_stop,
-                        progress=lambda d, t, msg: progress(i, len(models), f"{m}: {msg} {d}/{t}"))
+        run = run_model(
+            ds,
+            m,
+            SplitConfig(**(split or {})),
+            HeadConfig(**(head or {})),
+            should_stop=should_stop,
+            progress=lambda d, t, msg: progress(i, len(models), f"{m}: {msg} {d}/{t}"),
+        )
         out[m] = run.summary["accuracy"]
     progress(len(models), len(models), "done")
     return out
@@ -92,8 +100,15 @@ def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict 
 
 
 @job_kind("propose_values")
-def propose_values(progress, should_stop, dataset: dict, attribute: str = "background", proposer: str = "offline",
-                   top_n: int = 10, vocab: str = "builtin"):
+def propose_values(
+    progress,
+    should_stop,
+    dataset: dict,
+    attribute: str = "background",
+    proposer: str = "offline",
+    top_n: int = 10,
+    vocab: str = "builtin",
+):
     """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited."""
     from core.describe.curation import CuratedLists
     from core.describe.proposals import dedupe_proposals, propose
@@ -107,24 +122,44 @@ def propose_values(progress, should_stop, dataset: dict, attribute: str = "backg
 
 
 @job_kind("textualize")
-def textualize_failures(progress, should_stop, dataset: dict, model: str, attribute: str = "background", k: int = 3,
-                        split: dict | None = None, head: dict | None = None):
+def textualize_failures(
+    progress,
+    should_stop,
+    dataset: dict,
+    model: str,
+    attribute: str = "background",
+    k: int = 3,
+    split: dict | None = None,
+    head: dict | None = None,
+):
     """CLIP names the value each debug_seed failure shows (over the curated lists); the top-k per class are the
     model's failure modes. Cached beside the run (core.describe.textualize)."""
-    from core.find.runs import run_model
     from core.describe.textualize import textualize
+    from core.find.runs import run_model
 
     ds = open_dataset(dataset)
     run = run_model(ds, model, SplitConfig(**(split or {})), HeadConfig(**(head or {})), should_stop=should_stop)
     text = textualize(ds, run, k=k, attribute=attribute, progress=progress, should_stop=should_stop)
-    return {"assigned": len(text.assignments), "modes": len(text.modes),
-            "list_version": text.provenance["list_version"]}
+    return {
+        "assigned": len(text.assignments),
+        "modes": len(text.modes),
+        "list_version": text.provenance["list_version"],
+    }
 
 
 @job_kind("generate_modes")
-def generate_modes(progress, should_stop, dataset: dict, modes: list[dict], attribute: str = "background",
-                   k: int = 3, images_per_mode: int = 5, generator: str | None = None,
-                   generator_kwargs: dict | None = None, seed: int = 0):
+def generate_modes(
+    progress,
+    should_stop,
+    dataset: dict,
+    modes: list[dict],
+    attribute: str = "background",
+    k: int = 3,
+    images_per_mode: int = 5,
+    generator: str | None = None,
+    generator_kwargs: dict | None = None,
+    seed: int = 0,
+):
     """Images for failure modes ({class_name, label, value} rows, best first per class: what the Generate page
     previews) and as many Random_debugging images per class, into the shared generated sets that retraining and
     sweeps reuse (core.fix.mitigate.generate_for_modes)."""
@@ -137,16 +172,28 @@ def generate_modes(progress, should_stop, dataset: dict, modes: list[dict], attr
     ds = open_dataset(dataset)
     cfg = DebugConfig(k_modes=k, images_per_mode=images_per_mode, seed=seed)
     gen = default_generator(ds, generator, **(generator_kwargs or {}))
-    ours, rand = generate_for_modes(ds, pd.DataFrame(modes), gen, cfg, attribute=attribute, progress=progress,
-                                    should_stop=should_stop)
-    return {"ours": len(ours), "random": len(rand),
-            "sets": sorted(set(ours.get("set", [])) | set(rand.get("set", [])))}
+    ours, rand = generate_for_modes(
+        ds, pd.DataFrame(modes), gen, cfg, attribute=attribute, progress=progress, should_stop=should_stop
+    )
+    return {"ours": len(ours), "random": len(rand), "sets": sorted(set(ours.get("set", [])) | set(rand.get("set", [])))}
 
 
 @job_kind("experiment")
-def experiment(progress, should_stop, dataset: dict, what: str, models: list[str], attribute: str = "background",
-               generator: str | None = None, generator_kwargs: dict | None = None, lam: float = 0.5, k: int = 3,
-               images_per_mode: int = 5, reference: str | None = None, values: list | None = None):
+def experiment(
+    progress,
+    should_stop,
+    dataset: dict,
+    what: str,
+    models: list[str],
+    attribute: str = "background",
+    generator: str | None = None,
+    generator_kwargs: dict | None = None,
+    lam: float = 0.5,
+    k: int = 3,
+    images_per_mode: int = 5,
+    reference: str | None = None,
+    values: list | None = None,
+):
     """One of the paper's experiments (core.fix.experiments), saved with what it came from (core.fix.mitigate):
     ``individual`` (Table 2), ``collective`` (Table 3 / Figure 6), or a sweep over ``lam`` or ``k`` (Figure 5)."""
     import pandas as pd
@@ -159,9 +206,14 @@ def experiment(progress, should_stop, dataset: dict, what: str, models: list[str
     if what not in ("individual", "collective", "lam", "k"):
         raise InvalidInputError(f"Unknown experiment {what!r}: use individual, collective, lam or k.")
     ds = open_dataset(dataset)
-    exp = Experiment(ds, DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam), attribute=attribute,
-                     generator=default_generator(ds, generator, **(generator_kwargs or {})), progress=progress,
-                     should_stop=should_stop)
+    exp = Experiment(
+        ds,
+        DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam),
+        attribute=attribute,
+        generator=default_generator(ds, generator, **(generator_kwargs or {})),
+        progress=progress,
+        should_stop=should_stop,
+    )
     if what == "individual":
         df = individual(exp, models)
     elif what == "collective":
@@ -181,23 +233,24 @@ def setup_world(progress, should_stop, dataset: dict):
     steps = ["images", "backbones", "CLIP", "models", "lists"]
 
     def step(i: int):
-        return lambda d, t, msg="": progress(i * 1000 + int(1000 * d / max(t, 1)), len(steps) * 1000,
-                                             f"{i + 1}/{len(steps)} {steps[i]}: {msg}")
+        return lambda d, t, msg="": progress(
+            i * 1000 + int(1000 * d / max(t, 1)), len(steps) * 1000, f"{i + 1}/{len(steps)} {steps[i]}: {msg}"
+        )
 
     step(0)(0, 1, "rendering")
     prep = jobs.job_for("prepare_dataset", dataset=dataset)
     if prep.state != jobs.DONE:
-        jobs.run_inline(prep)        # its own status turns done here, so pages open the world from now on
+        jobs.run_inline(prep)  # its own status turns done here, so pages open the world from now on
     ds = open_dataset(dataset)
     check_stop(should_stop)
-    from core.world.backbones import train_world_backbones, world_model_names
-    from core.find.runs import run_model
     from core.describe.textualize import ensure_lists
+    from core.find.runs import run_model
+    from core.world.backbones import train_world_backbones, world_model_names
     from core.world.clip import train_world_clip
 
     train_world_backbones(ds, progress=step(1), should_stop=should_stop)
     train_world_clip(ds, progress=step(2), should_stop=should_stop)
-    names = world_model_names(ds)    # the trained world backbones and the packaged ImageNet models
+    names = world_model_names(ds)  # the trained world backbones and the packaged ImageNet models
     for i, name in enumerate(names):
         check_stop(should_stop)
         step(3)(i, len(names), name)
@@ -212,11 +265,18 @@ def setup_world(progress, should_stop, dataset: dict):
 def search_failures(progress, should_stop, dataset: dict, model: str, query: str, top: int = 200):
     """The model's failures that CLIP finds most similar to a free-text query ("a seven on grass")."""
     from core.describe.assign import text_search
-    from core.find.runs import run_model
     from core.describe.textualize import default_clip
+    from core.find.runs import run_model
 
     ds = open_dataset(dataset)
     run = run_model(ds, model, should_stop=should_stop)
-    hits = text_search(query, run.failures["image_id"].tolist(), ds, default_clip(ds), top=top, progress=progress,
-                       should_stop=should_stop)
+    hits = text_search(
+        query,
+        run.failures["image_id"].tolist(),
+        ds,
+        default_clip(ds),
+        top=top,
+        progress=progress,
+        should_stop=should_stop,
+    )
     return {"image_id": hits["image_id"].tolist(), "score": [round(float(s), 4) for s in hits["score"]]}

@@ -6,6 +6,7 @@ app) asking for the same work share one job instead of running it twice. State l
 file whose presence asks the job to stop between units of work. Pages poll ``status``; nothing here imports
 streamlit. Ray or another scheduler can later run the same kinds over shards without changing callers.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,10 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core import store
 from core.errors import BackdropError, Cancelled
@@ -97,11 +99,19 @@ def submit(kind: str, *, restart: bool = False, **kwargs) -> Job:
             return job
         (job.folder / "stop").unlink(missing_ok=True)
         store.save_json(job.folder / "spec.json", {"kind": kind, "kwargs": kwargs})
-        store.save_json(job.folder / "status.json", {"state": RUNNING, "done": 0, "total": 0, "message": "starting",
-                                                     "pid": None, "started": time.time()})
+        store.save_json(
+            job.folder / "status.json",
+            {"state": RUNNING, "done": 0, "total": 0, "message": "starting", "pid": None, "started": time.time()},
+        )
         log = open(job.folder / "log.txt", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "core.jobs", job.id], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.jobs", job.id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
         _update(job, pid=proc.pid)
     return job
 
@@ -154,7 +164,7 @@ def stop_all(grace: float = 5.0) -> int:
         pid = st.get("pid")
         if _alive(pid):
             try:
-                os.killpg(int(pid), signal.SIGKILL)   # workers start their own session: pgid == pid
+                os.killpg(int(pid), signal.SIGKILL)  # workers start their own session: pgid == pid
             except (ProcessLookupError, PermissionError):
                 pass
             _update(job, state=CANCELLED, message="ended when its owner shut down")
@@ -177,7 +187,7 @@ def list_jobs() -> list[tuple[Job, dict]]:
 
 
 def _worker_main(job_id: str) -> int:
-    from core import jobs   # the module itself, not this __main__ copy: its registry holds the kinds
+    from core import jobs  # the module itself, not this __main__ copy: its registry holds the kinds
 
     try:
         jobs.run_inline(jobs.load_job(job_id))

@@ -4,9 +4,10 @@
 answer raises :class:`core.errors.Cancelled` through :func:`check_stop`. The CLI passes tqdm-backed
 callbacks, the app passes its job's progress file.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from core.errors import Cancelled
 
@@ -22,7 +23,7 @@ def never_stop() -> bool:
     return False
 
 
-def check_stop(should_stop: Optional[StopFn]) -> None:
+def check_stop(should_stop: StopFn | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled("Stopped by request; finished work is kept and the step resumes where it stopped.")
 

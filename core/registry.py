@@ -5,12 +5,14 @@ One registration style everywhere: ``@REGISTRY.register(name, **meta)`` on the c
 defines it. A registry names its ``plugins`` (the modules that register into it) and imports them the first
 time it is asked anything, so a registry module never imports its entries' modules and no import cycle forms.
 """
+
 from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from core.errors import UnknownNameError
 
@@ -29,7 +31,7 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, plugins: tuple[str, ...] = ()):
         self.kind = kind
-        self.plugins = plugins          # modules whose import registers entries (loaded on first use)
+        self.plugins = plugins  # modules whose import registers entries (loaded on first use)
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = not plugins
 
@@ -61,9 +63,12 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._entries), n=5, cutoff=0.4)
         hint = f" Closest: {', '.join(close)}." if close else ""
-        return (f"Unknown {self.kind} {name!r}.{hint} "
-                f"Known {self.kind}s: {', '.join(sorted(self._entries)[:40])}"
-                + (" …" if len(self._entries) > 40 else "") + ".")
+        return (
+            f"Unknown {self.kind} {name!r}.{hint} "
+            f"Known {self.kind}s: {', '.join(sorted(self._entries)[:40])}"
+            + (" …" if len(self._entries) > 40 else "")
+            + "."
+        )
 
     def create(self, name: str, **kwargs: Any) -> T:
         return self.entry(name).fn(**kwargs)

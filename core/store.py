@@ -3,15 +3,17 @@
 Every artifact path is derived from a key that hashes everything that determines the artifact, so a change
 of any input lands in a new place instead of silently reusing a stale result.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from filelock import FileLock

@@ -1,4 +1,5 @@
 """Datasets named by JSON-able specs ({"name": ..., **options}), opened once per process."""
+
 from __future__ import annotations
 
 from core import store

@@ -1,5 +1,6 @@
 """Backgrounds: per class the proposed list of uncommon values and its source, edited in place, versioned,
 imported/exported; then which values the failures show (CLIP assignment) as failure modes with examples."""
+
 import tempfile
 from pathlib import Path
 
@@ -22,30 +23,52 @@ world = spec.get("name") == "scenes-mnist"
 
 c1, c2, c3 = st.columns([1, 1, 2])
 attribute = c1.selectbox("Attribute", list(BUILTIN), key="bg-attr")
-proposer = c2.selectbox("Proposer", ["offline", "llm"], key="bg-proposer",
-                        help="llm asks an OpenAI(-compatible) chat model as in the paper (set OPENAI_API_KEY before "
-                             "starting the app); offline ranks a built-in vocabulary and says so.")
+proposer = c2.selectbox(
+    "Proposer",
+    ["offline", "llm"],
+    key="bg-proposer",
+    help="llm asks an OpenAI(-compatible) chat model as in the paper (set OPENAI_API_KEY before "
+    "starting the app); offline ranks a built-in vocabulary and says so.",
+)
 vocab = "world" if world and proposer == "offline" else "builtin"
 lists = CuratedLists(ds, attribute)
 
 with c3:
     st.caption(f"Propose uncommon {md(attribute)} values for every class. Lists you have edited are kept as they are.")
     kw = {"top_n": 10, "vocab": vocab} if proposer == "offline" else {}
-    status = job_panel("propose_values", label=f"Propose {attribute} values ({proposer})", key="propose",
-                       start_label="Propose values", dataset=spec, attribute=attribute, proposer=proposer, **kw)
+    status = job_panel(
+        "propose_values",
+        label=f"Propose {attribute} values ({proposer})",
+        key="propose",
+        start_label="Propose values",
+        dataset=spec,
+        attribute=attribute,
+        proposer=proposer,
+        **kw,
+    )
     if (status.get("result") or {}).get("notice"):
         st.caption(md(status["result"]["notice"]))
 
 current = lists.as_dict()
 if not current:
-    st.info("No lists yet: propose values above, import a CSV/JSON file below, or add values to a class by hand.",
-            icon=":material/list:")
+    st.info(
+        "No lists yet: propose values above, import a CSV/JSON file below, or add values to a class by hand.",
+        icon=":material/list:",
+    )
 
 st.header("Lists", divider="gray")
-overview = pd.DataFrame([{"class": c, "values": len(current.get(c, [])),
-                          "source": (lists.get(c).source if c in current else ""),
-                          "edited": (lists.get(c).edited if c in current else False),
-                          "list": ", ".join(current.get(c, []))} for c in ds.classes])
+overview = pd.DataFrame(
+    [
+        {
+            "class": c,
+            "values": len(current.get(c, [])),
+            "source": (lists.get(c).source if c in current else ""),
+            "edited": (lists.get(c).edited if c in current else False),
+            "list": ", ".join(current.get(c, [])),
+        }
+        for c in ds.classes
+    ]
+)
 st.dataframe(overview, hide_index=True, height=min(400, 38 + 35 * len(overview)))
 
 cls = st.selectbox("Edit the list of class", ds.classes, key="bg-class")
@@ -53,8 +76,10 @@ cur = lists.get(cls)
 values = list(cur.values) if cur else []
 with guard("Editing the list"):
     if cur:
-        st.caption(f"Version {cur.version} · source {md(cur.source)} · "
-                   + ("edited by a person" if cur.edited else "as proposed"))
+        st.caption(
+            f"Version {cur.version} · source {md(cur.source)} · "
+            + ("edited by a person" if cur.edited else "as proposed")
+        )
     e1, e2 = st.columns(2)
     with e1.form("bg-add", clear_on_submit=True, border=False):
         new = st.text_input("Add a value", placeholder="e.g. desert", key="bg-new")
@@ -84,8 +109,18 @@ with guard("Editing the list"):
         st.write("Current list: " + " · ".join(md(v) for v in values))
     if cur and len(cur.history) > 1:
         with st.expander(f"History ({len(cur.history)} versions): restore one"):
-            hist = pd.DataFrame([{"version": v.version, "action": v.action, "who": v.who, "when": v.when,
-                                  "values": ", ".join(v.values)} for v in reversed(cur.history)])
+            hist = pd.DataFrame(
+                [
+                    {
+                        "version": v.version,
+                        "action": v.action,
+                        "who": v.who,
+                        "when": v.when,
+                        "values": ", ".join(v.values),
+                    }
+                    for v in reversed(cur.history)
+                ]
+            )
             st.dataframe(hist, hide_index=True)
             back = st.selectbox("Version", [v.version for v in cur.history[:-1]], key="bg-version")
             if st.button("Restore this version", key="bg-restore"):
@@ -99,10 +134,22 @@ with guard("Importing or exporting lists"):
         with tempfile.TemporaryDirectory() as tmp:
             csv_bytes = lists.export_csv(Path(tmp) / "lists.csv").read_bytes() if current else b""
             json_bytes = lists.export_json(Path(tmp) / "lists.json").read_bytes() if current else b""
-        st.download_button("Export CSV", csv_bytes, file_name=f"{attribute}-lists.csv", mime="text/csv",
-                           disabled=not current, icon=":material/download:")
-        st.download_button("Export JSON", json_bytes, file_name=f"{attribute}-lists.json", mime="application/json",
-                           disabled=not current, icon=":material/download:")
+        st.download_button(
+            "Export CSV",
+            csv_bytes,
+            file_name=f"{attribute}-lists.csv",
+            mime="text/csv",
+            disabled=not current,
+            icon=":material/download:",
+        )
+        st.download_button(
+            "Export JSON",
+            json_bytes,
+            file_name=f"{attribute}-lists.json",
+            mime="application/json",
+            disabled=not current,
+            icon=":material/download:",
+        )
     with x2:
         up = st.file_uploader("Import a CSV (class_name,value) or JSON file", type=["csv", "json"], key="bg-upload")
         if up is not None and st.button("Import", key="bg-import"):
@@ -121,21 +168,38 @@ m1, m2 = st.columns([2, 1])
 model = m1.selectbox("Failures of model", sorted(runs), key="bg-model")
 k = int(m2.number_input("k: modes per class", 1, 20, 3, key="bg-k"))
 with guard("Assigning failures to values"):
-    job_panel("textualize", label=f"CLIP names the {attribute} of each debug_seed failure of {model}", key="assign",
-              start_label="Assign failures", dataset=spec, model=model, attribute=attribute, k=k)
+    job_panel(
+        "textualize",
+        label=f"CLIP names the {attribute} of each debug_seed failure of {model}",
+        key="assign",
+        start_label="Assign failures",
+        dataset=spec,
+        model=model,
+        attribute=attribute,
+        k=k,
+    )
     got = data.assignments(runs[model], attribute)
     if got is not None:
         assigned, prov = got
         if prov.get("list_version") != lists.current_version_id():
-            st.warning("The lists changed since this assignment: assign again to use the edited lists.",
-                       icon=":material/update:")
+            st.warning(
+                "The lists changed since this assignment: assign again to use the edited lists.",
+                icon=":material/update:",
+            )
         modes = data.failure_modes(runs[model], attribute, k)
-        st.caption(f"{len(assigned):,} debug_seed failures assigned · CLIP {md(prov.get('clip', ''))} · prompt "
-                   f"{md(prov.get('template', ''))}")
+        st.caption(
+            f"{len(assigned):,} debug_seed failures assigned · CLIP {md(prov.get('clip', ''))} · prompt "
+            f"{md(prov.get('template', ''))}"
+        )
         st.dataframe(modes.drop(columns=["example_ids"]), hide_index=True, height=min(400, 38 + 35 * len(modes)))
         shown_cls = st.selectbox("Examples of the failure modes of class", ds.classes, key="bg-examples")
         for mode in modes[modes["class_name"] == shown_cls].itertuples():
-            st.caption(f"**{md(mode.class_name)} · {md(mode.value)}** — {mode.count} failures "
-                       f"({mode.share:.0%} of the class's assigned failures)")
-            grid([data.thumbnail(spec, i) for i in list(mode.example_ids)[:6]],
-                 lambda img: st.image(img, width="stretch"), columns=6)
+            st.caption(
+                f"**{md(mode.class_name)} · {md(mode.value)}** — {mode.count} failures "
+                f"({mode.share:.0%} of the class's assigned failures)"
+            )
+            grid(
+                [data.thumbnail(spec, i) for i in list(mode.example_ids)[:6]],
+                lambda img: st.image(img, width="stretch"),
+                columns=6,
+            )

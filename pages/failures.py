@@ -1,5 +1,5 @@
 """Failures: a gallery of one model's debug failures with filters, a linked embedding map and CSV export."""
-import pandas as pd
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -22,8 +22,12 @@ runs = data.require_runs(ds)
 
 classes = ds.classes
 models = sorted(runs)
-model = st.selectbox("Model", models, key="failures-model",
-                     format_func=lambda m: f"{m} · {runs[m]['family']} · {runs[m]['n_failures']:,} failures")
+model = st.selectbox(
+    "Model",
+    models,
+    key="failures-model",
+    format_func=lambda m: f"{m} · {runs[m]['family']} · {runs[m]['n_failures']:,} failures",
+)
 summary = runs[model]
 with guard("Loading the model's failures"):
     table = data.run_table(summary)
@@ -41,11 +45,20 @@ with guard("Loading the model's failures"):
     labels = f1.multiselect("True class", range(len(classes)), format_func=lambda i: classes[i], key="f-true")
     preds = f2.multiselect("Predicted class", range(len(classes)), format_func=lambda i: classes[i], key="f-pred")
     assigned = sorted(fails["value"].dropna().unique()) if "value" in fails else []
-    values = f3.multiselect(f"Assigned {attribute}", assigned, key="f-value", disabled=not assigned,
-                            placeholder="choose values" if assigned else "assign on the Backgrounds page",
-                            help="CLIP's name for what each debug_seed failure shows (Backgrounds page).")
-    half = f4.segmented_control("Half", ["seed", "heldout"], key="f-split",
-                                help="debug_seed is used to find failure modes; debug_heldout only to score fixes.")
+    values = f3.multiselect(
+        f"Assigned {attribute}",
+        assigned,
+        key="f-value",
+        disabled=not assigned,
+        placeholder="choose values" if assigned else "assign on the Backgrounds page",
+        help="CLIP's name for what each debug_seed failure shows (Backgrounds page).",
+    )
+    half = f4.segmented_control(
+        "Half",
+        ["seed", "heldout"],
+        key="f-split",
+        help="debug_seed is used to find failure modes; debug_heldout only to score fixes.",
+    )
 
     search_ids = None
     with st.form("f-search", border=False):
@@ -56,44 +69,72 @@ with guard("Loading the model's failures"):
         job = jobs.job_for("search_failures", dataset=spec, model=model, query=query.strip())
         if job.state not in (jobs.DONE, jobs.RUNNING, jobs.FAILED):
             jobs.submit("search_failures", dataset=spec, model=model, query=query.strip())
-        status = job_panel("search_failures", label=f"CLIP search for {query.strip()!r}", key="search",
-                           start_label="Search", dataset=spec, model=model, query=query.strip())
+        status = job_panel(
+            "search_failures",
+            label=f"CLIP search for {query.strip()!r}",
+            key="search",
+            start_label="Search",
+            dataset=spec,
+            model=model,
+            query=query.strip(),
+        )
         if status["state"] == jobs.DONE:
             search_ids = status["result"]["image_id"]
             st.caption(f"The {len(search_ids)} failures most like {md(query.strip())!s}, best first.")
 
     map_ids = None
-    show_map = st.toggle("Embedding map: a 2-D projection of the model's features; select points to filter the "
-                         "gallery", key="f-map-on")
+    show_map = st.toggle(
+        "Embedding map: a 2-D projection of the model's features; select points to filter the gallery", key="f-map-on"
+    )
     if show_map:
         pts = data.embedding_points(summary)
         if pts is None:
-            job_panel("embedding_map", label="Project the debug features to 2-D", key="emap",
-                      start_label="Make the map", dataset=spec, model=model, split=summary["split_config"])
+            job_panel(
+                "embedding_map",
+                label="Project the debug features to 2-D",
+                key="emap",
+                start_label="Make the map",
+                dataset=spec,
+                model=model,
+                split=summary["split_config"],
+            )
         else:
             shown = pts.merge(fails[["image_id", "label", "pred"]], on="image_id")
             if len(shown) > MAP_POINTS:
                 shown = shown.sample(MAP_POINTS, random_state=0)
                 st.caption(f"Showing {MAP_POINTS:,} of {len(fails):,} failures.")
             names = [classes[i] for i in shown["label"]]
-            fig = go.Figure(go.Scattergl(
-                x=shown["x"], y=shown["y"], mode="markers", customdata=shown["image_id"], text=names,
-                marker=dict(size=4, color=shown["label"], colorscale="Turbo", cmin=0, cmax=max(1, len(classes) - 1)),
-                hovertemplate="%{text}<br>%{customdata}<extra></extra>"))
+            fig = go.Figure(
+                go.Scattergl(
+                    x=shown["x"],
+                    y=shown["y"],
+                    mode="markers",
+                    customdata=shown["image_id"],
+                    text=names,
+                    marker=dict(
+                        size=4, color=shown["label"], colorscale="Turbo", cmin=0, cmax=max(1, len(classes) - 1)
+                    ),
+                    hovertemplate="%{text}<br>%{customdata}<extra></extra>",
+                )
+            )
             fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso")
-            event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"),
-                                    key="f-map")
+            event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"), key="f-map")
             picked = [p["customdata"] for p in event.selection.points if p.get("customdata")]
             if picked:
                 map_ids = picked
                 st.caption(f"{len(picked):,} points selected on the map.")
 
     sel = select_rows(fails, labels=labels, preds=preds, split=half, values=values, ids=map_ids)
-    if search_ids is not None:   # keep the search's order: best match first
+    if search_ids is not None:  # keep the search's order: best match first
         present = set(sel["image_id"])
         sel = sel.set_index("image_id").reindex([i for i in search_ids if i in present]).reset_index()
-    st.download_button(f"Export these {len(sel):,} failures as CSV", lambda: export_csv(sel, classes),
-                       file_name=f"failures-{model}.csv", mime="text/csv", icon=":material/download:")
+    st.download_button(
+        f"Export these {len(sel):,} failures as CSV",
+        lambda: export_csv(sel, classes),
+        file_name=f"failures-{model}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
 
     tab_gallery, tab_table, tab_classes = st.tabs(["Gallery", "Table", "Per class"])
     with tab_gallery:
@@ -106,8 +147,10 @@ with guard("Loading the model's failures"):
             top5 = md(r.top5_names.replace(" | ", ", "))
             value = getattr(r, "value", None)
             assigned_line = f"  \n{md(attribute)}: {md(value)} (p = {r.prob:.2f})" if isinstance(value, str) else ""
-            st.caption(f"**{md(r.class_name)}** → {md(r.pred_name)} ({r.confidence:.0%})  \n"
-                       f"top-5: {top5}  \n{md(r.image_id)} · {md(r.split)}{assigned_line}")
+            st.caption(
+                f"**{md(r.class_name)}** → {md(r.pred_name)} ({r.confidence:.0%})  \n"
+                f"top-5: {top5}  \n{md(r.image_id)} · {md(r.split)}{assigned_line}"
+            )
 
         grid(list(rows.itertuples()), cell, columns=6)
     with tab_table:

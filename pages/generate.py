@@ -1,5 +1,6 @@
 """Generate: images for each class's top-k failure modes ("A photo of {class} {value}") and the Random_debugging
 baseline as one background job, a preview of the prompts, and a gallery per mode where images can be deleted."""
+
 import pandas as pd
 import streamlit as st
 
@@ -27,16 +28,31 @@ attribute = c2.selectbox("Attribute", ["background", "colour"], key="gen-attr")
 s1, s2, s3, s4 = st.columns(4)
 k = int(s1.number_input("k: failure modes per class", 1, 20, DEFAULTS.k_modes, key="gen-k"))
 per_mode = int(s2.number_input("Images per mode", 1, 500, DEFAULTS.images_per_mode, key="gen-n"))
-s3.number_input("λ: weight of generated images in retraining", 0.0, 1.0, DEFAULTS.lam, step=0.05, key="gen-lam",
-                help="The Results page retrains with L(original) + λ·L(generated) using this value.")
+s3.number_input(
+    "λ: weight of generated images in retraining",
+    0.0,
+    1.0,
+    DEFAULTS.lam,
+    step=0.05,
+    key="gen-lam",
+    help="The Results page retrains with L(original) + λ·L(generated) using this value.",
+)
 names = sorted(GENERATORS)
-generator = s4.selectbox("Generator", names, index=names.index("world") if world and "world" in names else 0,
-                         key="gen-generator", help="world: the offline world's renderer; diffusers / sd-turbo: "
-                                                   "a Stable Diffusion pipeline (hub id or local folder).")
+generator = s4.selectbox(
+    "Generator",
+    names,
+    index=names.index("world") if world and "world" in names else 0,
+    key="gen-generator",
+    help="world: the offline world's renderer; diffusers / sd-turbo: "
+    "a Stable Diffusion pipeline (hub id or local folder).",
+)
 gen_kwargs = {}
 if generator == "diffusers":
-    model_id = st.text_input("Diffusers model (hub id or local folder)", key="gen-model-id",
-                             placeholder="runwayml/stable-diffusion-v1-5 or /models/sd15")
+    model_id = st.text_input(
+        "Diffusers model (hub id or local folder)",
+        key="gen-model-id",
+        placeholder="runwayml/stable-diffusion-v1-5 or /models/sd15",
+    )
     if model_id.strip():
         gen_kwargs["model_id"] = model_id.strip()
 
@@ -44,23 +60,41 @@ modes = None
 with guard("Reading the failure modes"):
     modes = data.failure_modes(runs[model], attribute, k)
 if modes is None or modes.empty:
-    st.info("No failure modes yet for this model: name the values its failures show on the Backgrounds page "
-            "(CLIP assignment); the top-k values per class become the modes generated here.",
-            icon=":material/landscape:")
+    st.info(
+        "No failure modes yet for this model: name the values its failures show on the Backgrounds page "
+        "(CLIP assignment); the top-k values per class become the modes generated here.",
+        icon=":material/landscape:",
+    )
     st.page_link("pages/backgrounds.py", label="Go to Backgrounds", icon=":material/landscape:")
     st.stop()
 
 with guard("Preparing the generation"):
     requests = mode_requests(modes, per_mode, attribute=attribute, template=DEFAULTS.prompt_template, k=k)
-    with st.expander(f"Preview the {len(requests)} prompts ({len(requests) * per_mode:,} images, and as many "
-                     "for Random_debugging)", expanded=True):
-        st.dataframe(pd.DataFrame([{"class": r.class_name, "value": r.value, "prompt": r.prompt,
-                                    "images": r.n_images} for r in requests]), hide_index=True,
-                     height=min(300, 38 + 35 * len(requests)))
+    with st.expander(
+        f"Preview the {len(requests)} prompts ({len(requests) * per_mode:,} images, and as many for Random_debugging)",
+        expanded=True,
+    ):
+        st.dataframe(
+            pd.DataFrame(
+                [{"class": r.class_name, "value": r.value, "prompt": r.prompt, "images": r.n_images} for r in requests]
+            ),
+            hide_index=True,
+            height=min(300, 38 + 35 * len(requests)),
+        )
     chosen = [{"class_name": r.class_name, "label": int(r.label), "value": r.value} for r in requests]
-    job_panel("generate_modes", label="Generate images for the failure modes and the baseline", key="gen",
-              start_label="Generate", dataset=spec, modes=chosen, attribute=attribute, k=k,
-              images_per_mode=per_mode, generator=generator, generator_kwargs=gen_kwargs)
+    job_panel(
+        "generate_modes",
+        label="Generate images for the failure modes and the baseline",
+        key="gen",
+        start_label="Generate",
+        dataset=spec,
+        modes=chosen,
+        attribute=attribute,
+        k=k,
+        images_per_mode=per_mode,
+        generator=generator,
+        generator_kwargs=gen_kwargs,
+    )
 
 with guard("Showing the generated images"):
     ours_set = data.generated_set_name(spec, generator, gen_kwargs, attribute)
@@ -83,7 +117,11 @@ with guard("Showing the generated images"):
 
             grid(shown, cell, columns=6)
             marked = [i for i in shown if st.session_state.get(f"del-{i}")]
-            if st.button(f"Delete {len(marked)} marked", key=f"del-btn-{cls}-{value}", disabled=not marked,
-                         help="Deleted images are moved to the set's trash and never generated again."):
+            if st.button(
+                f"Delete {len(marked)} marked",
+                key=f"del-btn-{cls}-{value}",
+                disabled=not marked,
+                help="Deleted images are moved to the set's trash and never generated again.",
+            ):
                 gs.delete(marked)
                 st.rerun()

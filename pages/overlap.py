@@ -1,4 +1,5 @@
 """Overlap: intersection-over-union of failure sets across models, by family; a cell shows what two models share."""
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -15,8 +16,9 @@ EXAMPLES = 12
 st.title("Overlap")
 spec = dataset_spec()
 ds = data.require_dataset(spec)
-runs = data.require_runs(ds, 2, "Overlap compares the failures of at least two models; run more models on the "
-                                "Setup page.")
+runs = data.require_runs(
+    ds, 2, "Overlap compares the failures of at least two models; run more models on the Setup page."
+)
 
 ordered = sorted(runs, key=lambda m: (runs[m]["family"], m))
 chosen = st.multiselect("Models (ordered by family)", ordered, default=ordered[:40], key="ov-models")
@@ -28,21 +30,40 @@ if len(chosen) < 2:
 with guard("Computing the overlap"):
     iou, inter = data.overlap([runs[m] for m in chosen])
     family_of = {m: runs[m]["family"] for m in chosen}
-    heat = go.Figure(go.Heatmap(z=iou.loc[chosen, chosen].to_numpy(), x=chosen, y=chosen, zmin=0, zmax=1,
-                                colorscale="Viridis", hoverinfo="skip",
-                                texttemplate="%{z:.2f}" if len(chosen) <= 12 else None))
+    heat = go.Figure(
+        go.Heatmap(
+            z=iou.loc[chosen, chosen].to_numpy(),
+            x=chosen,
+            y=chosen,
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            hoverinfo="skip",
+            texttemplate="%{z:.2f}" if len(chosen) <= 12 else None,
+        )
+    )
     # Heatmap cells cannot be selected in plotly; an invisible marker on every cell makes a click a selection.
     cells_x = [x for _ in chosen for x in chosen]
     cells_y = [y for y in chosen for _ in chosen]
     iou_c, inter_c = iou.loc[chosen, chosen].to_numpy(), inter.loc[chosen, chosen].to_numpy()
-    heat.add_trace(go.Scatter(x=cells_x, y=cells_y, mode="markers", showlegend=False,
-                              customdata=list(zip(iou_c.ravel(), inter_c.ravel())),
-                              hovertemplate="%{y} × %{x}<br>IoU %{customdata[0]:.3f}<br>shared %{customdata[1]:,}"
-                                            "<extra></extra>",
-                              marker=dict(symbol="square", size=max(6, 360 // len(chosen)), opacity=0.01)))
-    heat.update_layout(height=max(360, 22 * len(chosen) + 120), margin=dict(l=0, r=0, t=10, b=0),
-                       xaxis=dict(range=[-0.5, len(chosen) - 0.5]), yaxis=dict(range=[len(chosen) - 0.5, -0.5]),
-                       clickmode="event+select")
+    heat.add_trace(
+        go.Scatter(
+            x=cells_x,
+            y=cells_y,
+            mode="markers",
+            showlegend=False,
+            customdata=list(zip(iou_c.ravel(), inter_c.ravel())),
+            hovertemplate="%{y} × %{x}<br>IoU %{customdata[0]:.3f}<br>shared %{customdata[1]:,}<extra></extra>",
+            marker=dict(symbol="square", size=max(6, 360 // len(chosen)), opacity=0.01),
+        )
+    )
+    heat.update_layout(
+        height=max(360, 22 * len(chosen) + 120),
+        margin=dict(l=0, r=0, t=10, b=0),
+        xaxis=dict(range=[-0.5, len(chosen) - 0.5]),
+        yaxis=dict(range=[len(chosen) - 0.5, -0.5]),
+        clickmode="event+select",
+    )
     st.caption("Click a cell to see the failures the two models share and those only one of them has.")
     event = st.plotly_chart(heat, on_select="rerun", selection_mode="points", key="ov-heat")
 
@@ -51,7 +72,7 @@ with guard("Computing the overlap"):
         st.dataframe(fmt_matrix(fam), width="content")
 
     picked = [(p.get("y"), p.get("x")) for p in event.selection.points if p.get("x") in runs and p.get("y") in runs]
-    if picked and picked[0] != st.session_state.get("ov-last-pick"):   # a new click; the selectboxes win after
+    if picked and picked[0] != st.session_state.get("ov-last-pick"):  # a new click; the selectboxes win after
         st.session_state["ov-a"], st.session_state["ov-b"] = st.session_state["ov-last-pick"] = picked[0]
     c1, c2 = st.columns(2)
     for k, default in (("ov-a", chosen[0]), ("ov-b", chosen[1])):
@@ -64,8 +85,13 @@ with guard("Computing the overlap"):
         st.stop()
     parts = data.compare(runs[a], runs[b])
     st.subheader(f"{md(a)} × {md(b)}: IoU {iou.at[a, b]:.3f}")
-    tabs = st.tabs([f"Both fail ({len(parts['both']):,})", f"Only {md(a)} ({len(parts['only_a']):,})",
-                    f"Only {md(b)} ({len(parts['only_b']):,})"])
+    tabs = st.tabs(
+        [
+            f"Both fail ({len(parts['both']):,})",
+            f"Only {md(a)} ({len(parts['only_a']):,})",
+            f"Only {md(b)} ({len(parts['only_b']):,})",
+        ]
+    )
     for tab, key in zip(tabs, ("both", "only_a", "only_b")):
         with tab:
             rows = parts[key].head(EXAMPLES)

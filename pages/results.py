@@ -1,5 +1,6 @@
 """Results: before/after accuracy of retraining with generated images, ours versus Random_debugging; collective
 debugging; λ and k sweeps; an IoU summary; every table as CSV and one self-contained HTML report."""
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -26,16 +27,24 @@ ordered = sorted(runs, key=lambda m: (runs[m]["family"], m))
 models = st.multiselect("Models", ordered, default=ordered[:4], key="res-models")
 c = st.columns(5)
 attribute = c[0].selectbox("Attribute", ["background", "colour"], key="res-attr")
-lam = float(c[1].number_input("λ", 0.0, 1.0, float(st.session_state.get("gen-lam", DEFAULTS.lam)), 0.05,
-                              key="res-lam"))
+lam = float(c[1].number_input("λ", 0.0, 1.0, float(st.session_state.get("gen-lam", DEFAULTS.lam)), 0.05, key="res-lam"))
 k = int(c[2].number_input("k", 1, 20, int(st.session_state.get("gen-k", DEFAULTS.k_modes)), key="res-k"))
-per_mode = int(c[3].number_input("Images per mode", 1, 500, int(st.session_state.get("gen-n",
-                                                                                     DEFAULTS.images_per_mode)),
-                                 key="res-n"))
+per_mode = int(
+    c[3].number_input(
+        "Images per mode", 1, 500, int(st.session_state.get("gen-n", DEFAULTS.images_per_mode)), key="res-n"
+    )
+)
 generator = st.session_state.get("gen-generator") or None
 c[4].caption(f"Generator: {md(generator or 'default for this dataset')} (choose it on the Generate page)")
-common = dict(dataset=spec, models=sorted(models), attribute=attribute, generator=generator, lam=lam, k=k,
-              images_per_mode=per_mode)
+common = dict(
+    dataset=spec,
+    models=sorted(models),
+    attribute=attribute,
+    generator=generator,
+    lam=lam,
+    k=k,
+    images_per_mode=per_mode,
+)
 saved = {}
 with guard("Reading saved results"):
     saved = data.saved_results(ds)
@@ -48,17 +57,23 @@ def before_after(df: pd.DataFrame) -> pd.DataFrame:
     """One row per model: each metric before, with ours and with Random_debugging."""
     wide = df.pivot_table(index=["model", "family"], columns="method", values=list(METRICS), aggfunc="first")
     wide.columns = [f"{METRICS[m]} · {method}" for m, method in wide.columns]
-    order = [f"{METRICS[m]} · {x}" for m in METRICS for x in ("before", "ours", "random") if
-             f"{METRICS[m]} · {x}" in wide.columns]
+    order = [
+        f"{METRICS[m]} · {x}"
+        for m in METRICS
+        for x in ("before", "ours", "random")
+        if f"{METRICS[m]} · {x}" in wide.columns
+    ]
     return wide[order].reset_index()
 
 
 def made_with(meta: dict) -> None:
     """What a saved table came from, so a number on this page can be traced back."""
     dbg = meta.get("debug", {})
-    st.caption(f"Saved run: models {md(', '.join(meta.get('models', [])))} · λ {dbg.get('lam')} · k "
-               f"{dbg.get('k_modes')} · {dbg.get('images_per_mode')} images per mode · generator "
-               f"{md(meta.get('generator', ''))} · {md(meta.get('attribute', ''))}")
+    st.caption(
+        f"Saved run: models {md(', '.join(meta.get('models', [])))} · λ {dbg.get('lam')} · k "
+        f"{dbg.get('k_modes')} · {dbg.get('images_per_mode')} images per mode · generator "
+        f"{md(meta.get('generator', ''))} · {md(meta.get('attribute', ''))}"
+    )
 
 
 def grouped_bars(df: pd.DataFrame, y: str, label: str, key: str):
@@ -69,88 +84,119 @@ def grouped_bars(df: pd.DataFrame, y: str, label: str, key: str):
     return fig
 
 
-with tabs[0]:
-    with guard("Showing before/after"):
-        if not models:
-            st.caption("Choose models above.")
-        else:
-            job_panel("experiment", label="Retrain each model's head with its failure-mode images, and with as many "
-                      "Random_debugging images", key="res-ind", start_label="Run before/after", what="individual",
-                      **common)
-        if "individual" in saved:
-            from core.fix.mitigate import gains
+with tabs[0], guard("Showing before/after"):
+    if not models:
+        st.caption("Choose models above.")
+    else:
+        job_panel(
+            "experiment",
+            label="Retrain each model's head with its failure-mode images, and with as many Random_debugging images",
+            key="res-ind",
+            start_label="Run before/after",
+            what="individual",
+            **common,
+        )
+    if "individual" in saved:
+        from core.fix.mitigate import gains
 
-            df, meta = saved["individual"]
-            table = before_after(df)
-            st.subheader("Accuracy before and after debugging")
-            made_with(meta)
-            st.dataframe(table, hide_index=True, column_config={c_: st.column_config.NumberColumn(format="percent")
-                                                                for c_ in table.columns[2:]})
-            fig = grouped_bars(gains(df), "gain_heldout", "accuracy gain on debug_heldout", "res-gain")
-            report += [("Before / after: accuracy", table), ("Gain on debug_heldout", fig)]
+        df, meta = saved["individual"]
+        table = before_after(df)
+        st.subheader("Accuracy before and after debugging")
+        made_with(meta)
+        st.dataframe(
+            table,
+            hide_index=True,
+            column_config={c_: st.column_config.NumberColumn(format="percent") for c_ in table.columns[2:]},
+        )
+        fig = grouped_bars(gains(df), "gain_heldout", "accuracy gain on debug_heldout", "res-gain")
+        report += [("Before / after: accuracy", table), ("Gain on debug_heldout", fig)]
 
-with tabs[1]:
-    with guard("Showing collective debugging"):
-        if len(models) >= 2:
-            job_panel("experiment", label="Individual, Random_debugging and collective types 1 and 2 on these models",
-                      key="res-col", start_label="Run collective", what="collective", **common)
-        else:
-            st.caption("Collective debugging needs at least two models.")
-        if "collective" in saved:
-            from core.fix.mitigate import relative_to_individual
+with tabs[1], guard("Showing collective debugging"):
+    if len(models) >= 2:
+        job_panel(
+            "experiment",
+            label="Individual, Random_debugging and collective types 1 and 2 on these models",
+            key="res-col",
+            start_label="Run collective",
+            what="collective",
+            **common,
+        )
+    else:
+        st.caption("Collective debugging needs at least two models.")
+    if "collective" in saved:
+        from core.fix.mitigate import relative_to_individual
 
-            df, meta = saved["collective"]
-            made_with(meta)
-            st.dataframe(df[[c_ for c_ in ["model", "family", "method", *METRICS] if c_ in df]], hide_index=True)
-            fig = grouped_bars(relative_to_individual(df), "relative", "gain relative to individual debugging",
-                               "res-rel")
-            report += [("Collective debugging", df), ("Collective gain relative to individual", fig)]
+        df, meta = saved["collective"]
+        made_with(meta)
+        st.dataframe(df[[c_ for c_ in ["model", "family", "method", *METRICS] if c_ in df]], hide_index=True)
+        fig = grouped_bars(relative_to_individual(df), "relative", "gain relative to individual debugging", "res-rel")
+        report += [("Collective debugging", df), ("Collective gain relative to individual", fig)]
 
-with tabs[2]:
-    with guard("Showing the sweeps"):
-        what = st.segmented_control("Sweep", ["lam", "k"], default="lam", key="res-sweep",
-                                    format_func=lambda w: "λ" if w == "lam" else "k")
-        if models and what:
-            job_panel("experiment", label=f"Sweep {'λ' if what == 'lam' else 'k'} (ours and Random_debugging at each "
-                      "point)", key=f"res-{what}", start_label="Run sweep", what=what, **common)
-        for w in ("lam", "k"):
-            if w in saved:
-                df, meta = saved[w]
-                pts = df[df["method"] != "before"]
-                x = "lam" if w == "lam" else "k"
-                fig = px.line(pts, x=x, y="acc_heldout", color="method", line_dash="model", markers=True,
-                              labels={"lam": "λ", "acc_heldout": "debug_heldout accuracy"})
-                fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0),
-                                  title=f"{'λ' if w == 'lam' else 'k'} sweep")
-                st.plotly_chart(fig, key=f"res-plot-{w}")
-                name = "λ" if w == "lam" else "k"
-                report += [(f"{name} sweep", fig), (f"{name} sweep table", df)]
+with tabs[2], guard("Showing the sweeps"):
+    what = st.segmented_control(
+        "Sweep", ["lam", "k"], default="lam", key="res-sweep", format_func=lambda w: "λ" if w == "lam" else "k"
+    )
+    if models and what:
+        job_panel(
+            "experiment",
+            label=f"Sweep {'λ' if what == 'lam' else 'k'} (ours and Random_debugging at each point)",
+            key=f"res-{what}",
+            start_label="Run sweep",
+            what=what,
+            **common,
+        )
+    for w in ("lam", "k"):
+        if w in saved:
+            df, meta = saved[w]
+            pts = df[df["method"] != "before"]
+            x = "lam" if w == "lam" else "k"
+            fig = px.line(
+                pts,
+                x=x,
+                y="acc_heldout",
+                color="method",
+                line_dash="model",
+                markers=True,
+                labels={"lam": "λ", "acc_heldout": "debug_heldout accuracy"},
+            )
+            fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), title=f"{'λ' if w == 'lam' else 'k'} sweep")
+            st.plotly_chart(fig, key=f"res-plot-{w}")
+            name = "λ" if w == "lam" else "k"
+            report += [(f"{name} sweep", fig), (f"{name} sweep table", df)]
 
-with tabs[3]:
-    with guard("Showing the IoU summary"):
-        chosen = models if len(models) >= 2 else ordered
-        if len(chosen) >= 2:
-            iou, inter = data.overlap([runs[m] for m in chosen])
-            off = iou.where(~pd.DataFrame(
-                [[a == b for b in iou.columns] for a in iou.index], index=iou.index, columns=iou.columns))
-            st.metric("Mean IoU of failure sets across model pairs", f"{off.stack().mean():.3f}")
-            fam = family_average(iou, {m: runs[m]["family"] for m in chosen})
-            st.dataframe(fmt_matrix(fam))
-            report += [("IoU of failure sets, family averages", fam.reset_index(names="family"))]
-        else:
-            st.caption("The IoU summary needs at least two models with finished runs.")
+with tabs[3], guard("Showing the IoU summary"):
+    chosen = models if len(models) >= 2 else ordered
+    if len(chosen) >= 2:
+        iou, inter = data.overlap([runs[m] for m in chosen])
+        off = iou.where(
+            ~pd.DataFrame([[a == b for b in iou.columns] for a in iou.index], index=iou.index, columns=iou.columns)
+        )
+        st.metric("Mean IoU of failure sets across model pairs", f"{off.stack().mean():.3f}")
+        fam = family_average(iou, {m: runs[m]["family"] for m in chosen})
+        st.dataframe(fmt_matrix(fam))
+        report += [("IoU of failure sets, family averages", fam.reset_index(names="family"))]
+    else:
+        st.caption("The IoU summary needs at least two models with finished runs.")
 
-with tabs[4]:
-    with guard("Preparing downloads"):
-        if not saved:
-            st.caption("Run an experiment first; its tables can then be downloaded here.")
-        for w, (df, meta) in saved.items():
-            st.download_button(f"{w} results (CSV, {len(df)} rows)", lambda df=df: df.to_csv(index=False).encode(),
-                               file_name=f"backdrop-{w}.csv", mime="text/csv", key=f"dl-{w}",
-                               icon=":material/download:")
-        if report:
-            provenance = {w: meta for w, (_, meta) in saved.items()} if saved else None
-            st.download_button("Report for stakeholders (self-contained HTML)",
-                               lambda: build_report(f"Backdrop results: {ds.name}", report, provenance).encode(),
-                               file_name="backdrop-report.html", mime="text/html", key="dl-report",
-                               icon=":material/description:")
+with tabs[4], guard("Preparing downloads"):
+    if not saved:
+        st.caption("Run an experiment first; its tables can then be downloaded here.")
+    for w, (df, meta) in saved.items():
+        st.download_button(
+            f"{w} results (CSV, {len(df)} rows)",
+            lambda df=df: df.to_csv(index=False).encode(),
+            file_name=f"backdrop-{w}.csv",
+            mime="text/csv",
+            key=f"dl-{w}",
+            icon=":material/download:",
+        )
+    if report:
+        provenance = {w: meta for w, (_, meta) in saved.items()} if saved else None
+        st.download_button(
+            "Report for stakeholders (self-contained HTML)",
+            lambda: build_report(f"Backdrop results: {ds.name}", report, provenance).encode(),
+            file_name="backdrop-report.html",
+            mime="text/html",
+            key="dl-report",
+            icon=":material/description:",
+        )

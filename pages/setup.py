@@ -1,4 +1,5 @@
 """Setup: the dataset and the models, what is cached and what is missing, and the jobs that fill the cache."""
+
 import pandas as pd
 import streamlit as st
 
@@ -20,20 +21,30 @@ with guard("Checking the dataset"):
     world = spec.get("name") == "scenes-mnist"
     if world:
         if ds is None:
-            st.info("The offline world is not built on this machine yet. It composes real MNIST digits onto real "
-                    "photos and textures that ship with the installed packages, so it needs no network. One click "
-                    "renders its images, trains its backbones and its CLIP, runs every world model and proposes "
-                    "background lists; the pages fill in as each step finishes.", icon=":material/rocket_launch:")
-        job_panel("setup_world", label="Build the offline world (images, backbones, CLIP, model runs, lists)",
-                  key="world", start_label="Build the offline world" if ds is None else "Complete the world setup",
-                  dataset=spec)
+            st.info(
+                "The offline world is not built on this machine yet. It composes real MNIST digits onto real "
+                "photos and textures that ship with the installed packages, so it needs no network. One click "
+                "renders its images, trains its backbones and its CLIP, runs every world model and proposes "
+                "background lists; the pages fill in as each step finishes.",
+                icon=":material/rocket_launch:",
+            )
+        job_panel(
+            "setup_world",
+            label="Build the offline world (images, backbones, CLIP, model runs, lists)",
+            key="world",
+            start_label="Build the offline world" if ds is None else "Complete the world setup",
+            dataset=spec,
+        )
         st.caption("Command line equivalent")
         st.code(cli("world", spec, "all"), language="bash")
     elif ds is None:
-        st.info("This dataset has not been opened yet. Check it: files that are missing are named, with where "
-                "to put them.", icon=":material/folder_open:")
-        job_panel(data.PREPARE, label="Open and check the dataset", key="prepare", start_label="Check dataset",
-                  dataset=spec)
+        st.info(
+            "This dataset has not been opened yet. Check it: files that are missing are named, with where to put them.",
+            icon=":material/folder_open:",
+        )
+        job_panel(
+            data.PREPARE, label="Open and check the dataset", key="prepare", start_label="Check dataset", dataset=spec
+        )
     if ds is not None:
         sizes = pd.DataFrame([{"pool": p, "images": len(ds.index(p))} for p in ds.pools()])
         c1, c2 = st.columns([1, 2])
@@ -58,25 +69,50 @@ if ds is not None:
         rows = []
         for name in list_models():
             info = model_info(name)
-            if info.get("source") == "world":   # whether its weights exist depends on the world
+            if info.get("source") == "world":  # whether its weights exist depends on the world
                 info = model_info(name, dataset=ds)
             run = runs.get(name)
             acc = (run or {}).get("accuracy", {})
             here = bool(info.get("available", True))
-            todo = "" if here else (f"train: {info['train']}" if info.get("train") else
-                                    "download: " + "; or ".join(info.get("downloads") or ["(no source known)"]))
-            rows.append({"model": name, "family": info.get("family", ""), "source": info.get("source", ""),
-                         "paper preset": bool(info.get("paper_name")), "weights here": here,
-                         "run cached": run is not None, "test acc": acc.get("test"), "debug acc": acc.get("debug"),
-                         "failures": (run or {}).get("n_failures"), "to get the weights": todo})
+            todo = (
+                ""
+                if here
+                else (
+                    f"train: {info['train']}"
+                    if info.get("train")
+                    else "download: " + "; or ".join(info.get("downloads") or ["(no source known)"])
+                )
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "family": info.get("family", ""),
+                    "source": info.get("source", ""),
+                    "paper preset": bool(info.get("paper_name")),
+                    "weights here": here,
+                    "run cached": run is not None,
+                    "test acc": acc.get("test"),
+                    "debug acc": acc.get("debug"),
+                    "failures": (run or {}).get("n_failures"),
+                    "to get the weights": todo,
+                }
+            )
         table = pd.DataFrame(rows)
-        st.dataframe(table, hide_index=True, height=min(420, 38 + 35 * len(table)),
-                     column_config={"test acc": st.column_config.NumberColumn(format="percent"),
-                                    "debug acc": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(
+            table,
+            hide_index=True,
+            height=min(420, 38 + 35 * len(table)),
+            column_config={
+                "test acc": st.column_config.NumberColumn(format="percent"),
+                "debug acc": st.column_config.NumberColumn(format="percent"),
+            },
+        )
         missing = table[~table["weights here"]]["model"].tolist() if len(table) else []
         if missing:
-            st.caption(f"{len(missing)} model(s) have no weights on this machine: the last column says how to get "
-                       "them (hub downloads need a networked machine; copy the file into the cache it names).")
+            st.caption(
+                f"{len(missing)} model(s) have no weights on this machine: the last column says how to get "
+                "them (hub downloads need a networked machine; copy the file into the cache it names)."
+            )
         fams = families()
         c1, c2 = st.columns(2)
         picked_fams = c1.multiselect("Families", sorted(fams), key="setup-families")
@@ -86,24 +122,42 @@ if ds is not None:
             from core.world.backbones import world_model_names
 
             default = [m for m in world_model_names(ds) if m in usable]
-        picked = c2.multiselect("Models", table["model"].tolist() if len(table) else [], default=default,
-                                key="setup-models")
-        other = st.text_input("Any other timm or open_clip model", key="setup-other",
-                              placeholder="timm:convnext_tiny.fb_in1k or open_clip:ViT-B-32/openai",
-                              help="Names starting with timm: or open_clip: reach every model those libraries know.")
+        picked = c2.multiselect(
+            "Models", table["model"].tolist() if len(table) else [], default=default, key="setup-models"
+        )
+        other = st.text_input(
+            "Any other timm or open_clip model",
+            key="setup-other",
+            placeholder="timm:convnext_tiny.fb_in1k or open_clip:ViT-B-32/openai",
+            help="Names starting with timm: or open_clip: reach every model those libraries know.",
+        )
         extra = [o.strip() for o in other.split(",") if o.strip()]
         chosen = sorted(set(picked) | {m for f in picked_fams for m in fams[f]} | set(extra))
         if chosen:
-            job_panel("run_models", label=f"Features, heads and failures for {len(chosen)} model(s)", key="run",
-                      start_label="Run models", dataset=spec, models=chosen)
+            job_panel(
+                "run_models",
+                label=f"Features, heads and failures for {len(chosen)} model(s)",
+                key="run",
+                start_label="Run models",
+                dataset=spec,
+                models=chosen,
+            )
             st.code(cli("run", spec, "--models", *chosen), language="bash")
         else:
             st.caption("Pick models or families to compute their features, linear heads and debug failures.")
 
 st.header("Background jobs", divider="gray")
 with guard("Listing jobs"):
-    rows = [{"kind": j.kind, "state": s["state"], "progress": f"{s.get('done', 0)}/{s.get('total', 0)}",
-             "message": s.get("error") or s.get("message", ""), "id": j.id} for j, s in jobs.list_jobs()[:50]]
+    rows = [
+        {
+            "kind": j.kind,
+            "state": s["state"],
+            "progress": f"{s.get('done', 0)}/{s.get('total', 0)}",
+            "message": s.get("error") or s.get("message", ""),
+            "id": j.id,
+        }
+        for j, s in jobs.list_jobs()[:50]
+    ]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     else:

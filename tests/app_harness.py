@@ -1,4 +1,5 @@
 """Driving the Streamlit app in tests: AppTest on any page, with the tiny offline world as the app's dataset."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,14 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 TINY = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
-PAGES = ["pages/setup.py", "pages/failures.py", "pages/overlap.py", "pages/backgrounds.py", "pages/generate.py",
-         "pages/results.py"]
+PAGES = [
+    "pages/setup.py",
+    "pages/failures.py",
+    "pages/overlap.py",
+    "pages/backgrounds.py",
+    "pages/generate.py",
+    "pages/results.py",
+]
 
 
 def open_page(page: str = "pages/setup.py", spec: dict = TINY, timeout: float = 120) -> AppTest:

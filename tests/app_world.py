@@ -1,6 +1,7 @@
 """A populated tiny offline world for the app's tests, built once per test session in the shared session cache:
 the world's images, two world-trained backbones run through the pipeline, and offline-proposed background lists.
 Each step is the job kind the app's buttons submit, run in this process (same job id, so the app shares it)."""
+
 from __future__ import annotations
 
 import os
@@ -10,12 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import core.job_kinds  # noqa: F401
 from core import jobs
 from tests.app_harness import TINY
 
-import core.job_kinds  # noqa: F401
-
-MODELS = ["world-mobilenet-s", "world-resnet-s"]   # the two smallest world backbones: seconds to train
+MODELS = ["world-mobilenet-s", "world-resnet-s"]  # the two smallest world backbones: seconds to train
 
 
 @dataclass
@@ -23,7 +23,7 @@ class World:
     cache: Path
     spec: dict
     models: list[str]
-    busiest_class: str      # the class with the most failures of the first model
+    busiest_class: str  # the class with the most failures of the first model
 
 
 def run_job(kind: str, **kwargs):
@@ -37,9 +37,9 @@ def run_job(kind: str, **kwargs):
 @pytest.fixture(scope="session")
 def populated_world(session_cache) -> World:
     assert os.environ["BACKDROP_CACHE"] == str(session_cache)
-    from core.world.backbones import train_world_backbones
     from core.find.runs import list_runs
     from core.workspace import open_dataset
+    from core.world.backbones import train_world_backbones
 
     run_job("prepare_dataset", dataset=TINY)
     ds = open_dataset(TINY)
@@ -52,14 +52,14 @@ def populated_world(session_cache) -> World:
     return World(session_cache, TINY, MODELS, busiest)
 
 
-SMALL_CLIP = {"epochs": 1, "max_steps": 10}   # the real world CLIP code at test size (the default trains for minutes)
+SMALL_CLIP = {"epochs": 1, "max_steps": 10}  # the real world CLIP code at test size (the default trains for minutes)
 
 
 @pytest.fixture(scope="session")
 def assigned_world(populated_world) -> World:
     """Each model's debug_seed failures assigned to background values (core.describe.textualize, cached beside the run)."""
-    from core.find.runs import run_model
     from core.describe.textualize import textualize
+    from core.find.runs import run_model
     from core.workspace import open_dataset
     from core.world.clip import WorldClipConfig, train_world_clip
 
@@ -75,10 +75,10 @@ def results_world(assigned_world) -> World:
     """A saved before/after table: what the Results page's 'individual' experiment job saves (core.fix.mitigate),
     computed from the assignments above."""
     from core.config import DebugConfig, HeadConfig, SplitConfig
+    from core.describe.textualize import textualize
+    from core.find.runs import run_model
     from core.fix.experiments import Experiment, default_generator
     from core.fix.mitigate import ModelContext, debug_model, generate_for_modes, save_results
-    from core.find.runs import run_model
-    from core.describe.textualize import textualize
     from core.workspace import open_dataset
     from core.world.clip import WorldClipConfig, load_world_clip
 
@@ -86,7 +86,7 @@ def results_world(assigned_world) -> World:
     clip = load_world_clip(ds, WorldClipConfig(**SMALL_CLIP))
     cfg, gen = DebugConfig(), default_generator(ds, "world")
     rows = []
-    for m in assigned_world.models[:1]:   # one model keeps the session short; the page handles any number
+    for m in assigned_world.models[:1]:  # one model keeps the session short; the page handles any number
         run = run_model(ds, m)
         ours, rand = generate_for_modes(ds, textualize(ds, run, k=cfg.k_modes, clip=clip).modes, gen, cfg)
         rows += debug_model(ModelContext(ds, run, SplitConfig(), HeadConfig()), ours, rand, cfg)

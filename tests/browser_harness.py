@@ -3,6 +3,7 @@
 No browser is downloaded: Playwright launches /usr/bin/chromium (``make browser`` installs it from Debian).
 Screenshots go to artifacts/screenshots/ for people to look at.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
@@ -42,10 +51,28 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
     port = free_port()
     env = dict(os.environ, BACKDROP_CACHE=str(cache), BACKDROP_APP_DATASET=json.dumps(spec))
     log = open(cache / "streamlit.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                             "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         end = time.time() + timeout
@@ -74,7 +101,9 @@ def settle(page, timeout: float = 90_000) -> None:
     page.wait_for_timeout(400)
     page.wait_for_function(
         "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
-        " === 'notRunning'", timeout=timeout)
+        " === 'notRunning'",
+        timeout=timeout,
+    )
     page.wait_for_timeout(300)
 
 

@@ -1,5 +1,6 @@
 """Tiny on-disk datasets in the real formats: CIFAR pickles as torchvision extracts them, and image folders
 with a corrupt, a truncated and a non-image file among the good ones."""
+
 from __future__ import annotations
 
 import io
@@ -58,8 +59,9 @@ def solid_image(colour: tuple[int, int, int], fmt: str = "PNG", size: int = 12) 
     return buf.getvalue()
 
 
-def write_image_folder(root: Path, classes: dict[str, int], split: str | None = None,
-                       bad_files: bool = True) -> list[str]:
+def write_image_folder(
+    root: Path, classes: dict[str, int], split: str | None = None, bad_files: bool = True
+) -> list[str]:
     """``classes`` maps folder name -> number of good images; returns the relative paths of the bad files."""
     base = root / split if split else root
     bad = []
@@ -78,6 +80,7 @@ def write_image_folder(root: Path, classes: dict[str, int], split: str | None = 
         (d / "truncated.png").write_bytes(png[: len(png) - 20])
         (d / "notes.txt").write_text("not an image")
         (d / ".DS_Store").write_bytes(b"\0\0")
-        bad = [(d / f).relative_to(root).as_posix() for f in ("corrupt.jpg", "notes.txt", "truncated.jpg",
-                                                                 "truncated.png")]
+        bad = [
+            (d / f).relative_to(root).as_posix() for f in ("corrupt.jpg", "notes.txt", "truncated.jpg", "truncated.png")
+        ]
     return bad

@@ -1,4 +1,5 @@
 """Small in-memory stand-ins for a dataset and a backbone, for testing the generic pipeline pieces."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ class ColourDataset(ImageDataset):
     def __init__(self, n_per_class: int = 20, n_classes: int = 4, seed: int = 0):
         self.classes = [f"class{k}" for k in range(n_classes)]
         self.n_per_class, self.seed = n_per_class, seed
-        rows = [(f"{pool}/{k}/{i}", k) for pool in ("train", "val") for k in range(n_classes) for i in range(n_per_class)]
+        rows = [
+            (f"{pool}/{k}/{i}", k) for pool in ("train", "val") for k in range(n_classes) for i in range(n_per_class)
+        ]
         self._df = pd.DataFrame(rows, columns=["image_id", "label"])
         self._df["pool"] = self._df["image_id"].str.split("/").str[0]
         self.loads = 0
@@ -43,7 +46,14 @@ class ColourDataset(ImageDataset):
 def tiny_backbone(seed: int = 0, name: str = "fake-net") -> Backbone:
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
-    cfg = {"input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-           "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
-    return Backbone(net, name=name, family="Fake", feature_dim=8, data_config=cfg, weights_id=f"random:{seed}",
-                    source="test")
+    cfg = {
+        "input_size": (3, 16, 16),
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+    }
+    return Backbone(
+        net, name=name, family="Fake", feature_dim=8, data_config=cfg, weights_id=f"random:{seed}", source="test"
+    )

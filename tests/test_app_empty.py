@@ -1,4 +1,5 @@
 """Every page on a fresh machine: renders without errors and guides the user to build the offline world."""
+
 import pytest
 
 from core import jobs
@@ -12,7 +13,7 @@ def test_page_renders_on_empty_cache(fresh_cache, page):
     if page == "pages/setup.py":
         assert any(b.label == "Build the offline world" for b in at.button)
         assert "python -m core world --size tiny all" in [c.value for c in at.code]
-    else:   # other pages point to Setup instead of showing nothing
+    else:  # other pages point to Setup instead of showing nothing
         assert "Setup" in texts(at)
         assert any("setup" in str(link.proto.page).lower() for link in at.get("page_link"))
 
@@ -21,11 +22,11 @@ def test_one_click_builds_the_world_with_progress_stop_and_resume(session_cache)
     at = open_page()
     world = jobs.job_for("setup_world", dataset=TINY)
     prep = jobs.job_for("prepare_dataset", dataset=TINY)
-    if world.state != jobs.DONE:   # (done only if another test in this session already built it)
+    if world.state != jobs.DONE:  # (done only if another test in this session already built it)
         next(b for b in at.button if b.label == "Build the offline world").click().run()
         assert world.state == jobs.RUNNING
         assert at.get("progress"), "a running build shows a progress bar"
-    assert prep.wait(timeout=240)["state"] == jobs.DONE    # the images come first; pages can open the world now
+    assert prep.wait(timeout=240)["state"] == jobs.DONE  # the images come first; pages can open the world now
     at.run()
     assert problems(at) == []
     assert any(m.label == "Classes" and m.value == "10" for m in at.metric)

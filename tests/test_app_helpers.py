@@ -1,4 +1,5 @@
 """The app's pure helpers: escaping user text, CLI equivalents, dataset specs, row selections and CSV export."""
+
 import pandas as pd
 import pytest
 
@@ -39,10 +40,20 @@ def test_dataset_spec_parsing_says_what_is_wrong():
 
 @pytest.fixture
 def table():
-    return pd.DataFrame({"image_id": [f"val/{i}" for i in range(6)], "label": [0, 0, 1, 1, 2, 2],
-                         "pred": [1, 2, 0, 2, 0, 1], "confidence": [.5] * 6, "true_prob": [.1] * 6,
-                         "top1": [1] * 6, "top2": [0] * 6, "top3": [2] * 6, "correct": [False] * 6,
-                         "split": ["seed", "heldout", "seed", "heldout", "seed", "heldout"]})
+    return pd.DataFrame(
+        {
+            "image_id": [f"val/{i}" for i in range(6)],
+            "label": [0, 0, 1, 1, 2, 2],
+            "pred": [1, 2, 0, 2, 0, 1],
+            "confidence": [0.5] * 6,
+            "true_prob": [0.1] * 6,
+            "top1": [1] * 6,
+            "top2": [0] * 6,
+            "top3": [2] * 6,
+            "correct": [False] * 6,
+            "split": ["seed", "heldout", "seed", "heldout", "seed", "heldout"],
+        }
+    )
 
 
 def test_select_rows_combines_filters(table):
@@ -65,10 +76,13 @@ def test_html_report_is_self_contained_and_escaped():
     from ui.report import build_report
 
     df = pd.DataFrame({"model": ["<script>x</script>"], "acc": [0.5]})
-    html = build_report("Results <b>", [("Table & more", df), ("Chart", px.bar(df, x="model", y="acc")),
-                                        ("Note", "a <i>note</i>")], {"list_version": "abc<"})
+    html = build_report(
+        "Results <b>",
+        [("Table & more", df), ("Chart", px.bar(df, x="model", y="acc")), ("Note", "a <i>note</i>")],
+        {"list_version": "abc<"},
+    )
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert "Results &lt;b&gt;" in html and "a &lt;i&gt;note&lt;/i&gt;" in html and "abc&lt;" in html
     assert "0.5000" in html
-    assert "plotly.js" in html.lower() or "Plotly" in html   # the chart library is inline, not fetched
+    assert "plotly.js" in html.lower() or "Plotly" in html  # the chart library is inline, not fetched
     assert 'src="http' not in html

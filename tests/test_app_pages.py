@@ -1,5 +1,6 @@
 """Every page on a populated tiny world: renders without errors, and its main action drives core and shows the
 result. The world (two world models run, background lists proposed) is built once per session."""
+
 import pandas as pd
 import pytest
 
@@ -45,8 +46,12 @@ def test_failures_embedding_map_job(populated_world):
     at.toggle(key="f-map-on").set_value(True).run()
     at.button(key="emap-start").click().run()
     model = at.selectbox(key="failures-model").value
-    job = jobs.job_for("embedding_map", dataset=TINY, model=model,
-                       split=next(s for s in _runs() if s["model"] == model)["split_config"])
+    job = jobs.job_for(
+        "embedding_map",
+        dataset=TINY,
+        model=model,
+        split=next(s for s in _runs() if s["model"] == model)["split_config"],
+    )
     assert job.wait(timeout=240)["state"] == jobs.DONE, job.status()
     at.run()
     assert problems(at) == []
@@ -67,7 +72,7 @@ def test_overlap_counts_match_the_failure_tables(populated_world):
 
 def test_backgrounds_add_value_is_versioned_and_escaped(populated_world):
     at = open_page("pages/backgrounds.py")
-    at.selectbox(key="bg-attr").set_value("colour").run()   # colour lists: the background modes stay renderable
+    at.selectbox(key="bg-attr").set_value("colour").run()  # colour lists: the background modes stay renderable
     cls = at.selectbox(key="bg-class").value
     lists = CuratedLists("scenes-mnist", "colour")
     before = lists.get(cls).version if lists.get(cls) else 0

@@ -1,4 +1,5 @@
 """CLIP zero-shot assignment, failure modes and ground-truth scoring, on the tiny offline world and its CLIP."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.describe.assign import (assign, assign_values, failure_modes, image_embeddings, score_assignments, text_search,
-                         value_embeddings)
+from core.describe.assign import (
+    assign,
+    assign_values,
+    failure_modes,
+    image_embeddings,
+    score_assignments,
+    text_search,
+    value_embeddings,
+)
 from core.errors import InvalidInputError
 from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
 
@@ -39,7 +47,7 @@ def assigned(tiny_world, world_clip, failures):
 
 def test_one_row_per_failure_over_its_true_class_values(tiny_world, failures, assigned):
     lists = _plan(tiny_world)[1]
-    assert list(assigned["image_id"]) == list(failures["image_id"])          # order kept
+    assert list(assigned["image_id"]) == list(failures["image_id"])  # order kept
     assert list(assigned["pred"]) == list(failures["pred"]) and set(assigned["split"]) == {"seed"}
     assert (assigned["class_name"] == [tiny_world.classes[i] for i in failures["label"]]).all()
     for row in assigned.itertuples():
@@ -93,8 +101,10 @@ def test_an_untrained_clip_scores_near_chance(tiny_world, world_clip, failures, 
     shutil.copy(world_clip_dir(tiny_world) / "open_clip_config.json", tmp_path)
     state = load_local_dir(world_clip_dir(tiny_world), device="cpu").model.state_dict()
     gen = torch.Generator().manual_seed(0)
-    save_file({k: (torch.randn(v.shape, generator=gen) * 0.05 if v.ndim >= 2 else v).contiguous()
-               for k, v in state.items()}, str(tmp_path / SAFE_WEIGHTS))
+    save_file(
+        {k: (torch.randn(v.shape, generator=gen) * 0.05 if v.ndim >= 2 else v).contiguous() for k, v in state.items()},
+        str(tmp_path / SAFE_WEIGHTS),
+    )
     random_clip = load_local_dir(tmp_path, device="cpu")
     score = score_assignments(assign(failures, tiny_world, _plan(tiny_world)[1], random_clip), tiny_world)
     assert score["accuracy"] <= 0.35
@@ -111,8 +121,15 @@ def test_classes_without_values_or_failures(tiny_world, world_clip, failures):
     assert len(out) == int((only["label"] == 2).sum())
     assert out.attrs["skipped"] == ["three", "four", "seven"]
     none = assign(failures.iloc[:0], tiny_world, lists, world_clip)
-    assert len(none) == 0 and list(none.columns[:7]) == ["image_id", "label", "class_name", "value", "prob",
-                                                          "margin", "probs"]
+    assert len(none) == 0 and list(none.columns[:7]) == [
+        "image_id",
+        "label",
+        "class_name",
+        "value",
+        "prob",
+        "margin",
+        "probs",
+    ]
 
 
 def test_bad_inputs(tiny_world, world_clip, failures):
@@ -137,8 +154,13 @@ def test_prompt_ensembling_averages_normalised_text_embeddings(world_clip):
 
 
 def test_ensembled_assignment_runs(tiny_world, world_clip, failures):
-    out = assign(failures.head(40), tiny_world, _plan(tiny_world)[1], world_clip,
-                 templates=["a photo of a {class_name} in {value}", "a {class_name} on {value}"])
+    out = assign(
+        failures.head(40),
+        tiny_world,
+        _plan(tiny_world)[1],
+        world_clip,
+        templates=["a photo of a {class_name} in {value}", "a {class_name} on {value}"],
+    )
     assert len(out) == 40 and out["value"].notna().all()
 
 
@@ -153,7 +175,7 @@ def test_image_embeddings_are_cached_and_recomputed_when_corrupt(tiny_world, wor
     calls = []
     again = image_embeddings(list(reversed(ids)), tiny_world, world_clip, progress=lambda *a: calls.append(a))
     np.testing.assert_allclose(again, first[::-1], atol=1e-6)
-    assert calls and "cached" not in calls[-1][2]           # recomputed, not read from the corrupt file
+    assert calls and "cached" not in calls[-1][2]  # recomputed, not read from the corrupt file
     calls.clear()
     image_embeddings(ids, tiny_world, world_clip, progress=lambda *a: calls.append(a))
     assert "cached" in calls[-1][2]
@@ -184,6 +206,7 @@ def test_text_search_finds_the_described_background(tiny_world, world_clip):
 
 # -- failure modes and scoring on hand-made assignments ------------------------------------------------------
 
+
 def _rows(spec):
     """spec: (image_id, label, class_name, value, prob)."""
     df = pd.DataFrame(spec, columns=["image_id", "label", "class_name", "value", "prob"])
@@ -191,18 +214,20 @@ def _rows(spec):
 
 
 def test_failure_modes_counts_ranks_ties_and_examples():
-    spec = ([(f"a{i}", 0, "zero", "temple", 0.5 + i / 100) for i in range(10)]
-            + [(f"b{i}", 0, "zero", "flowers", 0.6) for i in range(4)]
-            + [(f"c{i}", 0, "zero", "moon surface", 0.9) for i in range(4)]   # ties flowers on count, surer
-            + [(f"d{i}", 0, "zero", "gravel", 0.9) for i in range(1)]
-            + [(f"e{i}", 1, "one", "grass", 0.7) for i in range(2)])
+    spec = (
+        [(f"a{i}", 0, "zero", "temple", 0.5 + i / 100) for i in range(10)]
+        + [(f"b{i}", 0, "zero", "flowers", 0.6) for i in range(4)]
+        + [(f"c{i}", 0, "zero", "moon surface", 0.9) for i in range(4)]  # ties flowers on count, surer
+        + [(f"d{i}", 0, "zero", "gravel", 0.9) for i in range(1)]
+        + [(f"e{i}", 1, "one", "grass", 0.7) for i in range(2)]
+    )
     a = _rows(spec)
     modes = failure_modes(a, k=3)
     zero = modes[modes["class_name"] == "zero"]
     assert list(zero["value"]) == ["temple", "moon surface", "flowers"]
     assert list(zero["count"]) == [10, 4, 4] and list(zero["rank"]) == [1, 2, 3]
     assert zero["share"].iloc[0] == pytest.approx(10 / 19)
-    assert zero["example_ids"].iloc[0] == [f"a{i}" for i in range(9, 1, -1)]   # 8 most confident
+    assert zero["example_ids"].iloc[0] == [f"a{i}" for i in range(9, 1, -1)]  # 8 most confident
     one = modes[modes["class_name"] == "one"]
     assert list(one["value"]) == ["grass"] and one["share"].iloc[0] == 1.0
     shuffled = failure_modes(a.sample(frac=1, random_state=3), k=3)
@@ -222,23 +247,32 @@ def test_equal_count_and_probability_ties_break_alphabetically():
 
 def test_pooled_failure_modes_add_counts_across_models():
     m1 = _rows([("i1", 0, "zero", "temple", 0.9), ("i2", 0, "zero", "grass", 0.8)]).assign(model="m1")
-    m2 = _rows([("i1", 0, "zero", "temple", 0.7), ("i3", 0, "zero", "temple", 0.6),
-                ("i4", 0, "zero", "grass", 0.9)]).assign(model="m2")
+    m2 = _rows(
+        [("i1", 0, "zero", "temple", 0.7), ("i3", 0, "zero", "temple", 0.6), ("i4", 0, "zero", "grass", 0.9)]
+    ).assign(model="m2")
     pooled = failure_modes(pd.concat([m1, m2], ignore_index=True), k=2)
     assert list(pooled["value"]) == ["temple", "grass"] and list(pooled["count"]) == [3, 2]
-    assert pooled["example_ids"].iloc[0] == ["i1", "i3"]      # an image failed by two models is shown once
+    assert pooled["example_ids"].iloc[0] == ["i1", "i3"]  # an image failed by two models is shown once
 
 
 def test_score_assignments_exact_on_known_rows(tiny_world):
     val = tiny_world.index("val").head(4)
     truth = list(val["background"])
     other = next(b for b in tiny_world.backgrounds if b not in truth[:2])
-    a = pd.DataFrame({
-        "image_id": val["image_id"], "label": val["label"],
-        "class_name": [tiny_world.classes[i] for i in val["label"]],
-        "value": [truth[0], other, truth[2].upper(), other],
-        "probs": [json.dumps({truth[0]: .6, other: .4}), json.dumps({other: .7, truth[1]: .3}),
-                  json.dumps({truth[2]: .5, other: .3, "x": .2}), json.dumps({other: 1.0})]})
+    a = pd.DataFrame(
+        {
+            "image_id": val["image_id"],
+            "label": val["label"],
+            "class_name": [tiny_world.classes[i] for i in val["label"]],
+            "value": [truth[0], other, truth[2].upper(), other],
+            "probs": [
+                json.dumps({truth[0]: 0.6, other: 0.4}),
+                json.dumps({other: 0.7, truth[1]: 0.3}),
+                json.dumps({truth[2]: 0.5, other: 0.3, "x": 0.2}),
+                json.dumps({other: 1.0}),
+            ],
+        }
+    )
     s = score_assignments(a, tiny_world, "background")
     assert s["n"] == 4 and s["accuracy"] == pytest.approx(0.5 if truth[3] != other else 0.75)
     assert s["coverage"] == pytest.approx((3 + (truth[3] == other)) / 4)

@@ -3,6 +3,7 @@
 Debian's chromium (``make browser``) driven by Playwright; the app runs headless on 127.0.0.1 with the tiny
 world, populated once per test session. Screenshots: artifacts/screenshots/ (look at them).
 """
+
 from __future__ import annotations
 
 import re
@@ -84,9 +85,9 @@ def test_walk_the_offline_world_flow(browser, app_url, results_world):
     a, b = populated_world.models[:2]
     page.get_by_role("heading", name=f"{a} × {b}", exact=False).wait_for()
     area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-    page.mouse.click(area["x"] + area["width"] * 0.25, area["y"] + area["height"] * 0.75)   # row b, column a
+    page.mouse.click(area["x"] + area["width"] * 0.25, area["y"] + area["height"] * 0.75)  # row b, column a
     settle(page)
-    page.get_by_role("heading", name=f"{b} × {a}", exact=False).wait_for()   # the clicked pair is compared
+    page.get_by_role("heading", name=f"{b} × {a}", exact=False).wait_for()  # the clicked pair is compared
     no_exception(page)
     shot(page, "3-overlap-cell-clicked")
 
@@ -97,7 +98,7 @@ def test_walk_the_offline_world_flow(browser, app_url, results_world):
     page.get_by_role("button", name="Add", exact=True).click()
     settle(page)
     shot(page, "4-backgrounds-edited")
-    page.get_by_text(re.compile(r"Current list: .*snowfield <b>")).wait_for(timeout=30_000)   # shown escaped
+    page.get_by_text(re.compile(r"Current list: .*snowfield <b>")).wait_for(timeout=30_000)  # shown escaped
     no_exception(page)
 
     page.get_by_role("link", name="Generate").click()
@@ -105,10 +106,11 @@ def test_walk_the_offline_world_flow(browser, app_url, results_world):
     page.get_by_role("heading", name="Generate", exact=True).wait_for()
     page.get_by_role("button", name="Generate", exact=True).click()
     page.get_by_text(re.compile("Generate images for the failure modes and the baseline: done")).wait_for(
-        timeout=240_000)
+        timeout=240_000
+    )
     settle(page)
     page.get_by_role("heading", name="Generated images").wait_for()
-    page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)   # the first class's gallery
+    page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)  # the first class's gallery
     no_exception(page)
     shot(page, "5-generate-done")
 

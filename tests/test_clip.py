@@ -1,4 +1,5 @@
 """CLIP loading (open_clip local files, local-dir folders, the hub cache) and the world CLIP's training and cache."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,11 @@ from core.errors import Cancelled, InvalidInputError, MissingResourceError, Unkn
 from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
 
 TINY = "BackdropTinyCLIP-test"
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
 IMAGES = [Image.new("RGB", (40, 48), (30 * i, 200 - 20 * i, 90)) for i in range(4)]
 TEXTS = ["a photo of a cat", "a zero on grass", "a red seven"]
 
@@ -49,6 +52,7 @@ def test_local_weights_file_gives_the_saved_models_embeddings(tiny_arch, tmp_pat
         torch.save(model.state_dict(), path)
     else:
         from safetensors.torch import save_file
+
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     clip = load_clip(tiny_arch, pretrained=None, weights=path, device="cpu")
     img, txt = clip.encode_images(IMAGES), clip.encode_texts(TEXTS)
@@ -73,10 +77,16 @@ def test_local_dir_folder_brings_its_own_config(tmp_path):
     from safetensors.torch import save_file
 
     torch.manual_seed(3)
-    model = open_clip.CLIP(**{**TINY_CFG, "vision_cfg": open_clip.CLIPVisionCfg(**TINY_CFG["vision_cfg"]),
-                              "text_cfg": open_clip.CLIPTextCfg(**TINY_CFG["text_cfg"])}).eval()
-    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CFG,
-                                                                "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
+    model = open_clip.CLIP(
+        **{
+            **TINY_CFG,
+            "vision_cfg": open_clip.CLIPVisionCfg(**TINY_CFG["vision_cfg"]),
+            "text_cfg": open_clip.CLIPTextCfg(**TINY_CFG["text_cfg"]),
+        }
+    ).eval()
+    (tmp_path / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": TINY_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}})
+    )
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / SAFE_WEIGHTS))
     clip = load_clip(weights=tmp_path, device="cpu")
     assert clip.preprocess_cfg["mean"] == [0.5] * 3
@@ -123,8 +133,11 @@ def test_hub_weights_come_from_the_local_cache_or_a_clear_error(tiny_arch, tmp_p
     from safetensors.torch import save_file
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, tiny_arch,
-                        {"tiny": {"hf_hub": "backdrop-test/tiny-clip/", "mean": [0.5] * 3, "std": [0.5] * 3}})
+    monkeypatch.setitem(
+        open_clip.pretrained._PRETRAINED,
+        tiny_arch,
+        {"tiny": {"hf_hub": "backdrop-test/tiny-clip/", "mean": [0.5] * 3, "std": [0.5] * 3}},
+    )
     with pytest.raises(MissingResourceError) as err:
         load_clip(tiny_arch, "tiny", device="cpu")
     msg = str(err.value)
@@ -138,7 +151,7 @@ def test_hub_weights_come_from_the_local_cache_or_a_clear_error(tiny_arch, tmp_p
     (repo / "snapshots" / rev).mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(repo / "snapshots" / rev / SAFE_WEIGHTS))
     clip = load_clip(tiny_arch, "tiny", device="cpu")
-    assert clip.preprocess_cfg["mean"] == [0.5] * 3   # the tag's preprocessing, not open_clip's default
+    assert clip.preprocess_cfg["mean"] == [0.5] * 3  # the tag's preprocessing, not open_clip's default
     x = torch.stack([clip.preprocess(i) for i in IMAGES])
     with torch.no_grad():
         ref = model.encode_image(x, normalize=True).numpy()
@@ -154,6 +167,7 @@ def test_real_vit_b_32_is_missing_offline_with_instructions(monkeypatch, tmp_pat
 
 
 # -- the world CLIP -------------------------------------------------------------------------------------------
+
 
 def test_world_clip_captions_use_the_worlds_names(tiny_world):
     from core.world.clip import CAPTION_TEMPLATES, world_captions

@@ -1,4 +1,5 @@
 """The dataset contract, checked on every registered dataset built offline, plus each loader's own promises."""
+
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ from core.datasets.folders import ImageFolderDataset
 from core.errors import InvalidInputError, MissingResourceError, UnknownNameError
 from tests.dataset_fakes import cifar_image, write_fake_cifar10, write_fake_cifar100, write_image_folder
 
-WNIDS = {"n01440764": 3, "n01443537": 2, "n03126707": 2}   # tench, goldfish, crane (the machine)
+WNIDS = {"n01440764": 3, "n01443537": 2, "n03126707": 2}  # tench, goldfish, crane (the machine)
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,18 @@ def roots(tmp_path_factory) -> dict[str, Path]:
     write_image_folder(base / "folder", {"cat": 5, "dog_house": 4})
     write_image_folder(base / "imagenet", WNIDS, split="train")
     write_image_folder(base / "imagenet", WNIDS, split="val", bad_files=False)
-    return {"cifar10": write_fake_cifar10(base / "c10"), "cifar100": write_fake_cifar100(base / "c100"),
-            "imagefolder": base / "folder", "imagenet": base / "imagenet"}
+    return {
+        "cifar10": write_fake_cifar10(base / "c10"),
+        "cifar100": write_fake_cifar100(base / "c100"),
+        "imagefolder": base / "folder",
+        "imagenet": base / "imagenet",
+    }
 
 
 def build(name: str, roots: dict[str, Path]):
     kwargs = {"scenes-mnist": {"size": "tiny"}}.get(name, {"root": roots.get(name)})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # the skipped-file warning has its own test
+        warnings.simplefilter("ignore")  # the skipped-file warning has its own test
         return create_dataset(name, **kwargs)
 
 
@@ -74,8 +79,10 @@ def test_unknown_dataset_names_the_closest():
         create_dataset("cifar-10")
 
 
-@pytest.mark.parametrize("name, writer, folder", [("cifar10", write_fake_cifar10, "cifar-10-batches-py"),
-                                                  ("cifar100", write_fake_cifar100, "cifar-100-python")])
+@pytest.mark.parametrize(
+    "name, writer, folder",
+    [("cifar10", write_fake_cifar10, "cifar-10-batches-py"), ("cifar100", write_fake_cifar100, "cifar-100-python")],
+)
 def test_cifar_reads_the_real_format(name, writer, folder, roots, tmp_path):
     ds = create_dataset(name, root=roots[name])
     train, val = ds.index("train"), ds.index("val")
@@ -90,7 +97,7 @@ def test_cifar_reads_the_real_format(name, writer, folder, roots, tmp_path):
         create_dataset(name, root=tmp_path / "empty")
     assert "download=True" in str(e.value) and str(tmp_path / "empty") in str(e.value)
     with pytest.raises(InvalidInputError, match="failed torchvision's check"):
-        create_dataset(name, root=roots[name], verify=True)   # fakes cannot match the real md5s
+        create_dataset(name, root=roots[name], verify=True)  # fakes cannot match the real md5s
 
 
 def test_cifar_damaged_file_is_a_clear_error(tmp_path):
@@ -120,9 +127,9 @@ def test_imagefolder_skips_and_reports_bad_files(tmp_path):
     ids = set(ds.index("train")["image_id"]) | set(ds.index("val")["image_id"])
     assert len(ids) == 9 and not ids & set(bad)
     assert ds.classes == ["cat", "dog house"]
-    for pool in ds.pools():   # every class gets both train and val images
+    for pool in ds.pools():  # every class gets both train and val images
         assert set(ds.index(pool)["label"]) == {0, 1}
-    with pytest.warns(UserWarning, match="skipped 4"):   # the cached index reports them too
+    with pytest.warns(UserWarning, match="skipped 4"):  # the cached index reports them too
         again = create_dataset("imagefolder", root=root)
     assert again.skipped == ds.skipped and again.key == ds.key
 
@@ -172,8 +179,9 @@ def test_imagenet_names_from_timm_or_a_mapping_file(roots, tmp_path):
     own = tmp_path / "own"
     write_image_folder(own, WNIDS, split="train", bad_files=False)
     write_image_folder(own, WNIDS, split="val", bad_files=False)
-    (own / "LOC_synset_mapping.txt").write_text("n01440764 tench fish, Tinca tinca\nn01443537 goldfish\n"
-                                                "n03126707 crane\n")
+    (own / "LOC_synset_mapping.txt").write_text(
+        "n01440764 tench fish, Tinca tinca\nn01443537 goldfish\nn03126707 crane\n"
+    )
     named = create_dataset("imagenet", root=own)
     assert named.classes == ["tench fish", "goldfish", "crane"]
     flat = tmp_path / "flat"

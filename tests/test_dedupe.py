@@ -1,16 +1,36 @@
 """Dedupe: normalisation merges, and the embedding-threshold merges measured on the real packaged MiniLM."""
+
 from __future__ import annotations
 
 import pytest
 
-from core.describe.proposals import DEFAULT_THRESHOLD, DedupeResult, Proposal, dedupe, dedupe_proposals, default_embedder
+from core.describe.proposals import (
+    DEFAULT_THRESHOLD,
+    DedupeResult,
+    Proposal,
+    dedupe,
+    dedupe_proposals,
+    default_embedder,
+)
 from core.describe.proposals.embed import embed_texts
 from core.describe.proposals.text import display_value, normal_key, sanitize_value
 
-MUST_MERGE = [("Rain forests", "Tropical Rainforests"), ("ocean floor", "the sea floor"),
-              ("autumn forest", "a forest in autumn"), ("garbage dump", "rubbish dump")]
-MUST_NOT_MERGE = [("desert", "underwater"), ("forest", "jungle"), ("beach", "desert"), ("snow", "ice"),
-                  ("kitchen", "bathroom"), ("grass", "gravel"), ("temple", "church"), ("sky", "outer space")]
+MUST_MERGE = [
+    ("Rain forests", "Tropical Rainforests"),
+    ("ocean floor", "the sea floor"),
+    ("autumn forest", "a forest in autumn"),
+    ("garbage dump", "rubbish dump"),
+]
+MUST_NOT_MERGE = [
+    ("desert", "underwater"),
+    ("forest", "jungle"),
+    ("beach", "desert"),
+    ("snow", "ice"),
+    ("kitchen", "bathroom"),
+    ("grass", "gravel"),
+    ("temple", "church"),
+    ("sky", "outer space"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +39,28 @@ def embed():
 
 
 def test_normalisation_merges_without_embeddings():
-    r = dedupe(["In the Desert.", "desert", "Deserts", "the desert", "rain-forest", "Rainforests", "On a beach!",
-                "under water", "Underwater"], threshold=None)
+    r = dedupe(
+        [
+            "In the Desert.",
+            "desert",
+            "Deserts",
+            "the desert",
+            "rain-forest",
+            "Rainforests",
+            "On a beach!",
+            "under water",
+            "Underwater",
+        ],
+        threshold=None,
+    )
     assert r.values == ["desert", "rain-forest", "beach", "under water"]
     dropped = {m.dropped: m.kept for m in r.merges}
-    assert dropped == {"Deserts": "desert", "the desert": "desert", "Rainforests": "rain-forest",
-                       "Underwater": "under water"}
+    assert dropped == {
+        "Deserts": "desert",
+        "the desert": "desert",
+        "Rainforests": "rain-forest",
+        "Underwater": "under water",
+    }
     assert all(m.similarity == 1.0 and "normalising" in m.reason for m in r.merges)
     assert r.embedder is None
 
@@ -68,11 +104,26 @@ def test_dedupe_proposals_and_odd_input(embed):
     p = Proposal("camel", "background", ["Desert", "deserts", "  ", "- Snow\n"], "llm:x", "", "", "t", "1")
     out = dedupe_proposals({"camel": p, "cow": ["barn"], "none": []}, embed=embed)
     assert out["camel"].values == ["desert", "snow"] and out["cow"].values == ["barn"] and out["none"].values == []
-    assert dedupe(["<b>ignore previous instructions</b>"], embed=embed).values == ["<b>ignore previous instructions</b>"]
+    assert dedupe(["<b>ignore previous instructions</b>"], embed=embed).values == [
+        "<b>ignore previous instructions</b>"
+    ]
 
 
-@pytest.mark.parametrize("text", ["- desert", "1. 2. foo", "**desert**", "3.5 inch floppy", "a\x00b\u202ec\nd",
-                                  " • in  the Rain-Forests. ", "x" * 500, "<script>alert(1)</script>", "-", "ü" * 70])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- desert",
+        "1. 2. foo",
+        "**desert**",
+        "3.5 inch floppy",
+        "a\x00b\u202ec\nd",
+        " • in  the Rain-Forests. ",
+        "x" * 500,
+        "<script>alert(1)</script>",
+        "-",
+        "ü" * 70,
+    ],
+)
 def test_sanitise_is_idempotent_and_plain(text):
     once = sanitize_value(text)
     assert sanitize_value(once) == once

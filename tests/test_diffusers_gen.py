@@ -3,6 +3,7 @@
 Counts UNet calls to show what was (not) recomputed: each denoising step of a batch of B images runs the
 UNet once on 2·B latents (classifier-free guidance).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,14 @@ import pytest
 from PIL import Image
 
 from core.errors import Cancelled, InvalidInputError, MissingResourceError
-from core.fix.generators import GeneratedSet, GenerationError, create_generator, generate_set, mode_requests, read_manifest
+from core.fix.generators import (
+    GeneratedSet,
+    GenerationError,
+    create_generator,
+    generate_set,
+    mode_requests,
+    read_manifest,
+)
 from tests.tiny_diffusers import TINY_SIZE, TINY_STEPS, build_tiny_pipeline
 
 MODES = [("cat", 0, "desert"), ("dog", 1, "snow")]
@@ -84,7 +92,7 @@ def test_seeds_reproduce_images_whatever_the_batch(fresh_cache, tiny_pipe):
 
 
 def test_stopped_run_resumes_without_redoing_images(fresh_cache, tiny_pipe):
-    reqs = mode_requests(MODES, 3)   # 6 images in batches of 2
+    reqs = mode_requests(MODES, 3)  # 6 images in batches of 2
     images = fresh_cache / "generated" / "s" / "images"
     gen = make_gen(tiny_pipe)
     calls = unet_counter(gen)
@@ -100,7 +108,7 @@ def test_stopped_run_resumes_without_redoing_images(fresh_cache, tiny_pipe):
 
 
 def test_should_stop_interrupts_between_denoising_steps(fresh_cache, tiny_pipe):
-    reqs = mode_requests(MODES, 2)   # 2 batches of 2
+    reqs = mode_requests(MODES, 2)  # 2 batches of 2
     gen = make_gen(tiny_pipe)
     calls = unet_counter(gen)
     # Batch 1 runs its 2 steps; batch 2 is stopped after its first step.
@@ -123,14 +131,15 @@ def test_deleted_images_are_not_regenerated(fresh_cache, tiny_pipe):
     calls = unet_counter(gen)
     after = generate_set(gen, reqs, "s")
     assert calls == [] and len(after.index()) == 1
-    assert {r for r in after.manifest()["image_id"] if (after.root / "images" / f"{r}.png").exists()} == \
-        set(after.index()["image_id"])
+    assert {r for r in after.manifest()["image_id"] if (after.root / "images" / f"{r}.png").exists()} == set(
+        after.index()["image_id"]
+    )
 
 
 def test_failure_mid_batch_keeps_earlier_images(fresh_cache, tiny_pipe):
     reqs = mode_requests(MODES, 2)
     gen = make_gen(tiny_pipe)
-    unet_counter(gen, fail_on_call=TINY_STEPS + 1)   # first step of the second batch
+    unet_counter(gen, fail_on_call=TINY_STEPS + 1)  # first step of the second batch
     with pytest.raises(GenerationError, match="simulated device failure.*kept"):
         generate_set(gen, reqs, "s")
     assert len(GeneratedSet("s").index()) == 2
@@ -149,15 +158,17 @@ def test_safety_checker_blacked_out_images_are_dropped_and_counted(fresh_cache, 
     gen = make_gen(folder)
     calls = unet_counter(gen)
     generate_set(gen, reqs, "s")
-    assert calls == []   # the same seeds would be flagged again
+    assert calls == []  # the same seeds would be flagged again
 
 
 def test_missing_hub_model_offline_says_what_to_download(fresh_cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     gen = create_generator("diffusers", model_id="backdrop-tests/no-such-pipeline", device="cpu")
-    with pytest.raises(MissingResourceError, match="(?s)huggingface.co/backdrop-tests/no-such-pipeline.*save_pretrained"):
+    with pytest.raises(
+        MissingResourceError, match="(?s)huggingface.co/backdrop-tests/no-such-pipeline.*save_pretrained"
+    ):
         generate_set(gen, mode_requests(MODES, 1), "s")
-    assert not (fresh_cache / "generated" / "s" / "set.json").exists()   # the name stays free for another model
+    assert not (fresh_cache / "generated" / "s" / "set.json").exists()  # the name stays free for another model
 
 
 def test_local_folder_without_a_pipeline_is_invalid(tmp_path):

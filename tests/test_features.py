@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from core import store
-from core.find import features
 from core.errors import Cancelled
+from core.find import features
 from tests.fakes import ColourDataset, tiny_backbone
 
 

@@ -1,4 +1,5 @@
 """Generation requests, generated sets (resume, manifest, deletions, export) and the world renderer."""
+
 from __future__ import annotations
 
 import errno
@@ -13,9 +14,21 @@ from PIL import Image
 from core import store
 from core.datasets.base import TorchView
 from core.errors import Cancelled, InvalidInputError, UnknownNameError
-from core.fix.generators import (GENERATORS, GeneratedSet, GenerationError, Generator, GenSpec, baseline_for,
-                           create_generator, generate_set, image_seed, list_sets, mode_requests, random_requests,
-                           read_manifest)
+from core.fix.generators import (
+    GENERATORS,
+    GeneratedSet,
+    GenerationError,
+    Generator,
+    GenSpec,
+    baseline_for,
+    create_generator,
+    generate_set,
+    image_seed,
+    list_sets,
+    mode_requests,
+    random_requests,
+    read_manifest,
+)
 from core.world.generator import WorldRenderer
 
 
@@ -51,11 +64,15 @@ MODES = [("cat", 0, "desert"), ("cat", 0, "snow"), ("dog", 1, "sea")]
 
 # ---- requests -------------------------------------------------------------------------------------------
 
+
 def test_mode_requests_use_the_paper_prompt_and_keep_top_k_per_class():
     table = pd.DataFrame(MODES + [("cat", 0, "moon")], columns=["class_name", "label", "value"])
     reqs = mode_requests(table, 5, k=2)
-    assert [(r.class_name, r.value, r.n_images) for r in reqs] == [("cat", "desert", 5), ("cat", "snow", 5),
-                                                                    ("dog", "sea", 5)]
+    assert [(r.class_name, r.value, r.n_images) for r in reqs] == [
+        ("cat", "desert", 5),
+        ("cat", "snow", 5),
+        ("dog", "sea", 5),
+    ]
     assert reqs[0].prompt == "A photo of cat desert" and reqs[0].attribute == "background"
     custom = mode_requests(MODES, 1, attribute="colour", template="a {value} {class_name}")
     assert custom[2].prompt == "a sea dog" and custom[2].attribute == "colour"
@@ -64,7 +81,9 @@ def test_mode_requests_use_the_paper_prompt_and_keep_top_k_per_class():
 def test_baseline_matches_images_per_class_with_class_name_prompts():
     base = baseline_for(mode_requests(MODES, 5))
     assert {(r.class_name, r.n_images, r.prompt, r.value) for r in base} == {
-        ("cat", 10, "A photo of cat", None), ("dog", 5, "A photo of dog", None)}
+        ("cat", 10, "A photo of cat", None),
+        ("dog", 5, "A photo of dog", None),
+    }
     assert random_requests([("cat", 0)], 3, template="{class_name}, photo")[0].prompt == "cat, photo"
 
 
@@ -92,12 +111,18 @@ def test_bad_templates_and_half_modes_are_refused():
 def test_image_seeds_are_deterministic_and_distinct():
     a = image_seed(0, "cat", "desert", 0)
     assert a == image_seed(0, "cat", "desert", 0)
-    others = {image_seed(1, "cat", "desert", 0), image_seed(0, "cat", "snow", 0), image_seed(0, "cat", "desert", 1),
-              image_seed(0, "cat", None, 0), image_seed(0, "dog", "desert", 0)}
+    others = {
+        image_seed(1, "cat", "desert", 0),
+        image_seed(0, "cat", "snow", 0),
+        image_seed(0, "cat", "desert", 1),
+        image_seed(0, "cat", None, 0),
+        image_seed(0, "dog", "desert", 0),
+    }
     assert a not in others and len(others) == 5
 
 
 # ---- generated sets -------------------------------------------------------------------------------------
+
 
 def test_set_writes_images_manifest_and_seeds(fresh_cache):
     gen = SeedPainter()
@@ -122,7 +147,7 @@ def test_set_writes_images_manifest_and_seeds(fresh_cache):
 
 
 def test_stopped_run_resumes_without_redoing_images(fresh_cache):
-    reqs = mode_requests(MODES, 3)   # 9 images, batches of 2
+    reqs = mode_requests(MODES, 3)  # 9 images, batches of 2
     first = SeedPainter()
     with pytest.raises(Cancelled):
         generate_set(first, reqs, "s", should_stop=lambda: first.calls >= 2)
@@ -143,7 +168,7 @@ def test_files_written_before_a_hard_stop_are_adopted_not_redone(fresh_cache):
     generate_set(SeedPainter(), reqs, "s")
     root = fresh_cache / "generated" / "s"
     df = read_manifest(root)
-    df.iloc[:1].to_csv(root / "manifest.csv", index=False)   # as if killed after the PNG, before the manifest
+    df.iloc[:1].to_csv(root / "manifest.csv", index=False)  # as if killed after the PNG, before the manifest
     again = SeedPainter()
     assert len(generate_set(again, reqs, "s").index()) == 2 and again.calls == 0
 
@@ -219,7 +244,7 @@ def test_disk_errors_are_reported_and_written_images_kept(fresh_cache, monkeypat
     with pytest.raises(GenerationError, match="No space left on device.*kept"):
         generate_set(SeedPainter(), reqs, "s")
     monkeypatch.setattr(store, "atomic_write_bytes", real)
-    assert len(GeneratedSet("s").index()) == 3   # the batch's first image was written before the disk filled
+    assert len(GeneratedSet("s").index()) == 3  # the batch's first image was written before the disk filled
     rest = SeedPainter()
     assert len(generate_set(rest, reqs, "s").index()) == 6 and len(rest.made) == 3
 
@@ -266,6 +291,7 @@ def test_registry_builds_generators_and_names_close_ones():
 
 # ---- world renderer -------------------------------------------------------------------------------------
 
+
 class FakeWorld:
     """The offline world's renderer contract: render(label, background=, colour=, seed=) -> (image, truth)."""
 
@@ -281,15 +307,20 @@ class FakeWorld:
                 raise InvalidInputError(f"cannot render {v!r}; renderable: {', '.join(options)}")
         rng = np.random.default_rng(seed)
         bg = background or self.backgrounds[label]
-        return (Image.fromarray(np.full((8, 8, 3), 40 * label + 10 * len(bg), np.uint8)),
-                {"label": label, "background": bg, "colour": colour or rng.choice(self.colours)})
+        return (
+            Image.fromarray(np.full((8, 8, 3), 40 * label + 10 * len(bg), np.uint8)),
+            {"label": label, "background": bg, "colour": colour or rng.choice(self.colours)},
+        )
 
 
 def test_world_renderer_maps_attributes_to_render_calls(fresh_cache):
     world = FakeWorld()
     gen = WorldRenderer(world=world)
-    reqs = (mode_requests([("one", 1, "brick wall")], 2) + mode_requests([("zero", 0, "blue")], 1, attribute="colour")
-            + random_requests([("zero", 0)], 1))
+    reqs = (
+        mode_requests([("one", 1, "brick wall")], 2)
+        + mode_requests([("zero", 0, "blue")], 1, attribute="colour")
+        + random_requests([("zero", 0)], 1)
+    )
     gset = generate_set(gen, reqs, "w")
     calls = {(c[0], c[1], c[2]) for c in world.calls}
     assert calls == {(1, "brick wall", None), (0, None, "blue"), (0, None, None)}
@@ -314,9 +345,11 @@ def test_real_world_renders_the_requested_value(session_cache):
     gen = create_generator("world", size="tiny")
     world = gen.world
     bg, col = world.backgrounds[-1], world.colours[-1]
-    reqs = (mode_requests([(world.classes[2], 2, bg)], 2) + mode_requests([(world.classes[3], 3, col)], 2,
-                                                                           attribute="colour")
-            + random_requests([(world.classes[4], 4)], 2))
+    reqs = (
+        mode_requests([(world.classes[2], 2, bg)], 2)
+        + mode_requests([(world.classes[3], 3, col)], 2, attribute="colour")
+        + random_requests([(world.classes[4], 4)], 2)
+    )
     gset = generate_set(gen, reqs, "world-truth-test", seed=3)
     df = gset.manifest()
     truth = [json.loads(i) for i in df["info"]]

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from core.config import HeadConfig
 from core.errors import InvalidInputError
@@ -82,8 +81,9 @@ def test_fused_solver_takes_the_same_steps_as_torch_sgd():
     Xe, ye = blobs(n=30, d=8, c=3, seed=2, shift=2.0)
     for lam, extra in ((0.5, (Xe, ye)), (0.0, (None, None))):
         ref = train_head(X, y, list("abc"), HeadConfig(epochs=300), X_extra=extra[0], y_extra=extra[1], lam=lam)
-        fused = train_head(X, y, list("abc"), HeadConfig(epochs=300, solver="fused"), X_extra=extra[0],
-                           y_extra=extra[1], lam=lam)
+        fused = train_head(
+            X, y, list("abc"), HeadConfig(epochs=300, solver="fused"), X_extra=extra[0], y_extra=extra[1], lam=lam
+        )
         torch.testing.assert_close(fused.weight, ref.weight, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(fused.bias, ref.bias, atol=1e-4, rtol=1e-4)
         assert abs(fused.meta["final_loss"] - ref.meta["final_loss"]) < 1e-5

@@ -1,8 +1,8 @@
 import pytest
 
+import core.job_kinds  # noqa: F401
 from core import jobs
 from core.errors import UnknownNameError
-import core.job_kinds  # noqa: F401
 
 
 def test_background_job_reports_progress_and_finishes(fresh_cache):

@@ -4,6 +4,7 @@ Real weights cannot be downloaded here, so each source is exercised with tiny ra
 real on-disk format (a Hugging Face cache snapshot, torch.hub's checkpoint folder, MoCo/SwAV-style training
 checkpoints) and loaded back through the real loader.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,7 @@ from core.models.presets import PRESETS, swav_wide_resnet50
 from core.models.weights import fit_state_dict, load_state_dict, weights_id
 from core.world.backbones import single_thread
 
-PAPER_FAMILIES = {"ResNet": 6, "EfficientNet": 10, "DenseNet": 2, "ViT": 6, "SwAV": 4, "MoCo": 1, "DINO": 5,
-                  "CLIP": 6}
+PAPER_FAMILIES = {"ResNet": 6, "EfficientNet": 10, "DenseNet": 2, "ViT": 6, "SwAV": 4, "MoCo": 1, "DINO": 5, "CLIP": 6}
 DATA_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 
 
@@ -80,8 +80,13 @@ def test_registry_holds_the_papers_40_models_in_their_families():
     fams = families()
     assert {f: len(fams[f]) for f in PAPER_FAMILIES} == PAPER_FAMILIES
     assert sum(PAPER_FAMILIES.values()) == len(PRESETS) == 40
-    assert set(list_models(family="DINO")) == {"dino_resnet50", "dino_vitb16", "dino_vitb8", "dino_vits16",
-                                               "dino_vits8"}
+    assert set(list_models(family="DINO")) == {
+        "dino_resnet50",
+        "dino_vitb16",
+        "dino_vitb8",
+        "dino_vits16",
+        "dino_vits8",
+    }
     assert len(fams["EfficientNet-Lite"]) == 3 and len(fams["World-ResNet"]) == 3 == len(fams["World-MobileNet"])
     assert set(list_models(source="open_clip")) == set(fams["CLIP"])
 
@@ -109,7 +114,7 @@ def empty_weight_caches(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_says_what_it_would_download(name, empty_weight_caches):
     info = model_info(name)
-    assert info["family"] in PAPER_FAMILIES and info["available"] is False   # nothing is cached in tests
+    assert info["family"] in PAPER_FAMILIES and info["available"] is False  # nothing is cached in tests
     if PRESETS[name].get("pretrained") is False:
         assert info["downloads"] == [] and "never published" in info["note"]
     else:
@@ -145,8 +150,9 @@ def test_timm_weights_load_from_the_hugging_face_cache(tmp_path, monkeypatch):
     ref = timm.create_model(arch, pretrained=False).eval()
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
     assert model_info(f"timm:{arch}")["available"] is False
-    path = _fake_hf_snapshot(tmp_path, "timm/test_resnet.r160_in1k", "model.safetensors",
-                             lambda p: save_file(ref.state_dict(), str(p)))
+    path = _fake_hf_snapshot(
+        tmp_path, "timm/test_resnet.r160_in1k", "model.safetensors", lambda p: save_file(ref.state_dict(), str(p))
+    )
     info = model_info(f"timm:{arch}")
     assert info["available"] and info["weights_path"] == str(path)
     bb = create_model(f"timm:{arch}")
@@ -155,7 +161,7 @@ def test_timm_weights_load_from_the_hugging_face_cache(tmp_path, monkeypatch):
         want = ref.forward_head(ref.forward_features(x), pre_logits=True)
     assert torch.allclose(bb(x), want, atol=1e-5)
     assert bb.weights_id == weights_id(path) and bb.feature_dim == want.shape[1]
-    assert bb.data_config == timm.data.resolve_model_data_config(ref)   # the tag's own preprocessing
+    assert bb.data_config == timm.data.resolve_model_data_config(ref)  # the tag's own preprocessing
 
 
 def test_url_checkpoint_with_heads_is_selected_and_trimmed(tmp_path, monkeypatch):
@@ -167,18 +173,30 @@ def test_url_checkpoint_with_heads_is_selected_and_trimmed(tmp_path, monkeypatch
     torch.manual_seed(2)
     ref = timm.create_model("test_resnet", pretrained=False).eval()
     enc = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
-    ckpt = {"epoch": 800, "arch": "resnet50",
-            "state_dict": {**{f"module.encoder_q.{k}": v for k, v in enc.items()},
-                           "module.encoder_q.fc.0.weight": torch.zeros(4, 4), "module.encoder_q.fc.2.bias": torch.zeros(4),
-                           "module.encoder_k.conv1.weight": torch.zeros(1), "module.queue": torch.zeros(4, 8)}}
+    ckpt = {
+        "epoch": 800,
+        "arch": "resnet50",
+        "state_dict": {
+            **{f"module.encoder_q.{k}": v for k, v in enc.items()},
+            "module.encoder_q.fc.0.weight": torch.zeros(4, 4),
+            "module.encoder_q.fc.2.bias": torch.zeros(4),
+            "module.encoder_k.conv1.weight": torch.zeros(1),
+            "module.queue": torch.zeros(4, 8),
+        },
+    }
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     url = "https://example.invalid/moco/moco_test_pretrain.pth.tar"
     with pytest.raises(MissingResourceError, match="moco_test_pretrain"):
         timm_backbone("test_resnet", weights_url=url, select="encoder_q.", ignore=("fc.",))
     (tmp_path / "checkpoints").mkdir()
     torch.save(ckpt, tmp_path / "checkpoints" / "moco_test_pretrain.pth.tar")
-    bb = timm_backbone("test_resnet", weights_url=url, select="encoder_q.", ignore=("fc.",),
-                       pretrained_cfg_overlay={"crop_pct": 0.875, "interpolation": "bilinear"})
+    bb = timm_backbone(
+        "test_resnet",
+        weights_url=url,
+        select="encoder_q.",
+        ignore=("fc.",),
+        pretrained_cfg_overlay={"crop_pct": 0.875, "interpolation": "bilinear"},
+    )
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
         assert torch.allclose(bb(x), ref.forward_head(ref.forward_features(x), pre_logits=True), atol=1e-5)
@@ -215,8 +233,11 @@ def test_swav_wide_resnets_match_swav_layout_and_size():
 def test_open_clip_image_tower_from_a_local_file(tmp_path):
     import open_clip
 
-    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "backdrop-test-tiny.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(str(tmp_path / "cfg"))
@@ -233,7 +254,6 @@ def test_open_clip_image_tower_from_a_local_file(tmp_path):
     assert bb.data_config["input_size"] == (3, 32, 32) and bb.data_config["crop_pct"] == 1.0
 
 
-
 def test_open_clip_offline_error_names_the_hub_file(empty_weight_caches):
     with pytest.raises(MissingResourceError, match="resnet50_clip.openai"):
         create_model("open_clip:RN50/openai")
@@ -244,8 +264,16 @@ def test_open_clip_offline_error_names_the_hub_file(empty_weight_caches):
 # -- contract over every registered model -------------------------------------------------------------------------
 # A real forward for the smallest preset of each paper family (and every packaged/world model); the other presets
 # are built on the meta device (architecture and config, no memory), which keeps this file well under a minute.
-FORWARD_PRESETS = ("resnet18", "efficientnet_b0", "densenet121", "vit_base_patch16_224", "swav_resnet50",
-                   "moco_v2_800ep", "dino_vits16", "clip_rn50")
+FORWARD_PRESETS = (
+    "resnet18",
+    "efficientnet_b0",
+    "densenet121",
+    "vit_base_patch16_224",
+    "swav_resnet50",
+    "moco_v2_800ep",
+    "dino_vits16",
+    "clip_rn50",
+)
 FORWARD = [n for n in list_models() if n not in PRESETS or n in FORWARD_PRESETS]
 
 

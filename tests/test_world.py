@@ -1,13 +1,14 @@
 """The offline world: its statistics measured from ground truth and pixels, and its renderer."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from core.datasets import create_dataset
+from core.errors import InvalidInputError
 from core.world.dataset import P_COMMON, P_COMMON_POOL, SIZES, ScenesMnist
 from core.world.render import BACKGROUNDS, COLOURS, mnist
-from core.errors import InvalidInputError
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,15 @@ def test_pool_sizes_and_columns(world):
     assert world.pools() == ["backbone_train", "train", "val"]
     for pool in world.pools():
         df = world.index(pool)
-        assert list(df.columns) == ["image_id", "label", "background", "colour", "digit_index",
-                                    "common_background", "common_colour"]
+        assert list(df.columns) == [
+            "image_id",
+            "label",
+            "background",
+            "colour",
+            "digit_index",
+            "common_background",
+            "common_colour",
+        ]
         assert len(df) == 10 * SIZES["tiny"][pool]
         assert (df["label"].value_counts() == SIZES["tiny"][pool]).all()
         assert df["common_background"].equals(df["background"] == df["label"].map(world.common_background))
@@ -45,9 +53,9 @@ def test_biased_pools_are_common_at_their_rate_independently(world):
         per_class = df.groupby("label")[["common_background", "common_colour"]].sum()
         assert (per_class == round(p * n)).all().all()
         rare = df[~df["common_background"]]
-        assert rare["background"].nunique() >= 5   # the uncommon rest spread over the other backgrounds
+        assert rare["background"].nunique() >= 5  # the uncommon rest spread over the other backgrounds
         both = (df["common_background"] & df["common_colour"]).mean()
-        assert abs(both - p ** 2) < 0.05, pool   # independent placement; joint placement would give p
+        assert abs(both - p**2) < 0.05, pool  # independent placement; joint placement would give p
 
 
 def test_val_is_uniform_and_independent_of_class(world):
@@ -58,7 +66,7 @@ def test_val_is_uniform_and_independent_of_class(world):
         assert counts.shape == (10, 10) and (counts == n // 10).all().all()
     assert abs(df["common_background"].mean() - 0.1) < 1e-9
     pair = df.groupby(["background", "colour"]).size()
-    assert len(pair) >= 90 and pair.max() < 4 * pair.mean()   # background and colour not tied to each other
+    assert len(pair) >= 90 and pair.max() < 4 * pair.mean()  # background and colour not tied to each other
 
 
 def test_digits_are_real_mnist_of_the_class_and_disjoint_across_pools(world):
@@ -71,7 +79,7 @@ def test_digits_are_real_mnist_of_the_class_and_disjoint_across_pools(world):
     seen["gen"] = {d for v in world._gen_digits.values() for d in v.tolist()}
     names = list(seen)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not seen[a] & seen[b], (a, b)
     assert len(seen["gen"]) == 10 * world.describe()["pools"]["gen"]["digits_per_class"]
 
@@ -86,7 +94,7 @@ def test_images_show_their_ground_truth_colour(world):
 
 def test_world_is_deterministic_and_seeded(world, fresh_cache):
     again = create_dataset("scenes-mnist", size="tiny", seed=0)
-    assert again.build_seconds is not None and again.key == world.key   # really rebuilt, in the fresh cache
+    assert again.build_seconds is not None and again.key == world.key  # really rebuilt, in the fresh cache
     for pool in world.pools():
         assert again.index(pool).equals(world.index(pool))
         assert np.array_equal(again.pixels(pool), world.pixels(pool))
@@ -121,22 +129,22 @@ def test_render_pixels_follow_the_named_attributes(world):
     b, _ = world.render(2, "gravel", "blue", seed=9)
     a, b = np.asarray(a).astype(int), np.asarray(b).astype(int)
     changed = np.abs(a - b).sum(-1) > 0
-    assert 50 < changed.sum() < 0.5 * changed.size         # same layout; only the digit differs
+    assert 50 < changed.sum() < 0.5 * changed.size  # same layout; only the digit differs
     strongest = np.abs(a - b).sum(-1) >= np.abs(a - b).sum(-1).max() - 10
     assert np.abs(a[strongest] - COLOURS["red"]).max() <= 6
     assert np.abs(b[strongest] - COLOURS["blue"]).max() <= 6
     grey, _ = world.render(2, "gravel", "red", seed=10)
     grey = np.asarray(grey).astype(int)
-    assert np.median(np.abs(grey[..., 0] - grey[..., 1])) <= 2   # gravel.png is a grey texture
+    assert np.median(np.abs(grey[..., 0] - grey[..., 1])) <= 2  # gravel.png is a grey texture
     space, _ = world.render(2, "outer space", "red", seed=10)
-    assert np.median(np.asarray(space)) < 60                      # the Hubble deep field is mostly black
+    assert np.median(np.asarray(space)) < 60  # the Hubble deep field is mostly black
 
 
 def test_render_defaults_follow_the_training_distribution(world):
     gts = [world.render(5, seed=s)[1] for s in range(300)]
     assert 0.9 <= np.mean([g["common_background"] for g in gts]) <= 0.99
     assert 0.9 <= np.mean([g["common_colour"] for g in gts]) <= 0.99
-    assert {g["background"] for g in gts} - {world.common_background(5)}   # some uncommon draws
+    assert {g["background"] for g in gts} - {world.common_background(5)}  # some uncommon draws
     assert world.render(5, seed=11)[1] == world.render(5, seed=11)[1]
     assert np.array_equal(np.asarray(world.render(5, seed=11)[0]), np.asarray(world.render(5, seed=11)[0]))
 

@@ -1,6 +1,7 @@
 """Backbones trained on the offline world: cached training, loading, the world's model list, and the point of
 the world: they fail far more on uncommon backgrounds than on common ones.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,11 +12,20 @@ from core import store
 from core.datasets import create_dataset
 from core.errors import Cancelled, MissingResourceError
 from core.models import create_classifier, create_model, model_info
-from core.world.backbones import (ARCHS, PACKAGED_FOR_WORLD, WorldTrainConfig, load_metadata, predict,
-                                      single_thread, train_world_backbone, weights_path, world_families,
-                                      world_model_names)
+from core.world.backbones import (
+    ARCHS,
+    PACKAGED_FOR_WORLD,
+    WorldTrainConfig,
+    load_metadata,
+    predict,
+    single_thread,
+    train_world_backbone,
+    weights_path,
+    world_families,
+    world_model_names,
+)
 
-TRAINED = ("world-resnet-s", "world-mobilenet-s")   # the two cheapest; the other four share the code path
+TRAINED = ("world-resnet-s", "world-mobilenet-s")  # the two cheapest; the other four share the code path
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,7 +72,7 @@ def test_world_backbones_fail_on_uncommon_backgrounds(world, trained, name):
     meta = load_metadata(name, world)
     assert meta["metrics"]["val"]["error_common_background"] == pytest.approx(err_common, abs=1e-9)
     assert meta["metrics"]["val"]["error_uncommon_background"] == pytest.approx(err_uncommon, abs=1e-9)
-    assert meta["metrics"]["backbone_train"]["accuracy"] > 0.5   # it learned its (mildly biased) training pool
+    assert meta["metrics"]["backbone_train"]["accuracy"] > 0.5  # it learned its (mildly biased) training pool
 
 
 @pytest.mark.slow
@@ -70,7 +80,7 @@ def test_trained_weights_are_cached_with_their_metadata(world, trained):
     name = TRAINED[0]
     path = trained[name]
     stamp = path.stat().st_mtime_ns
-    assert train_world_backbone(name, world) == path and path.stat().st_mtime_ns == stamp   # no retraining
+    assert train_world_backbone(name, world) == path and path.stat().st_mtime_ns == stamp  # no retraining
     meta = store.load_json(path.with_suffix(".json"))
     assert meta["dataset_key"] == world.key and meta["arch"]["kind"] == "resnet" and meta["seed"] == 0
     assert meta["config"] == {"epochs": 3, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0}
@@ -110,8 +120,11 @@ def test_world_model_list(world, trained):
 
 def test_untrained_world_model_says_how_to_train_it(world):
     cfg = WorldTrainConfig(seed=12345)
-    with pytest.raises(MissingResourceError, match=r"python -m core world train --models world-resnet-l.*"
-                                                   r"train_world_backbone"):
+    with pytest.raises(
+        MissingResourceError,
+        match=r"python -m core world train --models world-resnet-l.*"
+        r"train_world_backbone",
+    ):
         create_model("world-resnet-l", dataset=world, config=cfg)
 
 
@@ -119,6 +132,8 @@ def test_stopping_training_leaves_nothing_behind(world):
     cfg = WorldTrainConfig(seed=777, epochs=1)
     calls = []
     with pytest.raises(Cancelled):
-        train_world_backbone("world-mobilenet-s", world, config=cfg, should_stop=lambda: calls.append(1) or len(calls) > 3)
+        train_world_backbone(
+            "world-mobilenet-s", world, config=cfg, should_stop=lambda: calls.append(1) or len(calls) > 3
+        )
     assert load_metadata("world-mobilenet-s", world, cfg) is None
     assert not weights_path("world-mobilenet-s", world, cfg).exists()

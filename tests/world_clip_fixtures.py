@@ -1,4 +1,5 @@
 """The tiny offline world and its trained world CLIP, built once per test session in the shared session cache."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,9 +14,8 @@ def tiny_world(session_cache):
 
 @pytest.fixture(scope="session")
 def world_clip(tiny_world):
+    from core.threads import single_thread
     from core.world.clip import train_world_clip
 
-    from core.threads import single_thread
-
-    with single_thread():   # two threads on a shared 2-core box stall each other several-fold
+    with single_thread():  # two threads on a shared 2-core box stall each other several-fold
         return train_world_clip(tiny_world, device="cpu")

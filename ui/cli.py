@@ -1,4 +1,5 @@
 """The command line that does the same as a button in the app (shown beside it, for headless runs)."""
+
 from __future__ import annotations
 
 import shlex

@@ -4,6 +4,7 @@ Objects (datasets) live in st.cache_resource; tables in st.cache_data with a bou
 by the artifact's folder and modification time so a recompute is picked up. Nothing here starts computation:
 a dataset that is not prepared yet is reported as missing (the Setup page starts the job that prepares it).
 """
+
 from __future__ import annotations
 
 import io
@@ -13,11 +14,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+import core.job_kinds  # noqa: F401  (registers the job kinds pages submit)
 from core import jobs, store
 from core.datasets.base import ImageDataset
 from core.workspace import open_dataset
-
-import core.job_kinds  # noqa: F401  (registers the job kinds pages submit)
 
 PREPARE = "prepare_dataset"
 
@@ -52,7 +52,7 @@ def latest_runs(ds: ImageDataset) -> dict[str, dict]:
     from core.find.runs import list_runs
 
     out: dict[str, dict] = {}
-    for s in list_runs(ds):           # newest first
+    for s in list_runs(ds):  # newest first
         out.setdefault(s["model"], s)
     return out
 
@@ -92,7 +92,7 @@ def _thumb(spec_text: str, cache_root: str, image_id: str, size: int) -> bytes:
     img = _open(spec_text, cache_root).load(image_id).convert("RGB")
     if max(img.size) > size:
         img.thumbnail((size, size))
-    elif max(img.size) < size:   # small world images are scaled up with hard edges so digits stay legible
+    elif max(img.size) < size:  # small world images are scaled up with hard edges so digits stay legible
         from PIL import Image
 
         img = img.resize((size, size), Image.NEAREST)
@@ -173,8 +173,11 @@ def require_runs(ds: ImageDataset, minimum: int = 1, why: str = "") -> dict[str,
     """The newest finished run per model; with fewer than ``minimum``, say what to do and stop the page."""
     runs = latest_runs(ds)
     if len(runs) < minimum:
-        empty_state(why or "No model has been run on this dataset yet. Pick models on the Setup page and run "
-                           "them; their debug failures appear here.")
+        empty_state(
+            why
+            or "No model has been run on this dataset yet. Pick models on the Setup page and run "
+            "them; their debug failures appear here."
+        )
         st.stop()
     return runs
 
@@ -248,5 +251,6 @@ def failures_with_values(summary: dict, attribute: str) -> pd.DataFrame:
     (debug_seed failures, once the textualize job has run)."""
     found = assignment_sidecars(summary, attribute)
     pq = found[0][1] if found else None
-    return _failures_with_values(summary["folder"], summary["mtime"], str(pq) if pq else None,
-                                 pq.stat().st_mtime if pq else 0.0)
+    return _failures_with_values(
+        summary["folder"], summary["mtime"], str(pq) if pq else None, pq.stat().st_mtime if pq else 0.0
+    )

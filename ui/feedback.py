@@ -1,9 +1,10 @@
 """Errors shown as readable messages with what to do, never as tracebacks (tracebacks go to the server log)."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import streamlit as st
 
@@ -18,8 +19,10 @@ def error_message(exc: BaseException, action: str = "") -> str:
     if isinstance(exc, BackdropError):
         return str(exc)
     what = f"{action} failed" if action else "Something went wrong"
-    return (f"{what}: {type(exc).__name__}: {exc}. This is unexpected; the full details are in the app's "
-            "console log. Try again, and report it if it persists.")
+    return (
+        f"{what}: {type(exc).__name__}: {exc}. This is unexpected; the full details are in the app's "
+        "console log. Try again, and report it if it persists."
+    )
 
 
 def show_error(exc: BaseException, action: str = "") -> None:
@@ -33,5 +36,5 @@ def guard(action: str = "") -> Iterator[None]:
     """Run a block; any exception becomes a readable st.error. Streamlit's stop/rerun signals pass through."""
     try:
         yield
-    except Exception as e:  # noqa: BLE001 - the point is that no page ever shows a traceback
+    except Exception as e:
         show_error(e, action)

@@ -1,7 +1,9 @@
 """Paginated image grids: a page of images with escaped Markdown captions, responsive at any collection size."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import streamlit as st
 
@@ -21,6 +23,6 @@ def grid(items: Sequence[Any], render: Callable[[Any], None], columns: int = 6) 
     """Lay ``items`` out row by row in ``columns`` columns; ``render(item)`` draws one cell."""
     for row in range(0, len(items), columns):
         cols = st.columns(columns)
-        for col, item in zip(cols, items[row:row + columns]):
+        for col, item in zip(cols, items[row : row + columns]):
             with col:
                 render(item)

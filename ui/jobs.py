@@ -4,6 +4,7 @@ The job runs in its own process, so it survives reruns, page switches and closed
 for the same work get the same job. While it runs, a fragment polls its status file every second and reruns
 the whole page once it ends, so the page then renders the job's results from the cache.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,9 @@ def _elapsed(status: dict) -> str:
     return f" in {max(0.0, end - start):.0f} s"
 
 
-def job_panel(kind: str, *, label: str, key: str, start_label: str = "Start", help: str | None = None,
-              **kwargs) -> dict:
+def job_panel(
+    kind: str, *, label: str, key: str, start_label: str = "Start", help: str | None = None, **kwargs
+) -> dict:
     """Render one job's controls and state; returns its status dict (``state`` is one of core.jobs' states)."""
     job = jobs.job_for(kind, **kwargs)
     status = job.status()
@@ -55,8 +57,10 @@ def job_panel(kind: str, *, label: str, key: str, start_label: str = "Start", he
     elif state == jobs.CANCELLED:
         done, total = int(status.get("done") or 0), int(status.get("total") or 0)
         where = f" at {done:,}/{total:,}" if total else ""
-        c2.warning(f"{md(label)} stopped{where}. Finished work is kept; Resume continues where it stopped.",
-                   icon=":material/pause_circle:")
+        c2.warning(
+            f"{md(label)} stopped{where}. Finished work is kept; Resume continues where it stopped.",
+            icon=":material/pause_circle:",
+        )
         if c1.button("Resume", key=f"{key}-resume", type="primary"):
             jobs.submit(kind, **kwargs)
             st.rerun()
@@ -73,7 +77,7 @@ def _running(job: jobs.Job, label: str, key: str) -> None:
     def poll() -> None:
         status = job.status()
         if status["state"] != jobs.RUNNING:
-            st.rerun()   # whole page: it now renders the finished job's results
+            st.rerun()  # whole page: it now renders the finished job's results
         frac, text = _progress_line(status)
         c1, c2 = st.columns([4, 1], vertical_alignment="center")
         c1.progress(frac, text=f"{md(label)}: {text}")

@@ -1,4 +1,5 @@
 """The sidebar every page shares: which dataset the app works on, and the background jobs running now."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import json
 import streamlit as st
 
 from core.errors import InvalidInputError
-from ui.jobs import any_running
 from core.workspace import DEFAULT_WORLD
+from ui.jobs import any_running
 from ui.state import TINY_WORLD, dataset_spec, parse_spec, set_dataset_spec, spec_label
 from ui.text import md
 
@@ -25,9 +26,12 @@ def sidebar() -> None:
             set_dataset_spec(_CHOICES[choice])
             st.rerun()
         if choice == _OTHER:
-            text = st.text_input("Dataset spec", value="" if current != _OTHER else json.dumps(spec),
-                                 placeholder='{"name": "cifar10", "root": "/data/cifar10"}',
-                                 help="Registered names: scenes-mnist, cifar10, cifar100, imagenet, imagefolder.")
+            text = st.text_input(
+                "Dataset spec",
+                value="" if current != _OTHER else json.dumps(spec),
+                placeholder='{"name": "cifar10", "root": "/data/cifar10"}',
+                help="Registered names: scenes-mnist, cifar10, cifar100, imagenet, imagefolder.",
+            )
             if st.button("Use this dataset", disabled=not text.strip()):
                 try:
                     set_dataset_spec(parse_spec(text))
@@ -37,5 +41,7 @@ def sidebar() -> None:
         st.caption(f"Working on: {md(spec_label(dataset_spec()))}")
         running = any_running()
         if running:
-            st.caption(f":material/sync: {len(running)} background job(s) running: "
-                       + ", ".join(md(j.kind) for j, _ in running[:5]))
+            st.caption(
+                f":material/sync: {len(running)} background job(s) running: "
+                + ", ".join(md(j.kind) for j, _ in running[:5])
+            )

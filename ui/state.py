@@ -3,6 +3,7 @@
 ``BACKDROP_APP_DATASET`` (a JSON spec) changes the default, e.g. ``{"name": "scenes-mnist", "size": "tiny"}``
 for demos and the browser test.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,11 +33,14 @@ def parse_spec(text: str) -> dict:
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InvalidInputError(f"The dataset spec is not valid JSON ({e.msg}). Write it like "
-                                '{"name": "cifar10", "root": "/data/cifar10"}.') from None
+        raise InvalidInputError(
+            f"The dataset spec is not valid JSON ({e.msg}). Write it like "
+            '{"name": "cifar10", "root": "/data/cifar10"}.'
+        ) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise InvalidInputError('A dataset spec is a JSON object with a "name", e.g. '
-                                '{"name": "cifar10", "root": "/data"}.')
+        raise InvalidInputError(
+            'A dataset spec is a JSON object with a "name", e.g. {"name": "cifar10", "root": "/data"}.'
+        )
     return spec
 
 

@@ -1,16 +1,35 @@
 """Selections over failure tables for the pages' filters and exports (row filtering only; no results computed)."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
-EXPORT_COLUMNS = ["image_id", "label", "class_name", "pred", "pred_name", "confidence", "true_prob", "top5_names",
-                  "split", "value", "value_prob"]
+EXPORT_COLUMNS = [
+    "image_id",
+    "label",
+    "class_name",
+    "pred",
+    "pred_name",
+    "confidence",
+    "true_prob",
+    "top5_names",
+    "split",
+    "value",
+    "value_prob",
+]
 
 
-def select_rows(df: pd.DataFrame, *, labels: Iterable[int] = (), preds: Iterable[int] = (), split: str | None = None,
-                values: Iterable[str] = (), ids: Iterable[str] | None = None) -> pd.DataFrame:
+def select_rows(
+    df: pd.DataFrame,
+    *,
+    labels: Iterable[int] = (),
+    preds: Iterable[int] = (),
+    split: str | None = None,
+    values: Iterable[str] = (),
+    ids: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """Rows matching every given filter; an empty filter keeps everything."""
     mask = pd.Series(True, index=df.index)
     labels, preds, values = list(labels), list(preds), list(values)

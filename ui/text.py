@@ -1,4 +1,5 @@
 """Escaping of user-controlled text (class names, LLM output, edited values) before Streamlit renders it."""
+
 from __future__ import annotations
 
 import html
@@ -16,4 +17,3 @@ def md(text: object) -> str:
 def html_text(text: object) -> str:
     """``text`` safe inside HTML (reports, captions rendered through st.html)."""
     return html.escape(str(text), quote=True)
-

@@ -6,10 +6,11 @@ from). Index tables are pandas DataFrames with at least ``image_id`` (str, uniqu
 ``label`` (int index into ``classes``); datasets with ground truth add attribute columns such as
 ``background`` and ``colour``.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 from PIL import Image
@@ -20,8 +21,8 @@ from core import store
 class ImageDataset(ABC):
     name: str = ""
     classes: list[str] = []
-    attributes: tuple[str, ...] = ()   # ground-truth attribute columns present in index tables
-    offline_world: bool = False        # renders any class on any value and knows each image's ground truth
+    attributes: tuple[str, ...] = ()  # ground-truth attribute columns present in index tables
+    offline_world: bool = False  # renders any class on any value and knows each image's ground truth
 
     @abstractmethod
     def pools(self) -> list[str]:
@@ -48,7 +49,12 @@ class TorchView:
     """A torch-style dataset over rows of an index table: item -> (transform(image), label)."""
 
     def __init__(self, dataset: ImageDataset, df: pd.DataFrame, transform: Callable | None = None):
-        self.dataset, self.ids, self.labels, self.transform = dataset, list(df["image_id"]), list(df["label"]), transform
+        self.dataset, self.ids, self.labels, self.transform = (
+            dataset,
+            list(df["image_id"]),
+            list(df["label"]),
+            transform,
+        )
 
     def __len__(self) -> int:
         return len(self.ids)

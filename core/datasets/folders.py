@@ -8,6 +8,7 @@ files are skipped, listed in ``skipped`` and warned about, never fatal. The inde
 ``cache/datasets/<name>/`` keyed by the folder's path and the modification times of its class folders, so
 adding or removing files re-indexes. Image ids are paths relative to ``root``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,7 +55,7 @@ def check_image(path: Path) -> str | None:
 
 
 def _stable_fraction(seed: int, relpath: str) -> float:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{relpath}".encode()).digest()[:8], "big") / 2 ** 64
+    return int.from_bytes(hashlib.sha256(f"{seed}:{relpath}".encode()).digest()[:8], "big") / 2**64
 
 
 def _unique(names: list[str], fallback: list[str]) -> list[str]:
@@ -69,8 +70,14 @@ class ImageFolderDataset(ImageDataset):
 
     name = "imagefolder"
 
-    def __init__(self, root: str | Path | None = None, val_fraction: float = 0.2, seed: int = 0,
-                 progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+    ):
         if root is None:
             raise InvalidInputError(f"{self.name} needs root=<folder with one sub-folder per class>.")
         self.root = Path(root).expanduser().resolve()
@@ -80,18 +87,30 @@ class ImageFolderDataset(ImageDataset):
             raise InvalidInputError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}.")
         self.val_fraction, self.seed = float(val_fraction), int(seed)
         self.split_dirs = self._split_dirs()
-        self.folders = sorted({d.name for base in self.split_dirs.values() if base.is_dir()
-                               for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")})
+        self.folders = sorted(
+            {
+                d.name
+                for base in self.split_dirs.values()
+                if base.is_dir()
+                for d in base.iterdir()
+                if d.is_dir() and not d.name.startswith(".")
+            }
+        )
         if not self.folders:
-            raise InvalidInputError(f"No class folders found in {self.root}: put each class's images in its own "
-                                    "sub-folder (root/<class>/image.jpg, or root/train/<class>/ and root/val/<class>/).")
+            raise InvalidInputError(
+                f"No class folders found in {self.root}: put each class's images in its own "
+                "sub-folder (root/<class>/image.jpg, or root/train/<class>/ and root/val/<class>/)."
+            )
         self.classes = self._class_names()
         self._df, self.skipped, self._key = self._load_or_index(progress or no_progress, should_stop)
         self._ids = set(self._df["image_id"])
         if self.skipped:
-            warnings.warn(f"{self.name}: skipped {len(self.skipped)} unusable file(s) under {self.root}, e.g. "
-                          + "; ".join(f"{p}: {r}" for p, r in self.skipped[:3])
-                          + ". The full list is in the dataset's `skipped` attribute.", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: skipped {len(self.skipped)} unusable file(s) under {self.root}, e.g. "
+                + "; ".join(f"{p}: {r}" for p, r in self.skipped[:3])
+                + ". The full list is in the dataset's `skipped` attribute.",
+                stacklevel=2,
+            )
 
     # -- the ImageDataset contract ------------------------------------------------------------------------------
     @property
@@ -113,13 +132,17 @@ class ImageFolderDataset(ImageDataset):
             with Image.open(self.root / image_id) as im:
                 return im.convert("RGB")
         except Exception as e:  # passed the cheap check at indexing but fails to decode
-            raise InvalidInputError(f"Cannot decode {self.root / image_id} ({type(e).__name__}: {e}); delete or "
-                                    "replace the file and the folder will be re-indexed.") from e
+            raise InvalidInputError(
+                f"Cannot decode {self.root / image_id} ({type(e).__name__}: {e}); delete or "
+                "replace the file and the folder will be re-indexed."
+            ) from e
 
     # -- layout ------------------------------------------------------------------------------------------------
     def _missing_message(self) -> str:
-        return (f"Image folder {self.root} does not exist. Pass root= a folder with one sub-folder of images per "
-                "class (or with train/ and val/ folders that each hold the class sub-folders).")
+        return (
+            f"Image folder {self.root} does not exist. Pass root= a folder with one sub-folder of images per "
+            "class (or with train/ and val/ folders that each hold the class sub-folders)."
+        )
 
     def _split_dirs(self) -> dict[str, Path]:
         if (self.root / "train").is_dir() and (self.root / "val").is_dir():
@@ -132,14 +155,22 @@ class ImageFolderDataset(ImageDataset):
     # -- indexing ----------------------------------------------------------------------------------------------
     def _class_dirs(self) -> list[tuple[str, int, Path]]:
         """(pool or "", label, folder) for every class folder present."""
-        return [(pool, k, base / f) for pool, base in self.split_dirs.items()
-                for k, f in enumerate(self.folders) if (base / f).is_dir()]
+        return [
+            (pool, k, base / f)
+            for pool, base in self.split_dirs.items()
+            for k, f in enumerate(self.folders)
+            if (base / f).is_dir()
+        ]
 
     def _load_or_index(self, progress: ProgressFn, should_stop: StopFn | None):
         dirs = self._class_dirs()
         stamp = [(str(d.relative_to(self.root)), os.stat(d).st_mtime_ns) for _, _, d in dirs]
-        cache_dir = store.cache_root() / "datasets" / self.name / store.make_key(
-            str(self.root), stamp, self.val_fraction, self.seed, INDEX_VERSION)
+        cache_dir = (
+            store.cache_root()
+            / "datasets"
+            / self.name
+            / store.make_key(str(self.root), stamp, self.val_fraction, self.seed, INDEX_VERSION)
+        )
         meta = store.load_json(cache_dir / "index.json")
         if meta is not None:
             try:
@@ -183,9 +214,9 @@ class ImageFolderDataset(ImageDataset):
                 raise InvalidInputError(
                     f"Class folder {d} has no readable images"
                     + (f" ({len(bad)} unusable: {'; '.join(bad[:3])})" if bad else " (it is empty)")
-                    + ". Add images to it or remove the folder.")
+                    + ". Add images to it or remove the folder."
+                )
         return rows, skipped
-
 
     def _hash_split(self, rows: list[tuple]) -> list[tuple]:
         """Per class, the round(val_fraction·n) files (at least one when n >= 2) with the smallest seeded hash
@@ -211,16 +242,20 @@ class ImageNet(ImageFolderDataset):
 
     name = "imagenet"
 
-    def __init__(self, root: str | Path | None = None, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None):
-        super().__init__(root if root is not None else default_root("imagenet"), progress=progress,
-                         should_stop=should_stop)
+    def __init__(
+        self, root: str | Path | None = None, progress: ProgressFn | None = None, should_stop: StopFn | None = None
+    ):
+        super().__init__(
+            root if root is not None else default_root("imagenet"), progress=progress, should_stop=should_stop
+        )
 
     def _missing_message(self) -> str:
-        return (f"ImageNet not found at {self.root}. Put it there (or pass root=, or set $BACKDROP_DATA) in "
-                "ImageFolder layout: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (sort the validation images into "
-                "wnid folders, e.g. with the valprep.sh script from the PyTorch ImageNet example). ImageNet "
-                "cannot be downloaded automatically.")
+        return (
+            f"ImageNet not found at {self.root}. Put it there (or pass root=, or set $BACKDROP_DATA) in "
+            "ImageFolder layout: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (sort the validation images into "
+            "wnid folders, e.g. with the valprep.sh script from the PyTorch ImageNet example). ImageNet "
+            "cannot be downloaded automatically."
+        )
 
     def _split_dirs(self) -> dict[str, Path]:
         dirs = super()._split_dirs()

@@ -4,13 +4,15 @@ Registered: ``scenes-mnist`` (the offline world, ``core.world.dataset``), ``cifa
 (torchvision's on-disk format), ``imagenet`` (ImageFolder layout with human class names) and ``imagefolder``
 (any folder of class folders).
 """
+
 from __future__ import annotations
 
 from core.datasets.base import ImageDataset
 from core.registry import Registry
 
-DATASETS: Registry[ImageDataset] = Registry("dataset", plugins=("core.world.dataset", "core.datasets.torchvision_sets",
-                                                              "core.datasets.folders"))
+DATASETS: Registry[ImageDataset] = Registry(
+    "dataset", plugins=("core.world.dataset", "core.datasets.torchvision_sets", "core.datasets.folders")
+)
 
 
 def create_dataset(name: str, **kw) -> ImageDataset:

@@ -8,6 +8,7 @@ the meta file's label names with underscores as spaces (CIFAR-100 uses the 100 f
 torchvision checks every file's md5 before reading; that is kept for ``verify=True`` and otherwise only the
 files' presence is checked, so copies re-pickled by other tools (and the tests' tiny fakes) load too.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,8 @@ from PIL import Image
 
 from core import store
 from core.datasets.base import ImageDataset
-from core.datasets.registry import DATASETS
 from core.datasets.folders import default_root
+from core.datasets.registry import DATASETS
 from core.errors import InvalidInputError, MissingResourceError
 
 
@@ -31,7 +32,7 @@ def _file_hash(path: str, size: int, mtime_ns: int) -> str:
 
 
 class _Cifar(ImageDataset):
-    tv_name = ""          # torchvision.datasets class name
+    tv_name = ""  # torchvision.datasets class name
     web = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
     def __init__(self, root: str | Path | None = None, download: bool = False, verify: bool = False):
@@ -56,7 +57,9 @@ class _Cifar(ImageDataset):
     def key(self) -> str:
         if self._key is None:
             base = self._tv_base()
-            files = [self.folder / f for f, _ in base.train_list + base.test_list] + [self.folder / base.meta["filename"]]
+            files = [self.folder / f for f, _ in base.train_list + base.test_list] + [
+                self.folder / base.meta["filename"]
+            ]
             hashes = [_file_hash(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
             self._key = store.make_key(self.name, self.classes, hashes)
         return self._key
@@ -66,8 +69,12 @@ class _Cifar(ImageDataset):
 
     def index(self, pool: str) -> pd.DataFrame:
         tv = self._pool(pool)
-        return pd.DataFrame({"image_id": [f"{pool}/{i:05d}" for i in range(len(tv.data))],
-                             "label": np.asarray(tv.targets, dtype=np.int64)})
+        return pd.DataFrame(
+            {
+                "image_id": [f"{pool}/{i:05d}" for i in range(len(tv.data))],
+                "label": np.asarray(tv.targets, dtype=np.int64),
+            }
+        )
 
     def load(self, image_id: str) -> Image.Image:
         pool, _, row = str(image_id).partition("/")
@@ -87,31 +94,40 @@ class _Cifar(ImageDataset):
         if self.verify:
             return base
         # torchvision's check_integrity(path, md5=None) checks presence only
-        return type(f"Present{base.__name__}", (base,), {
-            "train_list": [[f, None] for f, _ in base.train_list],
-            "test_list": [[f, None] for f, _ in base.test_list],
-            "meta": {**base.meta, "md5": None},
-        })
+        return type(
+            f"Present{base.__name__}",
+            (base,),
+            {
+                "train_list": [[f, None] for f, _ in base.train_list],
+                "test_list": [[f, None] for f, _ in base.test_list],
+                "meta": {**base.meta, "md5": None},
+            },
+        )
 
     def _missing(self, base) -> list[str]:
         names = [f for f, _ in base.train_list + base.test_list] + [base.meta["filename"]]
         return [n for n in names if not (self.folder / n).is_file()]
 
     def _missing_message(self, base, prefix: str = "") -> str:
-        return (f"{prefix}{self.name} not found: expected {', '.join(self._missing(base))} in {self.folder}. "
-                f"Download {base.filename} from {self.web} and extract it in {self.root} (it creates "
-                f"{base.base_folder}/), point root= or $BACKDROP_DATA at a folder that has it, or pass "
-                "download=True on a machine with network access.")
+        return (
+            f"{prefix}{self.name} not found: expected {', '.join(self._missing(base))} in {self.folder}. "
+            f"Download {base.filename} from {self.web} and extract it in {self.root} (it creates "
+            f"{base.base_folder}/), point root= or $BACKDROP_DATA at a folder that has it, or pass "
+            "download=True on a machine with network access."
+        )
 
     def _open(self, train: bool):
         try:
             return self._tv_class()(str(self.root), train=train, download=False)
         except RuntimeError as e:  # torchvision's "not found or corrupted"
-            raise InvalidInputError(f"{self.name} files in {self.folder} failed torchvision's check ({e}); "
-                                    "re-extract the archive there.") from e
+            raise InvalidInputError(
+                f"{self.name} files in {self.folder} failed torchvision's check ({e}); re-extract the archive there."
+            ) from e
         except (OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
-            raise InvalidInputError(f"Cannot read {self.name} from {self.folder} ({type(e).__name__}: {e}); "
-                                    "the files look damaged: re-extract the archive there.") from e
+            raise InvalidInputError(
+                f"Cannot read {self.name} from {self.folder} ({type(e).__name__}: {e}); "
+                "the files look damaged: re-extract the archive there."
+            ) from e
 
     def _pool(self, pool: str):
         if pool not in ("train", "val"):

@@ -4,14 +4,15 @@ Every source returns a :class:`ClipModel` (encode images and texts to L2-normali
 model's own preprocessing and tokenizer, and a ``key`` naming the weights for caches). Weights are read only
 through timm's safe loader (safetensors, or ``torch.load(weights_only=True)`` with no unsafe fallback).
 """
+
 from __future__ import annotations
 
 import difflib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from core import store
 from core.errors import InvalidInputError, MissingResourceError, UnknownNameError
 
 CLIP_SCHEMA = 1
-LOCAL_CONFIG = "open_clip_config.json"       # open_clip's "local-dir:" folder layout
+LOCAL_CONFIG = "open_clip_config.json"  # open_clip's "local-dir:" folder layout
 SAFE_WEIGHTS = "open_clip_model.safetensors"  # open_clip.constants.HF_SAFE_WEIGHTS_NAME
 PICKLE_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS_NAME
 
@@ -33,9 +34,9 @@ class ClipModel:
     model: torch.nn.Module = field(repr=False)
     preprocess: Callable[[Image.Image], torch.Tensor] = field(repr=False)
     tokenizer: Callable[[Sequence[str]], torch.Tensor] = field(repr=False)
-    name: str                      # open_clip architecture name, or "world"
-    weights_id: str                # hash of the weights file
-    source: str                    # "open_clip" or "world"
+    name: str  # open_clip architecture name, or "world"
+    weights_id: str  # hash of the weights file
+    source: str  # "open_clip" or "world"
     preprocess_cfg: dict = field(default_factory=dict)
     device: str = "cpu"
     batch_size: int = 64
@@ -65,9 +66,12 @@ class ClipModel:
         bs = batch_size or self.batch_size
         out = []
         for start in range(0, len(images), bs):
-            chunk = images[start:start + bs]
-            x = chunk if isinstance(chunk, torch.Tensor) else torch.stack([self.preprocess(im.convert("RGB"))
-                                                                            for im in chunk])
+            chunk = images[start : start + bs]
+            x = (
+                chunk
+                if isinstance(chunk, torch.Tensor)
+                else torch.stack([self.preprocess(im.convert("RGB")) for im in chunk])
+            )
             out.append(self.model.encode_image(x.to(self.device), normalize=True).float().cpu().numpy())
         return self._stack(out)
 
@@ -75,8 +79,13 @@ class ClipModel:
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """(N, D) normalised embeddings of texts."""
         bs = batch_size or 4 * self.batch_size
-        out = [self.model.encode_text(self.tokenizer(list(texts[s:s + bs])).to(self.device), normalize=True)
-               .float().cpu().numpy() for s in range(0, len(texts), bs)]
+        out = [
+            self.model.encode_text(self.tokenizer(list(texts[s : s + bs])).to(self.device), normalize=True)
+            .float()
+            .cpu()
+            .numpy()
+            for s in range(0, len(texts), bs)
+        ]
         return self._stack(out)
 
     def _stack(self, parts: list[np.ndarray]) -> np.ndarray:
@@ -91,8 +100,13 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_clip(name: str = "ViT-B-32", pretrained: str | None = "openai", weights: str | Path | None = None,
-              dataset=None, device: str | None = None) -> ClipModel:
+def load_clip(
+    name: str = "ViT-B-32",
+    pretrained: str | None = "openai",
+    weights: str | Path | None = None,
+    dataset=None,
+    device: str | None = None,
+) -> ClipModel:
     """A CLIP for zero-shot assignment.
 
     - ``name="world"`` with ``dataset=<offline world>``: the small CLIP the project trained on that world.
@@ -111,27 +125,46 @@ def load_clip(name: str = "ViT-B-32", pretrained: str | None = "openai", weights
         if weights.is_dir():
             return load_local_dir(weights, device=device)
         if not weights.is_file():
-            raise MissingResourceError(f"CLIP weights file {weights} does not exist. Pass the path of a "
-                                       f".safetensors/.bin/.pt state dict, or a folder with {LOCAL_CONFIG}.")
+            raise MissingResourceError(
+                f"CLIP weights file {weights} does not exist. Pass the path of a "
+                f".safetensors/.bin/.pt state dict, or a folder with {LOCAL_CONFIG}."
+            )
         _check_arch(name)
         return _build(name, weights, store.file_hash(weights), source="open_clip", device=device)
     return _load_hub(name, pretrained, device)
 
 
-def load_local_dir(folder: str | Path, *, device: str | None = None, source: str = "open_clip",
-                   name: str | None = None) -> ClipModel:
+def load_local_dir(
+    folder: str | Path, *, device: str | None = None, source: str = "open_clip", name: str | None = None
+) -> ClipModel:
     """A CLIP saved in open_clip's local-dir layout: ``open_clip_config.json`` (model_cfg, preprocess_cfg) + weights."""
     folder = Path(folder)
     if not (folder / LOCAL_CONFIG).is_file():
-        raise MissingResourceError(f"{folder} has no {LOCAL_CONFIG}; it is not an open_clip model folder. "
-                                   f"Pass a weights file together with the architecture name instead.")
-    ckpt = _first_existing(folder / SAFE_WEIGHTS, *sorted(folder.glob("*.safetensors")), folder / PICKLE_WEIGHTS,
-                           *sorted(folder.glob("*.bin")), *sorted(folder.glob("*.pt")), *sorted(folder.glob("*.pth")))
+        raise MissingResourceError(
+            f"{folder} has no {LOCAL_CONFIG}; it is not an open_clip model folder. "
+            f"Pass a weights file together with the architecture name instead."
+        )
+    ckpt = _first_existing(
+        folder / SAFE_WEIGHTS,
+        *sorted(folder.glob("*.safetensors")),
+        folder / PICKLE_WEIGHTS,
+        *sorted(folder.glob("*.bin")),
+        *sorted(folder.glob("*.pt")),
+        *sorted(folder.glob("*.pth")),
+    )
     if ckpt is None:
-        raise MissingResourceError(f"{folder} holds {LOCAL_CONFIG} but no weights file ({SAFE_WEIGHTS} or "
-                                   f"{PICKLE_WEIGHTS}); copy the weights next to the config.")
-    return _build(f"local-dir:{folder}", ckpt, store.file_hash(ckpt), source=source, device=device or default_device(),
-                  display_name=name or folder.name)
+        raise MissingResourceError(
+            f"{folder} holds {LOCAL_CONFIG} but no weights file ({SAFE_WEIGHTS} or "
+            f"{PICKLE_WEIGHTS}); copy the weights next to the config."
+        )
+    return _build(
+        f"local-dir:{folder}",
+        ckpt,
+        store.file_hash(ckpt),
+        source=source,
+        device=device or default_device(),
+        display_name=name or folder.name,
+    )
 
 
 def _first_existing(*paths: Path) -> Path | None:
@@ -142,15 +175,19 @@ def _check_arch(name: str) -> None:
     import open_clip
 
     if name.startswith(("hf-hub:", "local-dir:")):
-        raise InvalidInputError(f"{name!r}: download that repository to a folder and pass it as weights=<folder>; "
-                                f"weights are never fetched from a hub here.")
+        raise InvalidInputError(
+            f"{name!r}: download that repository to a folder and pass it as weights=<folder>; "
+            f"weights are never fetched from a hub here."
+        )
     if name.replace("/", "-") not in open_clip.list_models():
         known = open_clip.list_models()
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.4)
-        raise UnknownNameError(f"Unknown open_clip architecture {name!r}."
-                               + (f" Closest: {', '.join(close)}." if close else "")
-                               + " Register a custom config with open_clip.add_model_config(<json>) or pass a "
-                                 f"folder with {LOCAL_CONFIG} as weights.")
+        raise UnknownNameError(
+            f"Unknown open_clip architecture {name!r}."
+            + (f" Closest: {', '.join(close)}." if close else "")
+            + " Register a custom config with open_clip.add_model_config(<json>) or pass a "
+            f"folder with {LOCAL_CONFIG} as weights."
+        )
 
 
 def _load_hub(name: str, pretrained: str | None, device: str) -> ClipModel:
@@ -158,27 +195,45 @@ def _load_hub(name: str, pretrained: str | None, device: str) -> ClipModel:
 
     _check_arch(name)
     if not pretrained:
-        raise InvalidInputError(f"No weights for CLIP {name!r}: give pretrained=<open_clip tag> "
-                                f"(one of {open_clip.list_pretrained_tags_by_model(name)}) or weights=<local file>.")
+        raise InvalidInputError(
+            f"No weights for CLIP {name!r}: give pretrained=<open_clip tag> "
+            f"(one of {open_clip.list_pretrained_tags_by_model(name)}) or weights=<local file>."
+        )
     cfg = open_clip.get_pretrained_cfg(name, pretrained)
     if not cfg:
         if Path(pretrained).expanduser().is_file():
             return load_clip(name, weights=pretrained, device=device)
-        raise UnknownNameError(f"open_clip has no pretrained tag {pretrained!r} for {name!r}; known tags: "
-                               f"{', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}.")
+        raise UnknownNameError(
+            f"open_clip has no pretrained tag {pretrained!r} for {name!r}; known tags: "
+            f"{', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}."
+        )
     ckpt, where = _hub_cached_file(cfg)
     if ckpt is None:
-        fetch = (f"download {where} and convert it to a state dict" if where.startswith("http") else
-                 f"run `huggingface-cli download {where}` and copy the cache (~/.cache/huggingface) here")
+        fetch = (
+            f"download {where} and convert it to a state dict"
+            if where.startswith("http")
+            else f"run `huggingface-cli download {where}` and copy the cache (~/.cache/huggingface) here"
+        )
         raise MissingResourceError(
             f"CLIP weights {name}/{pretrained} are not in the local Hugging Face cache and cannot be downloaded here "
             f"(no network). Would download: {where}. On a machine with network {fetch}, "
-            f"or pass the file directly: load_clip({name!r}, weights='/path/to/{SAFE_WEIGHTS}').")
-    overrides = {"force_quick_gelu": bool(cfg.get("quick_gelu", False)),
-                 "image_mean": cfg.get("mean"), "image_std": cfg.get("std"),
-                 "image_interpolation": cfg.get("interpolation"), "image_resize_mode": cfg.get("resize_mode")}
-    return _build(name, Path(ckpt), store.make_key(where, store.file_hash(ckpt)), source="open_clip", device=device,
-                  overrides=overrides)
+            f"or pass the file directly: load_clip({name!r}, weights='/path/to/{SAFE_WEIGHTS}')."
+        )
+    overrides = {
+        "force_quick_gelu": bool(cfg.get("quick_gelu", False)),
+        "image_mean": cfg.get("mean"),
+        "image_std": cfg.get("std"),
+        "image_interpolation": cfg.get("interpolation"),
+        "image_resize_mode": cfg.get("resize_mode"),
+    }
+    return _build(
+        name,
+        Path(ckpt),
+        store.make_key(where, store.file_hash(ckpt)),
+        source="open_clip",
+        device=device,
+        overrides=overrides,
+    )
 
 
 def _hub_cached_file(cfg: dict) -> tuple[str | None, str]:
@@ -191,8 +246,11 @@ def _hub_cached_file(cfg: dict) -> tuple[str | None, str]:
     repo, filename = hub.rstrip("/"), PICKLE_WEIGHTS
     if not hub.endswith("/"):
         repo, filename = hub.rsplit("/", 1)
-    candidates = ([SAFE_WEIGHTS] if filename == PICKLE_WEIGHTS else []) + \
-                 ([filename[:-4] + ".safetensors"] if filename.endswith((".bin", ".pth")) else []) + [filename]
+    candidates = (
+        ([SAFE_WEIGHTS] if filename == PICKLE_WEIGHTS else [])
+        + ([filename[:-4] + ".safetensors"] if filename.endswith((".bin", ".pth")) else [])
+        + [filename]
+    )
     for fn in candidates:
         found = try_to_load_from_cache(repo, fn)
         if isinstance(found, str):
@@ -211,11 +269,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"Could not read CLIP weights {path} safely ({type(e).__name__}: {str(e)[:300]}). Only plain state dicts "
             f"load here (.safetensors, or a .bin/.pt that torch.load(weights_only=True) accepts); TorchScript "
             f"archives such as OpenAI's original ViT-B-32.pt are refused — use the open_clip hub file "
-            f"({SAFE_WEIGHTS}) instead.") from e
+            f"({SAFE_WEIGHTS}) instead."
+        ) from e
 
 
-def _build(arch: str, ckpt: Path, weights_id: str, *, source: str, device: str, overrides: dict | None = None,
-           display_name: str | None = None) -> ClipModel:
+def _build(
+    arch: str,
+    ckpt: Path,
+    weights_id: str,
+    *,
+    source: str,
+    device: str,
+    overrides: dict | None = None,
+    display_name: str | None = None,
+) -> ClipModel:
     import open_clip
 
     # open_clip only builds the architecture (and preprocessing); weights go through read_state_dict below, so
@@ -225,25 +292,36 @@ def _build(arch: str, ckpt: Path, weights_id: str, *, source: str, device: str, 
     root.setLevel(logging.ERROR)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=None, load_weights=False, device="cpu",
-            **{k: v for k, v in (overrides or {}).items() if v})
+            arch, pretrained=None, load_weights=False, device="cpu", **{k: v for k, v in (overrides or {}).items() if v}
+        )
     finally:
         root.setLevel(level)
     state = _adapt(model, read_state_dict(ckpt))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise InvalidInputError(f"CLIP weights {ckpt} do not fit architecture {display_name or arch}: "
-                                f"{str(e)[:400]}. Check that the architecture name matches the weights.") from e
+        raise InvalidInputError(
+            f"CLIP weights {ckpt} do not fit architecture {display_name or arch}: "
+            f"{str(e)[:400]}. Check that the architecture name matches the weights."
+        ) from e
     try:
         tokenizer = open_clip.get_tokenizer(arch)
     except OSError as e:  # HF tokenizers need their files from the hub
-        raise MissingResourceError(f"The tokenizer of CLIP {arch} is not available offline ({e}). Use a CLIP with "
-                                   f"open_clip's built-in tokenizer (e.g. ViT-B-32).") from e
-    pcfg = {k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in open_clip.get_model_preprocess_cfg(model).items()}
-    return ClipModel(model, preprocess, tokenizer, name=display_name or arch, weights_id=weights_id, source=source,
-                     preprocess_cfg=json.loads(json.dumps(pcfg, default=str)), device=device)
+        raise MissingResourceError(
+            f"The tokenizer of CLIP {arch} is not available offline ({e}). Use a CLIP with "
+            f"open_clip's built-in tokenizer (e.g. ViT-B-32)."
+        ) from e
+    pcfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in open_clip.get_model_preprocess_cfg(model).items()}
+    return ClipModel(
+        model,
+        preprocess,
+        tokenizer,
+        name=display_name or arch,
+        weights_id=weights_id,
+        source=source,
+        preprocess_cfg=json.loads(json.dumps(pcfg, default=str)),
+        device=device,
+    )
 
 
 def _adapt(model, state: dict) -> dict:

@@ -6,6 +6,7 @@ lock) recording who, what and when; nothing is ever overwritten or deleted. Seed
 lists nobody has edited, so a recompute never replaces a person's work. Values are literal plain text:
 sanitised (control characters, list markers, length) and never interpreted.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,15 +14,22 @@ import getpass
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from core import store
-from core.errors import InvalidInputError
 from core.describe.proposals.proposal import now_iso
-from core.describe.proposals.text import (MAX_CURATED_CHARS, case_key, display_value, safe_name, sanitize_class_name,
-                                 sanitize_value)
+from core.describe.proposals.text import (
+    MAX_CURATED_CHARS,
+    case_key,
+    display_value,
+    safe_name,
+    sanitize_class_name,
+    sanitize_value,
+)
+from core.errors import InvalidInputError
 
 SCHEMA = 1
 CSV_HEADER = ["class_name", "value"]
@@ -32,10 +40,10 @@ _VERSION_FILE = re.compile(r"^v(\d{6})\.json$")
 class Version:
     version: int
     values: list[str]
-    action: str           # seed, add, remove, rename, merge, undo_merge, restore, edit, import
-    source: str           # where the values came from: "proposals:llm:<model>", "user", "import:<file>"
+    action: str  # seed, add, remove, rename, merge, undo_merge, restore, edit, import
+    source: str  # where the values came from: "proposals:llm:<model>", "user", "import:<file>"
     who: str
-    when: str             # ISO-8601 UTC
+    when: str  # ISO-8601 UTC
     detail: dict = field(default_factory=dict)
     edited: bool = False  # True once a person (not a seed) has changed the list
 
@@ -45,16 +53,16 @@ class CuratedList:
     class_name: str
     values: list[str]
     version: int
-    source: str           # what the list started from (its first version's source)
+    source: str  # what the list started from (its first version's source)
     history: list[Version]
-    version_id: str       # content id of these values, for results to record
+    version_id: str  # content id of these values, for results to record
     edited: bool
 
 
 def default_user() -> str:
     try:
         return os.environ.get("BACKDROP_USER") or getpass.getuser()
-    except Exception:   # getpass raises different errors per platform when no user is known
+    except Exception:  # getpass raises different errors per platform when no user is known
         return "unknown"
 
 
@@ -63,7 +71,9 @@ def _clean_value(value: Any) -> str:
         raise InvalidInputError(f"List values must be text; got {value!r}.")
     clean = sanitize_value(value, MAX_CURATED_CHARS)
     if not clean:
-        raise InvalidInputError(f"The value {value!r} is empty or only whitespace/markup; type a name such as 'desert'.")
+        raise InvalidInputError(
+            f"The value {value!r} is empty or only whitespace/markup; type a name such as 'desert'."
+        )
     return clean
 
 
@@ -119,9 +129,15 @@ class CuratedLists:
         d = store.load_json(path)
         m = _VERSION_FILE.match(path.name)
         try:
-            ok = (isinstance(d, dict) and m and d.get("schema") == SCHEMA and d["version"] == int(m.group(1))
-                  and isinstance(d["values"], list) and all(isinstance(v, str) for v in d["values"])
-                  and (class_name is None or d["class_name"] == class_name))
+            ok = (
+                isinstance(d, dict)
+                and m
+                and d.get("schema") == SCHEMA
+                and d["version"] == int(m.group(1))
+                and isinstance(d["values"], list)
+                and all(isinstance(v, str) for v in d["values"])
+                and (class_name is None or d["class_name"] == class_name)
+            )
             if not ok:
                 return None
             return d["class_name"], Version(**{k: d[k] for k in Version.__dataclass_fields__ if k in d})
@@ -139,8 +155,15 @@ class CuratedLists:
         if not history:
             return None
         cur = history[-1]
-        return CuratedList(class_name, list(cur.values), cur.version, history[0].source, history,
-                           content_id(self.dataset, self.attribute, class_name, cur.values), cur.edited)
+        return CuratedList(
+            class_name,
+            list(cur.values),
+            cur.version,
+            history[0].source,
+            history,
+            content_id(self.dataset, self.attribute, class_name, cur.values),
+            cur.edited,
+        )
 
     def classes(self) -> list[str]:
         names = set()
@@ -165,8 +188,17 @@ class CuratedLists:
 
     # ---- writing -------------------------------------------------------------------------------------------
 
-    def _write(self, class_name: str, values: list[str], action: str, source: str, detail: dict | None = None,
-               who: str | None = None, edited: bool = True, skip_if_same: bool = False) -> CuratedList:
+    def _write(
+        self,
+        class_name: str,
+        values: list[str],
+        action: str,
+        source: str,
+        detail: dict | None = None,
+        who: str | None = None,
+        edited: bool = True,
+        skip_if_same: bool = False,
+    ) -> CuratedList:
         folder = self._dir(class_name)
         folder.mkdir(parents=True, exist_ok=True)
         with store.lock(folder / "list"):
@@ -176,24 +208,43 @@ class CuratedLists:
                 return self.get(class_name)
             n = (prev.version if prev else 0) + 1
             path = folder / f"v{n:06d}.json"
-            if path.exists():   # never replace a version, even one that failed validation
+            if path.exists():  # never replace a version, even one that failed validation
                 n = max(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_FILE.match(p.name))) + 1
                 path = folder / f"v{n:06d}.json"
-            record = Version(n, list(values), action, source, who or self.who or default_user(),
-                             now_iso(), detail or {}, edited or bool(prev and prev.edited))
-            store.save_json(path, {"schema": SCHEMA, "dataset": self.dataset, "attribute": self.attribute,
-                                   "class_name": class_name, **asdict(record)})
+            record = Version(
+                n,
+                list(values),
+                action,
+                source,
+                who or self.who or default_user(),
+                now_iso(),
+                detail or {},
+                edited or bool(prev and prev.edited),
+            )
+            store.save_json(
+                path,
+                {
+                    "schema": SCHEMA,
+                    "dataset": self.dataset,
+                    "attribute": self.attribute,
+                    "class_name": class_name,
+                    **asdict(record),
+                },
+            )
         return self.get(class_name)
 
     def _current(self, class_name: str) -> CuratedList:
         cur = self.get(class_name)
         if cur is None:
-            raise InvalidInputError(f"There is no {self.attribute} list for class {class_name!r} yet; add a value "
-                                    "or seed it from proposals first.")
+            raise InvalidInputError(
+                f"There is no {self.attribute} list for class {class_name!r} yet; add a value "
+                "or seed it from proposals first."
+            )
         return cur
 
-    def seed_from_proposals(self, proposals: Mapping[str, Any], dedupe_results: Mapping[str, Any] | None = None,
-                            who: str | None = None) -> dict[str, str]:
+    def seed_from_proposals(
+        self, proposals: Mapping[str, Any], dedupe_results: Mapping[str, Any] | None = None, who: str | None = None
+    ) -> dict[str, str]:
         """Fill lists from ``propose`` results (deduped values when ``dedupe_results`` has the class). Lists a
         person has edited are left alone. Returns class -> what happened."""
         report = {}
@@ -208,13 +259,28 @@ class CuratedLists:
             if not clean:
                 report[class_name] = "skipped: no values proposed"
                 continue
-            merges = [{"kept": m.kept, "dropped": m.dropped, "restore_as": display_value(m.dropped),
-                       "reason": m.reason, "similarity": m.similarity} for m in getattr(deduped, "merges", [])]
+            merges = [
+                {
+                    "kept": m.kept,
+                    "dropped": m.dropped,
+                    "restore_as": display_value(m.dropped),
+                    "reason": m.reason,
+                    "similarity": m.similarity,
+                }
+                for m in getattr(deduped, "merges", [])
+            ]
             source = f"proposals:{getattr(prop, 'source', 'given')}"
-            new = self._write(class_name, clean, "seed", source, {"merges": merges}, who or "backdrop",
-                              edited=False, skip_if_same=True)
-            report[class_name] = ("created" if cur is None else
-                                  "unchanged" if new.version == cur.version else "updated")
+            new = self._write(
+                class_name,
+                clean,
+                "seed",
+                source,
+                {"merges": merges},
+                who or "backdrop",
+                edited=False,
+                skip_if_same=True,
+            )
+            report[class_name] = "created" if cur is None else "unchanged" if new.version == cur.version else "updated"
         return report
 
     def add(self, class_name: str, value: str, who: str | None = None) -> CuratedList:
@@ -222,8 +288,9 @@ class CuratedLists:
         cur = self.get(class_name)
         values = list(cur.values) if cur else []
         if _index(values, clean) >= 0:
-            raise InvalidInputError(f"{clean!r} is already in the list for {class_name!r} as "
-                                    f"{values[_index(values, clean)]!r}.")
+            raise InvalidInputError(
+                f"{clean!r} is already in the list for {class_name!r} as {values[_index(values, clean)]!r}."
+            )
         return self._write(class_name, values + [clean], "add", "user", {"value": clean}, who)
 
     def replace(self, class_name: str, values: Iterable[str], who: str | None = None) -> CuratedList:
@@ -259,8 +326,10 @@ class CuratedLists:
             current.insert(_index(current, dropped[0]), target)
         target = current[_index(current, target)]
         kept = [v for v in current if v not in dropped]
-        merges = [{"kept": target, "dropped": v, "restore_as": v, "reason": "merged by a user", "similarity": None}
-                  for v in dropped]
+        merges = [
+            {"kept": target, "dropped": v, "restore_as": v, "reason": "merged by a user", "similarity": None}
+            for v in dropped
+        ]
         return self._write(class_name, kept, "merge", "user", {"merges": merges}, who)
 
     def merges(self, class_name: str) -> list[dict]:
@@ -279,11 +348,13 @@ class CuratedLists:
         """Put a merged-away value back, right after the value it was merged into."""
         values = list(self._current(class_name).values)
         key = case_key(sanitize_value(dropped))
-        match = next((m for m in self.merges(class_name)
-                      if key in (case_key(m["dropped"]), case_key(m["restore_as"]))), None)
+        match = next(
+            (m for m in self.merges(class_name) if key in (case_key(m["dropped"]), case_key(m["restore_as"]))), None
+        )
         if match is None:
-            raise InvalidInputError(f"No merge of {dropped!r} to undo in the list for {class_name!r} (it may be in "
-                                    "the list already).")
+            raise InvalidInputError(
+                f"No merge of {dropped!r} to undo in the list for {class_name!r} (it may be in the list already)."
+            )
         value = _clean_value(match["restore_as"])
         at = _index(values, match["kept"])
         values.insert(at + 1 if at >= 0 else len(values), value)
@@ -314,8 +385,13 @@ class CuratedLists:
         return Path(path)
 
     def export_json(self, path: str | os.PathLike) -> Path:
-        doc = {"schema": SCHEMA, "dataset": self.dataset, "attribute": self.attribute,
-               "version_id": self.current_version_id(), "lists": self.as_dict()}
+        doc = {
+            "schema": SCHEMA,
+            "dataset": self.dataset,
+            "attribute": self.attribute,
+            "version_id": self.current_version_id(),
+            "lists": self.as_dict(),
+        }
         return store.atomic_write_bytes(path, json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8"))
 
     def import_csv(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
@@ -344,9 +420,12 @@ class CuratedLists:
             raise InvalidInputError(f"Could not read {path} as UTF-8 JSON ({e}).") from None
         lists = doc.get("lists", doc) if isinstance(doc, dict) else None
         if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
-            raise InvalidInputError(f"{path} must hold {{\"lists\": {{class_name: [values, ...]}}}}.")
-        return self._import({c: [self._clean_at(v, f"{path} class {c!r}") for v in vals]
-                             for c, vals in lists.items()}, f"import:{Path(path).name}", who)
+            raise InvalidInputError(f'{path} must hold {{"lists": {{class_name: [values, ...]}}}}.')
+        return self._import(
+            {c: [self._clean_at(v, f"{path} class {c!r}") for v in vals] for c, vals in lists.items()},
+            f"import:{Path(path).name}",
+            who,
+        )
 
     @staticmethod
     def _clean_at(value: Any, where: str) -> str:
@@ -358,11 +437,12 @@ class CuratedLists:
     def _import(self, lists: dict[str, list[str]], source: str, who: str | None) -> dict[str, str]:
         """Every class in the file gets a new version when its values differ; nothing is removed."""
         for class_name in lists:
-            self._dir(class_name)   # validates names before anything is written
+            self._dir(class_name)  # validates names before anything is written
         report = {}
         for class_name, values in lists.items():
             before = self.get(class_name)
             after = self._write(class_name, _clean_values(values), "import", source, {}, who, skip_if_same=True)
-            report[class_name] = ("created" if before is None else
-                                  "unchanged" if after.version == before.version else "updated")
+            report[class_name] = (
+                "created" if before is None else "unchanged" if after.version == before.version else "updated"
+            )
         return report

@@ -4,6 +4,7 @@ the k most frequent values per class are the model's failure modes.
 Assignments are cached per (run, CLIP, list versions, prompt) so the app and the mitigation code read them
 instead of recomputing; the list versions they used are recorded in every result built on them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from core.find.runs import ModelRun
 from core.progress import ProgressFn, StopFn
 
 
-
 def default_clip(dataset: ImageDataset):
     """The offline world's own CLIP for the world; open_clip ViT-B-32 (openai weights, as the paper) otherwise."""
     from core.describe.clip import load_clip
@@ -27,8 +27,13 @@ def default_clip(dataset: ImageDataset):
     return load_clip("world", dataset=dataset) if is_offline_world(dataset) else load_clip("ViT-B-32", "openai")
 
 
-def ensure_lists(dataset: ImageDataset, attribute: str = "background", proposer: str | None = None,
-                 progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+def ensure_lists(
+    dataset: ImageDataset,
+    attribute: str = "background",
+    proposer: str | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+):
     """Curated lists for every class; classes without one are proposed (LLM if a key is set, else offline)
     and deduplicated. Lists a user edited are never touched."""
     from core.describe.curation import CuratedLists
@@ -46,14 +51,22 @@ def ensure_lists(dataset: ImageDataset, attribute: str = "background", proposer:
 
 @dataclass
 class Textualization:
-    assignments: pd.DataFrame     # one row per debug_seed failure: value, prob, margin, probs
-    modes: pd.DataFrame           # k most frequent values per class
-    provenance: dict              # list versions, CLIP key, prompt
+    assignments: pd.DataFrame  # one row per debug_seed failure: value, prob, margin, probs
+    modes: pd.DataFrame  # k most frequent values per class
+    provenance: dict  # list versions, CLIP key, prompt
 
 
-def assignments_for(dataset: ImageDataset, run: ModelRun, *, attribute: str = "background", clip=None,
-                    template: str | None = None, templates: list[str] | None = None,
-                    progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> tuple[pd.DataFrame, dict]:
+def assignments_for(
+    dataset: ImageDataset,
+    run: ModelRun,
+    *,
+    attribute: str = "background",
+    clip=None,
+    template: str | None = None,
+    templates: list[str] | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """CLIP's value for each debug_seed failure of ``run`` over the current curated lists (cached)."""
     from core.describe.assign import assign, default_template
 
@@ -61,17 +74,32 @@ def assignments_for(dataset: ImageDataset, run: ModelRun, *, attribute: str = "b
     lists = ensure_lists(dataset, attribute, progress=progress, should_stop=should_stop)
     values = lists.as_dict()
     clip = clip or default_clip(dataset)
-    prov = {"attribute": attribute, "list_version": lists.current_version_id(), "clip": clip.key,
-            "template": template, "templates": templates, "model": run.model}
+    prov = {
+        "attribute": attribute,
+        "list_version": lists.current_version_id(),
+        "clip": clip.key,
+        "template": template,
+        "templates": templates,
+        "model": run.model,
+    }
     path = run.folder / "assignments" / f"{store.make_key(prov)}.parquet"
     if path.is_file():
         try:
             return pd.read_parquet(path), prov
         except Exception:
-            pass   # corrupt: recompute
+            pass  # corrupt: recompute
     seed = failures(run.table, "seed")
-    out = assign(seed, dataset, values, clip, template=template, templates=templates, attribute=attribute,
-                 progress=progress, should_stop=should_stop)
+    out = assign(
+        seed,
+        dataset,
+        values,
+        clip,
+        template=template,
+        templates=templates,
+        attribute=attribute,
+        progress=progress,
+        should_stop=should_stop,
+    )
     out = out.assign(model=run.model)
     with store.atomic_path(path) as tmp:
         out.to_parquet(tmp, index=False)

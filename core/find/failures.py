@@ -4,10 +4,11 @@ Seed/heldout assignment ranks each class's failures by a hash of (image id, seed
 debug_seed, so halves are balanced per class and an image that several models fail on tends to land in the same
 half for all of them, which keeps cross-model comparisons honest.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,9 @@ def failure_table(debug_df: pd.DataFrame, logits: np.ndarray | torch.Tensor, see
     out = debug_df.reset_index(drop=True).copy()
     out["pred"] = top_i[:, 0].numpy()
     out["confidence"] = top_p[:, 0].numpy()
-    out["true_prob"] = probs[torch.arange(len(out)), torch.as_tensor(out["label"].to_numpy(dtype=np.int64, copy=True))].numpy()
+    out["true_prob"] = probs[
+        torch.arange(len(out)), torch.as_tensor(out["label"].to_numpy(dtype=np.int64, copy=True))
+    ].numpy()
     out["top5"] = [list(map(int, r)) for r in top_i.numpy()]
     out["correct"] = out["pred"].to_numpy() == out["label"].to_numpy()
     out["split"] = assign_halves(out, seed)
@@ -39,7 +42,7 @@ def failure_table(debug_df: pd.DataFrame, logits: np.ndarray | torch.Tensor, see
 
 
 def assign_halves(table: pd.DataFrame, seed: int = 0) -> pd.Series:
-    """"seed" / "heldout" for failures (first ceil(n/2) per class by hash rank), "" for correct predictions."""
+    """ "seed" / "heldout" for failures (first ceil(n/2) per class by hash rank), "" for correct predictions."""
     split = pd.Series("", index=table.index, dtype=object)
     wrong = table[~table["correct"]]
     for _, group in wrong.groupby("label", sort=True):
@@ -94,8 +97,10 @@ def overlap_from_matrix(names: list[str], B: np.ndarray) -> tuple[pd.DataFrame, 
     sizes = Bf.sum(1)
     union = sizes[:, None] + sizes[None, :] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return (pd.DataFrame(iou, index=names, columns=names),
-            pd.DataFrame(inter.astype(np.int64), index=names, columns=names))
+    return (
+        pd.DataFrame(iou, index=names, columns=names),
+        pd.DataFrame(inter.astype(np.int64), index=names, columns=names),
+    )
 
 
 def iou_matrix(failure_ids: Mapping[str, Iterable[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -120,6 +125,8 @@ def family_average(iou: pd.DataFrame, family_of: Mapping[str, str]) -> pd.DataFr
 def compare_pair(table_a: pd.DataFrame, table_b: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Failures two models share, and those only one of them has (rows from table_a / table_b)."""
     fa, fb = set(failures(table_a)["image_id"]), set(failures(table_b)["image_id"])
-    return {"both": table_a[table_a["image_id"].isin(fa & fb)],
-            "only_a": table_a[table_a["image_id"].isin(fa - fb)],
-            "only_b": table_b[table_b["image_id"].isin(fb - fa)]}
+    return {
+        "both": table_a[table_a["image_id"].isin(fa & fb)],
+        "only_a": table_a[table_a["image_id"].isin(fa - fb)],
+        "only_b": table_b[table_b["image_id"].isin(fb - fa)],
+    }

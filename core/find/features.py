@@ -3,6 +3,7 @@
 Work is split into fixed-size shards of image ids written atomically as they finish, so an interrupted
 extraction resumes at the first missing shard and the same function can later be fanned out over shards.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -53,9 +54,18 @@ def load_cached(ref: FeatureRef) -> np.ndarray | None:
     return store.load_npy(ref.file, mmap=True, shape=(ref.n, ref.dim))
 
 
-def extract_features(backbone: Backbone, dataset: ImageDataset, df: pd.DataFrame, *, batch_size: int = 64,
-                     num_workers: int = 0, device: str | None = None, progress: ProgressFn | None = None,
-                     should_stop: StopFn | None = None, shard_size: int = SHARD_SIZE) -> np.ndarray:
+def extract_features(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    df: pd.DataFrame,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    shard_size: int = SHARD_SIZE,
+) -> np.ndarray:
     """Features (len(df), D) for the images in ``df`` (rows in order), from cache when valid."""
     progress = progress or no_progress
     ref = feature_ref(backbone, dataset, df)
@@ -77,8 +87,15 @@ def extract_features(backbone: Backbone, dataset: ImageDataset, df: pd.DataFrame
         for i, (start, stop) in enumerate(shards):
             shard_file = shard_dir / f"{i:05d}.npy"
             if store.load_npy(shard_file, mmap=True, shape=(stop - start, ref.dim)) is None:
-                arr = _run_shard(model, TorchView(dataset, df.iloc[start:stop], transform), batch_size, num_workers,
-                                 device, lambda k: progress(done + k, ref.n, f"features {backbone.name}"), should_stop)
+                arr = _run_shard(
+                    model,
+                    TorchView(dataset, df.iloc[start:stop], transform),
+                    batch_size,
+                    num_workers,
+                    device,
+                    lambda k: progress(done + k, ref.n, f"features {backbone.name}"),
+                    should_stop,
+                )
                 store.save_npy(shard_file, arr)
             done = stop
             progress(done, ref.n, f"features {backbone.name}")
@@ -94,7 +111,9 @@ def _run_shard(model, view: TorchView, batch_size: int, num_workers: int, device
             check_stop(should_stop)
             feats = model(x.to(device))
             if not torch.isfinite(feats).all():
-                raise FloatingPointError(f"{model.name} produced NaN/inf features; check its weights and preprocessing.")
+                raise FloatingPointError(
+                    f"{model.name} produced NaN/inf features; check its weights and preprocessing."
+                )
             out.append(feats.cpu().numpy().astype(np.float32))
             seen += len(x)
             report(seen)
@@ -107,7 +126,7 @@ def _merge(ref: FeatureRef, shard_files: list[Path]) -> None:
         row = 0
         for f in shard_files:
             part = np.load(f, mmap_mode="r")
-            mm[row:row + len(part)] = part
+            mm[row : row + len(part)] = part
             row += len(part)
         mm.flush()
         del mm

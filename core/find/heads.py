@@ -7,6 +7,7 @@ cross-entropy gradient written out (two matmuls a step, no autograd graph), so i
 reach. ``benchmarks/heads.py`` measures all three side by side. Features are standardised with the
 original training set's mean/std, stored in the head, so one learning rate suits every backbone.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,12 @@ SOLVERS = ("sgd", "fused", "lbfgs")
 
 @dataclass
 class LinearHead:
-    weight: torch.Tensor          # (C, D)
-    bias: torch.Tensor            # (C,)
-    mean: torch.Tensor            # (D,) feature standardisation from the original training set
-    std: torch.Tensor             # (D,)
+    weight: torch.Tensor  # (C, D)
+    bias: torch.Tensor  # (C,)
+    mean: torch.Tensor  # (D,) feature standardisation from the original training set
+    std: torch.Tensor  # (D,)
     classes: list[str]
-    meta: dict = field(default_factory=dict)   # backbone, weights id, feature key, training config, losses
+    meta: dict = field(default_factory=dict)  # backbone, weights id, feature key, training config, losses
 
     def logits(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
         X = torch.as_tensor(np.array(X, dtype=np.float32))
@@ -50,16 +51,23 @@ class LinearHead:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tensors = {"weight": self.weight.contiguous(), "bias": self.bias.contiguous(),
-                   "mean": self.mean.contiguous(), "std": self.std.contiguous()}
-        meta = {"classes": json.dumps(self.classes), "meta": json.dumps(self.meta, default=str),
-                "schema": str(HEAD_SCHEMA)}
+        tensors = {
+            "weight": self.weight.contiguous(),
+            "bias": self.bias.contiguous(),
+            "mean": self.mean.contiguous(),
+            "std": self.std.contiguous(),
+        }
+        meta = {
+            "classes": json.dumps(self.classes),
+            "meta": json.dumps(self.meta, default=str),
+            "schema": str(HEAD_SCHEMA),
+        }
         with store.atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "LinearHead":
+    def load(cls, path: str | Path) -> LinearHead:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
@@ -86,15 +94,26 @@ def weighted_loss(logits_orig, y_orig, logits_extra=None, y_extra=None, lam: flo
     return loss
 
 
-def train_head(X, y, classes: list[str], cfg: HeadConfig = HeadConfig(), *, X_extra=None, y_extra=None,
-               lam: float = 0.0, meta: dict | None = None, progress: ProgressFn | None = None,
-               should_stop: StopFn | None = None) -> LinearHead:
+def train_head(
+    X,
+    y,
+    classes: list[str],
+    cfg: HeadConfig = HeadConfig(),
+    *,
+    X_extra=None,
+    y_extra=None,
+    lam: float = 0.0,
+    meta: dict | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> LinearHead:
     """Fit a linear head on (X, y) plus, weighted by ``lam``, an extra (generated) set."""
     if not 0.0 <= lam <= 1.0:
         raise InvalidInputError(f"λ must lie in [0, 1]; got {lam}.")
     if cfg.solver not in SOLVERS:
-        raise InvalidInputError(f"Unknown head solver {cfg.solver!r}; use 'sgd' (the paper's), 'fused' (the same "
-                                "steps, faster) or 'lbfgs'.")
+        raise InvalidInputError(
+            f"Unknown head solver {cfg.solver!r}; use 'sgd' (the paper's), 'fused' (the same steps, faster) or 'lbfgs'."
+        )
     C = len(classes)
     X, y = _check_inputs(X, y, C, "head training set")
     if len(y) == 0:
@@ -121,8 +140,15 @@ def train_head(X, y, classes: list[str], cfg: HeadConfig = HeadConfig(), *, X_ex
             _fit(lin, objective, cfg, progress, should_stop)
     with torch.no_grad():
         final = float(objective())
-    info = dict(meta or {}, config=asdict(cfg), lam=lam, n_orig=len(y), n_extra=int(len(ye)) if has_extra else 0,
-                final_loss=final, schema=HEAD_SCHEMA)
+    info = dict(
+        meta or {},
+        config=asdict(cfg),
+        lam=lam,
+        n_orig=len(y),
+        n_extra=int(len(ye)) if has_extra else 0,
+        final_loss=final,
+        schema=HEAD_SCHEMA,
+    )
     return LinearHead(lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, list(classes), info)
 
 
@@ -139,8 +165,15 @@ def _fit(lin: torch.nn.Linear, objective, cfg: HeadConfig, progress: ProgressFn,
                 progress(epoch + 1, cfg.epochs, "training head (SGD)")
     else:
         # Same objective as SGD with weight decay: the decay term is (wd/2)·||θ||² over weight and bias.
-        opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-6,
-                                tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            lin.parameters(),
+            lr=1.0,
+            max_iter=500,
+            tolerance_grad=1e-6,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             opt.zero_grad()
@@ -154,21 +187,22 @@ def _fit(lin: torch.nn.Linear, objective, cfg: HeadConfig, progress: ProgressFn,
 
 
 @torch.no_grad()
-def _fit_fused(lin: torch.nn.Linear, Z, y, Ze, ye, lam: float, cfg: HeadConfig, progress: ProgressFn,
-               should_stop: StopFn | None) -> None:
+def _fit_fused(
+    lin: torch.nn.Linear, Z, y, Ze, ye, lam: float, cfg: HeadConfig, progress: ProgressFn, should_stop: StopFn | None
+) -> None:
     """torch.optim.SGD's update (momentum, no dampening, weight decay added to the gradient) with the gradient
     of eq. 1 written out: d loss / d logits = row weight · (softmax − one-hot)."""
     X = Z if Ze is None or lam == 0 else torch.cat([Z, Ze])
     labels = y if Ze is None or lam == 0 else torch.cat([y, ye])
     w = torch.full((len(X), 1), 1.0 / len(y))
     if len(X) > len(y):
-        w[len(y):] = lam / (len(X) - len(y))
+        w[len(y) :] = lam / (len(X) - len(y))
     onehot = torch.nn.functional.one_hot(labels, lin.out_features).to(X.dtype)
-    Xa = torch.cat([X, torch.ones(len(X), 1)], 1)                  # bias as a last input column
+    Xa = torch.cat([X, torch.ones(len(X), 1)], 1)  # bias as a last input column
     theta = torch.cat([lin.weight, lin.bias[:, None]], 1).clone()  # (C, D+1)
     buf = None
     for epoch in range(cfg.epochs):
-        G = (torch.softmax(Xa @ theta.T, 1) - onehot) * w           # (N, C)
+        G = (torch.softmax(Xa @ theta.T, 1) - onehot) * w  # (N, C)
         d = G.T @ Xa + cfg.weight_decay * theta
         buf = d if buf is None else buf.mul_(cfg.momentum).add_(d)
         theta -= cfg.lr * buf

@@ -3,6 +3,7 @@
 ``run_model`` is what the CLI, the app's jobs and the mitigation code call; ``load_run`` reads a finished run
 without computing anything (the app's pages use it to render).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -51,8 +52,8 @@ class ModelRun:
     family: str
     folder: Path
     head: LinearHead
-    table: pd.DataFrame          # one row per debug image (see core.find.failures.failure_table)
-    summary: dict                # accuracies, counts, keys of everything the run came from
+    table: pd.DataFrame  # one row per debug image (see core.find.failures.failure_table)
+    summary: dict  # accuracies, counts, keys of everything the run came from
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -67,9 +68,17 @@ def run_folder(dataset: ImageDataset, model: str, key: str) -> Path:
     return store.cache_root() / "runs" / dataset.key / model / key
 
 
-def run_model(dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(),
-              head_cfg: HeadConfig = HeadConfig(), *, weights: str | None = None, batch_size: int = 64,
-              progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> ModelRun:
+def run_model(
+    dataset: ImageDataset,
+    model: str,
+    split_cfg: SplitConfig = SplitConfig(),
+    head_cfg: HeadConfig = HeadConfig(),
+    *,
+    weights: str | None = None,
+    batch_size: int = 64,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> ModelRun:
     """Features for head_train/debug/test, the head trained on head_train, and the debug failure table."""
     backbone = load_backbone(model, dataset, weights)
     folder = run_folder(dataset, model, run_key(backbone, dataset, split_cfg, head_cfg))
@@ -77,26 +86,48 @@ def run_model(dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitC
     if done is not None:
         return done
     splits = get_splits(dataset, split_cfg)
-    feats = {name: extract_features(backbone, dataset, getattr(splits, name), batch_size=batch_size,
-                                    progress=progress, should_stop=should_stop)
-             for name in ("head_train", "debug", "test")}
+    feats = {
+        name: extract_features(
+            backbone, dataset, getattr(splits, name), batch_size=batch_size, progress=progress, should_stop=should_stop
+        )
+        for name in ("head_train", "debug", "test")
+    }
     ht = splits.head_train
-    head = train_head(feats["head_train"], ht["label"].to_numpy(), dataset.classes, head_cfg,
-                      meta={"backbone": backbone.name, "weights_id": backbone.weights_id,
-                            "data_config": backbone.data_config, "dataset": dataset.key,
-                            "feature_key": feature_key(backbone, dataset, ht)},
-                      progress=progress, should_stop=should_stop)
+    head = train_head(
+        feats["head_train"],
+        ht["label"].to_numpy(),
+        dataset.classes,
+        head_cfg,
+        meta={
+            "backbone": backbone.name,
+            "weights_id": backbone.weights_id,
+            "data_config": backbone.data_config,
+            "dataset": dataset.key,
+            "feature_key": feature_key(backbone, dataset, ht),
+        },
+        progress=progress,
+        should_stop=should_stop,
+    )
     table = failure_table(splits.debug, head.logits(feats["debug"]).numpy(), seed=split_cfg.seed)
     counts = per_class_counts(table, dataset.classes)
     summary = {
-        "model": model, "family": backbone.family, "dataset": dataset.name, "dataset_key": dataset.key,
-        "backbone_key": backbone.key, "weights_id": backbone.weights_id, "split_config": asdict(split_cfg),
+        "model": model,
+        "family": backbone.family,
+        "dataset": dataset.name,
+        "dataset_key": dataset.key,
+        "backbone_key": backbone.key,
+        "weights_id": backbone.weights_id,
+        "split_config": asdict(split_cfg),
         "head_config": asdict(head_cfg),
-        "accuracy": {"head_train": head.accuracy(feats["head_train"], ht["label"]),
-                     "debug": float(table["correct"].mean()),
-                     "test": head.accuracy(feats["test"], splits.test["label"])},
-        "n_debug": len(table), "n_failures": int((~table["correct"]).sum()),
-        "n_seed": int((table["split"] == "seed").sum()), "n_heldout": int((table["split"] == "heldout").sum()),
+        "accuracy": {
+            "head_train": head.accuracy(feats["head_train"], ht["label"]),
+            "debug": float(table["correct"].mean()),
+            "test": head.accuracy(feats["test"], splits.test["label"]),
+        },
+        "n_debug": len(table),
+        "n_failures": int((~table["correct"]).sum()),
+        "n_seed": int((table["split"] == "seed").sum()),
+        "n_heldout": int((table["split"] == "heldout").sum()),
     }
     folder.mkdir(parents=True, exist_ok=True)
     head.save(folder / "head.safetensors")
@@ -104,7 +135,7 @@ def run_model(dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitC
         table.to_parquet(tmp, index=False)
     with store.atomic_path(folder / "per_class.parquet") as tmp:
         counts.to_parquet(tmp, index=False)
-    store.save_json(folder / "summary.json", summary)   # written last: its presence marks the run complete
+    store.save_json(folder / "summary.json", summary)  # written last: its presence marks the run complete
     return ModelRun(model, backbone.family, folder, head, table, summary)
 
 
@@ -132,8 +163,9 @@ def list_runs(dataset: ImageDataset) -> list[dict]:
     return sorted(out, key=lambda s: -s["mtime"])
 
 
-def load_run(dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(),
-             head_cfg: HeadConfig = HeadConfig()) -> ModelRun | None:
+def load_run(
+    dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(), head_cfg: HeadConfig = HeadConfig()
+) -> ModelRun | None:
     """A finished run, or None; computes nothing beyond building the backbone's key."""
     backbone = load_backbone(model, dataset)
     return _load(run_folder(dataset, model, run_key(backbone, dataset, split_cfg, head_cfg)), model, backbone.family)

@@ -7,6 +7,7 @@ pool's columns (ground-truth attributes included) and the pool's order. Splits a
 ``cache/splits/<key>/``, the key covering the dataset's key, its train/val rows and the config, and load back
 identically.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class Splits:
     debug: pd.DataFrame
     test: pd.DataFrame
     config: SplitConfig = field(default_factory=SplitConfig)
-    key: str = ""          # cache key: dataset key + config
+    key: str = ""  # cache key: dataset key + config
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in SPLIT_NAMES}
@@ -58,8 +59,15 @@ def make_splits(dataset: ImageDataset, cfg: SplitConfig = SplitConfig()) -> Spli
         for name, df in tables.items():
             with store.atomic_path(folder / f"{name}.parquet") as tmp:
                 df.to_parquet(tmp, index=False)
-        store.save_json(folder / "splits.json", {"key": key, "dataset": dataset.name, "config": to_dict(cfg),
-                                                 "sizes": {n: len(df) for n, df in tables.items()}})
+        store.save_json(
+            folder / "splits.json",
+            {
+                "key": key,
+                "dataset": dataset.name,
+                "config": to_dict(cfg),
+                "sizes": {n: len(df) for n, df in tables.items()},
+            },
+        )
     return Splits(**tables, config=cfg, key=key)
 
 
@@ -78,8 +86,10 @@ def _load(folder) -> dict[str, pd.DataFrame] | None:
 
 def _per_class(dataset: ImageDataset, pool: str) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     if pool not in dataset.pools():
-        raise InvalidInputError(f"{dataset.name} has no {pool!r} pool (pools: {', '.join(dataset.pools())}); "
-                                "splits need a train pool and a val pool.")
+        raise InvalidInputError(
+            f"{dataset.name} has no {pool!r} pool (pools: {', '.join(dataset.pools())}); "
+            "splits need a train pool and a val pool."
+        )
     df = dataset.index(pool).reset_index(drop=True)
     labels = df["label"].to_numpy()
     rows = {k: np.flatnonzero(labels == k) for k in range(len(dataset.classes))}
@@ -87,7 +97,8 @@ def _per_class(dataset: ImageDataset, pool: str) -> tuple[pd.DataFrame, dict[int
     if absent:
         raise InvalidInputError(
             f"{dataset.name}: class(es) {', '.join(map(repr, absent[:10]))}{' …' if len(absent) > 10 else ''} have "
-            f"no images in the {pool!r} pool. Add images of these classes to that pool or remove the classes.")
+            f"no images in the {pool!r} pool. Add images of these classes to that pool or remove the classes."
+        )
     return df, rows
 
 
@@ -95,8 +106,10 @@ def _draw(dataset: ImageDataset, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
     if cfg.head_train_per_class < 1:
         raise InvalidInputError(f"head_train_per_class must be at least 1, got {cfg.head_train_per_class}.")
     if not 0.0 < cfg.debug_fraction < 1.0:
-        raise InvalidInputError(f"debug_fraction must be between 0 and 1 (exclusive), got {cfg.debug_fraction}; "
-                                "the val pool must leave images for both debug and test.")
+        raise InvalidInputError(
+            f"debug_fraction must be between 0 and 1 (exclusive), got {cfg.debug_fraction}; "
+            "the val pool must leave images for both debug and test."
+        )
     train, train_rows = _per_class(dataset, "train")
     val, val_rows = _per_class(dataset, "val")
     head, debug, test = [], [], []
@@ -105,7 +118,8 @@ def _draw(dataset: ImageDataset, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
         if cfg.head_train_per_class > have:
             raise InvalidInputError(
                 f"{dataset.name}: class {name!r} has only {have} images in the train pool but head_train_per_class "
-                f"is {cfg.head_train_per_class}. Lower head_train_per_class to at most {have}.")
+                f"is {cfg.head_train_per_class}. Lower head_train_per_class to at most {have}."
+            )
         rng = np.random.default_rng([cfg.seed, k, 0])
         head.append(rng.choice(train_rows[k], cfg.head_train_per_class, replace=False))
         rows = np.random.default_rng([cfg.seed, k, 1]).permutation(val_rows[k])
@@ -115,7 +129,8 @@ def _draw(dataset: ImageDataset, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
             raise InvalidInputError(
                 f"{dataset.name}: class {name!r} has {len(rows)} val image(s), so debug_fraction "
                 f"{cfg.debug_fraction} leaves its {empty} split empty. Add val images of this class or move "
-                "debug_fraction towards 0.5.")
+                "debug_fraction towards 0.5."
+            )
         debug.append(rows[:n_debug])
         test.append(rows[n_debug:])
     return {"head_train": _rows(train, head), "debug": _rows(val, debug), "test": _rows(val, test)}

@@ -4,6 +4,7 @@ collective debugging types 1 and 2 (Table 3, Figure 6), and λ / k sweeps (Figur
 Each function runs every cached step it needs (features, heads, failures, assignments, generated images)
 and returns a results table whose rows record what they came from; ``save_results`` persists them.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -12,14 +13,21 @@ import pandas as pd
 
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
-from core.errors import InvalidInputError
-from core.fix.generators import Generator, create_generator
-from core.fix.mitigate import (ModelContext, check_config, debug_model, generate_for_modes, provenance, result_row,
-                           save_results)
-from core.find.runs import run_model
-from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.datasets.registry import is_offline_world
 from core.describe.textualize import textualize
+from core.errors import InvalidInputError
+from core.find.runs import run_model
+from core.fix.generators import Generator, create_generator
+from core.fix.mitigate import (
+    ModelContext,
+    check_config,
+    debug_model,
+    generate_for_modes,
+    provenance,
+    result_row,
+    save_results,
+)
+from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 KS = (1, 2, 3, 4, 5)
@@ -36,12 +44,21 @@ def default_generator(dataset: ImageDataset, name: str | None = None, **kwargs) 
 class Experiment:
     """Shared settings of one experiment: dataset, split/head configs, attribute, generator."""
 
-    def __init__(self, dataset: ImageDataset, cfg: DebugConfig = DebugConfig(), *, attribute: str = "background",
-                 generator: Generator | None = None, split_cfg: SplitConfig = SplitConfig(),
-                 head_cfg: HeadConfig = HeadConfig(), clip=None, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None):
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        cfg: DebugConfig = DebugConfig(),
+        *,
+        attribute: str = "background",
+        generator: Generator | None = None,
+        split_cfg: SplitConfig = SplitConfig(),
+        head_cfg: HeadConfig = HeadConfig(),
+        clip=None,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+    ):
         check_config(cfg)
-        self.clip = clip   # None: the dataset's default CLIP (core.describe.textualize.default_clip), loaded when needed
+        self.clip = clip  # None: the dataset's default CLIP (core.describe.textualize.default_clip), loaded when needed
         self.dataset, self.cfg, self.attribute = dataset, cfg, attribute
         self.generator = generator or default_generator(dataset)
         self.split_cfg, self.head_cfg = split_cfg, head_cfg
@@ -51,30 +68,58 @@ class Experiment:
 
     def context(self, model: str) -> ModelContext:
         if model not in self._ctx:
-            run = run_model(self.dataset, model, self.split_cfg, self.head_cfg, progress=self.progress,
-                            should_stop=self.should_stop)
+            run = run_model(
+                self.dataset, model, self.split_cfg, self.head_cfg, progress=self.progress, should_stop=self.should_stop
+            )
             self._ctx[model] = ModelContext(self.dataset, run, self.split_cfg, self.head_cfg)
         return self._ctx[model]
 
     def textualization(self, model: str, k: int | None = None):
         k = k or self.cfg.k_modes
         if (model, k) not in self._text:
-            self._text[(model, k)] = textualize(self.dataset, self.context(model).run, k=k, attribute=self.attribute,
-                                                clip=self.clip, progress=self.progress, should_stop=self.should_stop)
+            self._text[(model, k)] = textualize(
+                self.dataset,
+                self.context(model).run,
+                k=k,
+                attribute=self.attribute,
+                clip=self.clip,
+                progress=self.progress,
+                should_stop=self.should_stop,
+            )
         return self._text[(model, k)]
 
     def images(self, modes: pd.DataFrame, cfg: DebugConfig | None = None):
-        return generate_for_modes(self.dataset, modes, self.generator, cfg or self.cfg, attribute=self.attribute,
-                                  progress=self.progress, should_stop=self.should_stop)
+        return generate_for_modes(
+            self.dataset,
+            modes,
+            self.generator,
+            cfg or self.cfg,
+            attribute=self.attribute,
+            progress=self.progress,
+            should_stop=self.should_stop,
+        )
 
     def provenance(self, **extra) -> dict:
-        return provenance(self.cfg, self.generator, attribute=self.attribute, dataset=self.dataset.key,
-                          head_solver=self.head_cfg.solver, **extra)
+        return provenance(
+            self.cfg,
+            self.generator,
+            attribute=self.attribute,
+            dataset=self.dataset.key,
+            head_solver=self.head_cfg.solver,
+            **extra,
+        )
 
     def meta(self, **extra) -> dict:
-        return {"dataset": self.dataset.key, "debug": asdict(self.cfg), "split": asdict(self.split_cfg),
-                "head": asdict(self.head_cfg), "attribute": self.attribute, "generator": self.generator.name,
-                "generator_model": self.generator.model_id, **extra}
+        return {
+            "dataset": self.dataset.key,
+            "debug": asdict(self.cfg),
+            "split": asdict(self.split_cfg),
+            "head": asdict(self.head_cfg),
+            "attribute": self.attribute,
+            "generator": self.generator.name,
+            "generator_model": self.generator.model_id,
+            **extra,
+        }
 
 
 def skipped_modes(rows: pd.DataFrame) -> str:
@@ -90,9 +135,16 @@ def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
         exp.progress(i, len(models), f"debugging {m}")
         text = exp.textualization(m)
         ours, rand = exp.images(text.modes)
-        rows += debug_model(exp.context(m), ours, rand, exp.cfg, should_stop=exp.should_stop,
-                            **exp.provenance(list_version=text.provenance["list_version"], modes_from=m,
-                                             skipped_modes=skipped_modes(ours)))
+        rows += debug_model(
+            exp.context(m),
+            ours,
+            rand,
+            exp.cfg,
+            should_stop=exp.should_stop,
+            **exp.provenance(
+                list_version=text.provenance["list_version"], modes_from=m, skipped_modes=skipped_modes(ours)
+            ),
+        )
     exp.progress(len(models), len(models), "done")
     return pd.DataFrame(rows)
 
@@ -123,16 +175,24 @@ def collective(exp: Experiment, models: list[str], kind: int, reference: str | N
         exp.progress(i, len(models), f"collective type {kind}: {m}")
         ctx = exp.context(m)
         ev = ctx.retrain(ours, exp.cfg.lam, should_stop=exp.should_stop)
-        rows.append(result_row(ctx, f"collective{kind}", exp.cfg, ours, ev.scores,
-                               **exp.provenance(list_version=",".join(versions), modes_from=source,
-                                                skipped_modes=skipped_modes(ours))))
+        rows.append(
+            result_row(
+                ctx,
+                f"collective{kind}",
+                exp.cfg,
+                ours,
+                ev.scores,
+                **exp.provenance(list_version=",".join(versions), modes_from=source, skipped_modes=skipped_modes(ours)),
+            )
+        )
     return pd.DataFrame(rows)
 
 
 def collective_study(exp: Experiment, models: list[str], reference: str | None = None) -> pd.DataFrame:
     """Individual, Random_debugging and both collective types on one family, in one table (Table 3, Figure 6)."""
-    return pd.concat([individual(exp, models), collective(exp, models, 1), collective(exp, models, 2, reference)],
-                     ignore_index=True)
+    return pd.concat(
+        [individual(exp, models), collective(exp, models, 1), collective(exp, models, 2, reference)], ignore_index=True
+    )
 
 
 def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
@@ -152,10 +212,29 @@ def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
         ours, rand = exp.images(text.modes, cfg)
         for method, imgs in (("ours", ours), ("random", rand)):
             ev = ctx.retrain(imgs, cfg.lam, should_stop=exp.should_stop)
-            rows.append(result_row(ctx, method, cfg, imgs, ev.scores, sweep=what,
-                                   **exp.provenance(list_version=text.provenance["list_version"])))
+            rows.append(
+                result_row(
+                    ctx,
+                    method,
+                    cfg,
+                    imgs,
+                    ev.scores,
+                    sweep=what,
+                    **exp.provenance(list_version=text.provenance["list_version"]),
+                )
+            )
     return pd.DataFrame(rows)
 
 
-__all__ = ["Experiment", "individual", "collective", "collective_study", "sweep", "default_generator",
-           "save_results", "skipped_modes", "LAMBDAS", "KS"]
+__all__ = [
+    "Experiment",
+    "individual",
+    "collective",
+    "collective_study",
+    "sweep",
+    "default_generator",
+    "save_results",
+    "skipped_modes",
+    "LAMBDAS",
+    "KS",
+]

@@ -5,6 +5,7 @@ Generated images live in one set per (dataset, generator, attribute) and one per
 random baseline; every experiment picks its images from those sets by (class, value, index), so sweeps over λ
 and k and collective debugging reuse images instead of generating them again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,13 +19,24 @@ from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
 from core.find.features import extract_features
-from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
 from core.find.heads import LinearHead, train_head
 from core.find.runs import ModelRun, get_splits, load_backbone
+from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
 from core.progress import ProgressFn, StopFn, no_progress
 
-RESULT_COLUMNS = ["model", "family", "method", "lam", "k", "images_per_mode", "n_generated", "acc_test", "acc_seed",
-                  "acc_heldout", "acc_debug"]
+RESULT_COLUMNS = [
+    "model",
+    "family",
+    "method",
+    "lam",
+    "k",
+    "images_per_mode",
+    "n_generated",
+    "acc_test",
+    "acc_seed",
+    "acc_heldout",
+    "acc_debug",
+]
 
 
 def check_config(cfg: DebugConfig) -> None:
@@ -42,17 +54,25 @@ def set_name(dataset: ImageDataset, generator: Generator, attribute: str | None,
     return f"{dataset.name.replace('/', '-')}-{generator.name}-{attribute or 'random'}-{ident}"
 
 
-def generate_for_modes(dataset: ImageDataset, modes: pd.DataFrame, generator: Generator, cfg: DebugConfig, *,
-                       attribute: str = "background", progress: ProgressFn | None = None,
-                       should_stop: StopFn | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def generate_for_modes(
+    dataset: ImageDataset,
+    modes: pd.DataFrame,
+    generator: Generator,
+    cfg: DebugConfig,
+    *,
+    attribute: str = "background",
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Images for the top-k modes per class and as many Random_debugging images per class.
 
     Returns (ours, random): index rows of the generated sets (image_id, label, class_name, value, ...) with
     ``set`` naming the set each row came from.
     """
     check_config(cfg)
-    requests = mode_requests(modes, cfg.images_per_mode, attribute=attribute, template=cfg.prompt_template,
-                             k=cfg.k_modes)
+    requests = mode_requests(
+        modes, cfg.images_per_mode, attribute=attribute, template=cfg.prompt_template, k=cfg.k_modes
+    )
     requests, skipped = renderable(generator, requests)
     if not requests:
         empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
@@ -88,8 +108,10 @@ def select_images(gset: GeneratedSet, requests) -> pd.DataFrame:
     man = gset.manifest()
     man = man[~man["deleted"] & man["file"].notna()]
     want = {(r.class_name, r.value): r.n_images for r in requests}
-    keep = [want.get((c, v if isinstance(v, str) else None), 0) > i
-            for c, v, i in man[["class_name", "value", "index"]].itertuples(index=False)]
+    keep = [
+        want.get((c, v if isinstance(v, str) else None), 0) > i
+        for c, v, i in man[["class_name", "value", "index"]].itertuples(index=False)
+    ]
     idx = gset.index().set_index("image_id")
     rows = idx.loc[man[keep]["image_id"]].reset_index()
     rows["set"] = gset.set_name
@@ -102,8 +124,14 @@ def generated_features(backbone, rows: pd.DataFrame, progress=None, should_stop=
         return np.zeros((0, backbone.feature_dim), np.float32)
     parts = []
     for name, group in rows.groupby("set", sort=False):
-        parts.append((group.index, np.asarray(extract_features(backbone, GeneratedSet(name), group,
-                                                               progress=progress, should_stop=should_stop))))
+        parts.append(
+            (
+                group.index,
+                np.asarray(
+                    extract_features(backbone, GeneratedSet(name), group, progress=progress, should_stop=should_stop)
+                ),
+            )
+        )
     out = np.zeros((len(rows), backbone.feature_dim), np.float32)
     for index, feats in parts:
         out[rows.index.get_indexer(index)] = feats
@@ -123,9 +151,12 @@ def evaluate(head: LinearHead, run: ModelRun, feats: dict[str, np.ndarray], test
     correct = pred == table["label"].to_numpy()
     seed, held = (table["split"] == "seed").to_numpy(), (table["split"] == "heldout").to_numpy()
     nan = float("nan")
-    return {"acc_test": head.accuracy(feats["test"], test_labels), "acc_debug": float(correct.mean()),
-            "acc_seed": float(correct[seed].mean()) if seed.any() else nan,
-            "acc_heldout": float(correct[held].mean()) if held.any() else nan}
+    return {
+        "acc_test": head.accuracy(feats["test"], test_labels),
+        "acc_debug": float(correct.mean()),
+        "acc_seed": float(correct[seed].mean()) if seed.any() else nan,
+        "acc_heldout": float(correct[held].mean()) if held.any() else nan,
+    }
 
 
 class ModelContext:
@@ -135,8 +166,10 @@ class ModelContext:
         self.dataset, self.run, self.head_cfg = dataset, run, head_cfg
         self.backbone = load_backbone(run.model, dataset)
         splits = get_splits(dataset, split_cfg)
-        self.feats = {n: np.asarray(extract_features(self.backbone, dataset, getattr(splits, n)))
-                      for n in ("head_train", "debug", "test")}
+        self.feats = {
+            n: np.asarray(extract_features(self.backbone, dataset, getattr(splits, n)))
+            for n in ("head_train", "debug", "test")
+        }
         self.y_train = splits.head_train["label"].to_numpy()
         self.y_test = splits.test["label"].to_numpy()
 
@@ -145,21 +178,43 @@ class ModelContext:
 
     def retrain(self, rows: pd.DataFrame, lam: float, progress=None, should_stop=None) -> Evaluation:
         Xe = generated_features(self.backbone, rows, progress, should_stop)
-        head = train_head(self.feats["head_train"], self.y_train, self.dataset.classes, self.head_cfg,
-                          X_extra=Xe, y_extra=rows["label"].to_numpy() if len(rows) else None, lam=lam,
-                          meta=dict(self.run.head.meta, generated_sets=sorted(set(rows.get("set", [])))),
-                          should_stop=should_stop)
+        head = train_head(
+            self.feats["head_train"],
+            self.y_train,
+            self.dataset.classes,
+            self.head_cfg,
+            X_extra=Xe,
+            y_extra=rows["label"].to_numpy() if len(rows) else None,
+            lam=lam,
+            meta=dict(self.run.head.meta, generated_sets=sorted(set(rows.get("set", [])))),
+            should_stop=should_stop,
+        )
         return Evaluation(head, evaluate(head, self.run, self.feats, self.y_test))
 
 
 def result_row(ctx: ModelContext, method: str, cfg: DebugConfig, rows: pd.DataFrame, scores: dict, **extra) -> dict:
-    return {"model": ctx.run.model, "family": ctx.run.family, "method": method, "lam": cfg.lam, "k": cfg.k_modes,
-            "images_per_mode": cfg.images_per_mode, "n_generated": len(rows), **scores, **extra}
+    return {
+        "model": ctx.run.model,
+        "family": ctx.run.family,
+        "method": method,
+        "lam": cfg.lam,
+        "k": cfg.k_modes,
+        "images_per_mode": cfg.images_per_mode,
+        "n_generated": len(rows),
+        **scores,
+        **extra,
+    }
 
 
-def debug_model(ctx: ModelContext, ours: pd.DataFrame, random: pd.DataFrame, cfg: DebugConfig,
-                progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-                **provenance) -> list[dict]:
+def debug_model(
+    ctx: ModelContext,
+    ours: pd.DataFrame,
+    random: pd.DataFrame,
+    cfg: DebugConfig,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    **provenance,
+) -> list[dict]:
     """Table 2 rows for one model: before, ours and Random_debugging with the same images per class."""
     progress = progress or no_progress
     empty = ours.iloc[:0]
@@ -173,8 +228,14 @@ def debug_model(ctx: ModelContext, ours: pd.DataFrame, random: pd.DataFrame, cfg
 
 
 def provenance(cfg: DebugConfig, generator: Generator, **extra) -> dict:
-    return {"generator": generator.name, "generator_model": generator.model_id, "seed": cfg.seed,
-            "prompt_template": cfg.prompt_template, "random_template": cfg.random_template, **extra}
+    return {
+        "generator": generator.name,
+        "generator_model": generator.model_id,
+        "seed": cfg.seed,
+        "prompt_template": cfg.prompt_template,
+        "random_template": cfg.random_template,
+        **extra,
+    }
 
 
 def gains(results: pd.DataFrame) -> pd.DataFrame:
@@ -225,5 +286,17 @@ def list_results(dataset_key: str) -> dict[str, tuple[Path, dict]]:
     return {w: (pq, meta) for w, (_, pq, meta) in found.items()}
 
 
-__all__ = ["check_config", "set_name", "generate_for_modes", "select_images", "ModelContext", "debug_model", "gains",
-           "relative_to_individual", "save_results", "list_results", "evaluate", "provenance"]
+__all__ = [
+    "check_config",
+    "set_name",
+    "generate_for_modes",
+    "select_images",
+    "ModelContext",
+    "debug_model",
+    "gains",
+    "relative_to_individual",
+    "save_results",
+    "list_results",
+    "evaluate",
+    "provenance",
+]

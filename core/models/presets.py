@@ -5,6 +5,7 @@ name the checkpoint their hub entry would download; Backdrop never runs hub code
 torch.hub's cache, a download when online, or ``weights=<file>``) is loaded into a timm architecture, or for
 SwAV's wide ResNets into one built here from torchvision's blocks.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.models.registry import MODELS
 from core.models.base import Backbone
+from core.models.registry import MODELS
 
 PRESETS: dict[str, dict] = json.loads(Path(__file__).with_name("presets.json").read_text())["models"]
 _DATA_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
@@ -25,8 +26,10 @@ _DATA_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mo
 def _hub_how(spec: dict) -> str:
     hub = spec.get("hub")
     if spec["source"] == "torch.hub" and hub:
-        return (f"torch.hub.load({hub['repo']!r}, {hub['entry']!r}) downloads that file; Backdrop never runs "
-                "hub code and loads the file itself.")
+        return (
+            f"torch.hub.load({hub['repo']!r}, {hub['entry']!r}) downloads that file; Backdrop never runs "
+            "hub code and loads the file itself."
+        )
     return ""
 
 
@@ -43,7 +46,7 @@ def swav_wide_resnet50(widen: int) -> nn.Module:
     net.inplanes, net.dilation = w, 1
     net.conv1, net.bn1 = nn.Conv2d(3, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w)
     for i, (blocks, stride) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 2))):
-        setattr(net, f"layer{i + 1}", net._make_layer(Bottleneck, w * 2 ** i, blocks, stride=stride))
+        setattr(net, f"layer{i + 1}", net._make_layer(Bottleneck, w * 2**i, blocks, stride=stride))
     net.fc = nn.Linear(w * 8 * Bottleneck.expansion, 1000)
     return net
 
@@ -54,10 +57,10 @@ def _resnet_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(net.avgpool(x), 1)
 
 
-def _wide_backbone(name: str, spec: dict, *, pretrained: bool, weights: str | None, seed: int,
-                   device: str | None) -> Backbone:
-    from core.models.weights import (fit_state_dict, load_state_dict, missing_weights, url_file,
-                                     weights_id)
+def _wide_backbone(
+    name: str, spec: dict, *, pretrained: bool, weights: str | None, seed: int, device: str | None
+) -> Backbone:
+    from core.models.weights import fit_state_dict, load_state_dict, missing_weights, url_file, weights_id
 
     path = Path(weights) if weights is not None else None
     if path is None and pretrained:
@@ -68,16 +71,28 @@ def _wide_backbone(name: str, spec: dict, *, pretrained: bool, weights: str | No
     with torch.device(device) if device else nullcontext():
         net = swav_wide_resnet50(int(spec["arch"]["widen"]))
     if path is not None:
-        fit_state_dict(net, load_state_dict(path), source=path.name, ignore=tuple(spec.get("ignore", ())),
-                       classifier=("fc.weight", "fc.bias"))
-    return Backbone(net, name=name, family=spec["family"], feature_dim=net.fc.in_features,
-                    data_config={k: tuple(v) if isinstance(v, list) else v for k, v in spec["data_config"].items()},
-                    weights_id=weights_id(path) if path else f"random:{seed}",
-                    source=spec["source"], forward_fn=_resnet_pooled)
+        fit_state_dict(
+            net,
+            load_state_dict(path),
+            source=path.name,
+            ignore=tuple(spec.get("ignore", ())),
+            classifier=("fc.weight", "fc.bias"),
+        )
+    return Backbone(
+        net,
+        name=name,
+        family=spec["family"],
+        feature_dim=net.fc.in_features,
+        data_config={k: tuple(v) if isinstance(v, list) else v for k, v in spec["data_config"].items()},
+        weights_id=weights_id(path) if path else f"random:{seed}",
+        source=spec["source"],
+        forward_fn=_resnet_pooled,
+    )
 
 
-def build_preset(name: str, *, pretrained: bool = True, weights: str | None = None, seed: int = 0,
-                 device: str | None = None) -> Backbone:
+def build_preset(
+    name: str, *, pretrained: bool = True, weights: str | None = None, seed: int = 0, device: str | None = None
+) -> Backbone:
     """The preset ``name`` as a Backbone (``device="meta"``: architecture only, for config checks)."""
     from core.models.weights import missing_weights
 
@@ -86,8 +101,16 @@ def build_preset(name: str, *, pretrained: bool = True, weights: str | None = No
         from core.models.clip_models import open_clip_backbone
 
         arch, tag = spec["open_clip"]
-        return open_clip_backbone(arch, tag, name=name, family=spec["family"], pretrained=pretrained,
-                                  weights=weights, seed=seed, device=device)
+        return open_clip_backbone(
+            arch,
+            tag,
+            name=name,
+            family=spec["family"],
+            pretrained=pretrained,
+            weights=weights,
+            seed=seed,
+            device=device,
+        )
     if pretrained and weights is None and spec.get("pretrained") is False:
         raise missing_weights(name, [], spec.get("note", ""))
     if "arch" in spec:
@@ -96,12 +119,22 @@ def build_preset(name: str, *, pretrained: bool = True, weights: str | None = No
 
     overlay = None
     if "data_config" in spec:  # the checkpoint publisher's preprocessing replaces timm's tag defaults
-        overlay = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["data_config"].items()
-                   if k in _DATA_KEYS}
-    return timm_backbone(spec["timm"], name=name, family=spec["family"], source=spec["source"],
-                         pretrained=pretrained, weights=weights, seed=seed, device=device,
-                         pretrained_cfg_overlay=overlay, weights_url=spec.get("url"),
-                         ignore=tuple(spec.get("ignore", ())), select=spec.get("select"), how=_hub_how(spec))
+        overlay = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["data_config"].items() if k in _DATA_KEYS}
+    return timm_backbone(
+        spec["timm"],
+        name=name,
+        family=spec["family"],
+        source=spec["source"],
+        pretrained=pretrained,
+        weights=weights,
+        seed=seed,
+        device=device,
+        pretrained_cfg_overlay=overlay,
+        weights_url=spec.get("url"),
+        ignore=tuple(spec.get("ignore", ())),
+        select=spec.get("select"),
+        how=_hub_how(spec),
+    )
 
 
 def preset_info(name: str) -> dict:
@@ -117,8 +150,13 @@ def preset_info(name: str) -> dict:
 
         path = url_file(spec["url"], download=False)
         hub = spec.get("hub")
-        return {**base, "hub_id": f"{hub['repo']} {hub['entry']}" if hub else None, "downloads": [spec["url"]],
-                "available": path is not None, "weights_path": str(path) if path else None}
+        return {
+            **base,
+            "hub_id": f"{hub['repo']} {hub['entry']}" if hub else None,
+            "downloads": [spec["url"]],
+            "available": path is not None,
+            "weights_path": str(path) if path else None,
+        }
     if spec.get("pretrained") is False:
         return {**base, "hub_id": None, "downloads": [], "available": False, "weights_path": None}
     from core.models.timm_models import timm_info
@@ -127,5 +165,10 @@ def preset_info(name: str) -> dict:
 
 
 for _name, _spec in PRESETS.items():
-    MODELS.register(_name, family=_spec["family"], source=_spec["source"], paper_name=_spec["paper_name"],
-                    info=partial(preset_info, _name))(partial(build_preset, _name))
+    MODELS.register(
+        _name,
+        family=_spec["family"],
+        source=_spec["source"],
+        paper_name=_spec["paper_name"],
+        info=partial(preset_info, _name),
+    )(partial(build_preset, _name))

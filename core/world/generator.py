@@ -4,9 +4,11 @@ Stands in for Stable Diffusion when there is no network or GPU. A request's attr
 argument ("background" or "colour"); a request without one (the Random_debugging baseline) draws the
 attribute from the world's training distribution. The rendered ground truth goes into the manifest.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -16,8 +18,11 @@ from core.fix.generators.registry import GENERATORS
 from core.progress import StopFn, check_stop
 
 # GenSpec.attribute -> keyword of world.render and the world attribute listing renderable values.
-ATTRIBUTES = {"background": ("background", "backgrounds"), "colour": ("colour", "colours"),
-              "color": ("colour", "colours")}
+ATTRIBUTES = {
+    "background": ("background", "backgrounds"),
+    "colour": ("colour", "colours"),
+    "color": ("colour", "colours"),
+}
 
 
 def _jsonable(v: Any) -> Any:
@@ -25,7 +30,7 @@ def _jsonable(v: Any) -> Any:
         return v
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
-    if hasattr(v, "item"):   # numpy scalars
+    if hasattr(v, "item"):  # numpy scalars
         return v.item()
     return str(v)
 
@@ -53,12 +58,14 @@ class WorldRenderer(Generator):
 
             self._world = create_dataset(self.dataset_name, **self.dataset_kwargs)
             if not getattr(self._world, "offline_world", False):
-                raise InvalidInputError(f"Dataset {self.dataset_name!r} has no renderer; the world generator needs "
-                                        "an offline-world dataset such as 'scenes-mnist'.")
+                raise InvalidInputError(
+                    f"Dataset {self.dataset_name!r} has no renderer; the world generator needs "
+                    "an offline-world dataset such as 'scenes-mnist'."
+                )
         return self._world
 
     def prepare(self) -> None:
-        self.world   # noqa: B018 - builds the world now so errors surface before generation starts
+        self.world  # noqa: B018 - builds the world now so errors surface before generation starts
 
     def config(self) -> dict[str, Any]:
         return {"world_key": self.world.key}
@@ -70,20 +77,24 @@ class WorldRenderer(Generator):
         classes = list(self.world.classes)
         for s in specs:
             if not 0 <= s.label < len(classes) or classes[s.label] != s.class_name:
-                raise InvalidInputError(f"The world has no class {s.class_name!r} with label {s.label}; its classes "
-                                        f"are {classes}.")
+                raise InvalidInputError(
+                    f"The world has no class {s.class_name!r} with label {s.label}; its classes are {classes}."
+                )
             if s.attribute is None:
                 continue
             if s.attribute not in ATTRIBUTES:
-                raise InvalidInputError(f"The world renders backgrounds and colours, not {s.attribute!r}; use "
-                                        "attribute 'background' or 'colour'.")
+                raise InvalidInputError(
+                    f"The world renders backgrounds and colours, not {s.attribute!r}; use "
+                    "attribute 'background' or 'colour'."
+                )
             if s.value not in self.renderable(s.attribute) and (s.attribute, s.value) not in self._accepted:
                 # The world accepts phrasings such as "in the desert"; one render lets it decide and name its values.
                 self.world.render(s.label, seed=0, **{ATTRIBUTES[s.attribute][0]: s.value})
                 self._accepted.add((s.attribute, s.value))
 
-    def generate_batch(self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec],
-                       should_stop: StopFn | None = None) -> list[Image.Image | None]:
+    def generate_batch(
+        self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec], should_stop: StopFn | None = None
+    ) -> list[Image.Image | None]:
         if not (len(prompts) == len(seeds) == len(specs)):
             raise InvalidInputError("The world renderer needs one prompt, seed and request per image.")
         self.validate(specs)

@@ -5,6 +5,7 @@ Everything here comes from files shipped inside installed wheels, so the world b
 :func:`compose` paints one 64x64 scene: a random crop of a background photo with a digit alpha-composited on
 top, the MNIST intensity acting as the alpha mask of a flat colour.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,17 +19,17 @@ from core import store
 
 IMAGE_SIZE = 64
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-SOURCE_MIN_SIDE = 192          # photos are shrunk once so every crop is a small, cheap resize
-CROP_SCALE = (0.35, 0.85)      # crop side as a share of the photo's shorter side
-DIGIT_SIZE = (40, 54)          # side of the 28x28 MNIST box after scaling (the stroke fills ~70% of it)
-DIGIT_JITTER = 6               # max pixels the digit moves off centre
+SOURCE_MIN_SIDE = 192  # photos are shrunk once so every crop is a small, cheap resize
+CROP_SCALE = (0.35, 0.85)  # crop side as a share of the photo's shorter side
+DIGIT_SIZE = (40, 54)  # side of the 28x28 MNIST box after scaling (the stroke fills ~70% of it)
+DIGIT_JITTER = 6  # max pixels the digit moves off centre
 
 
 @dataclass(frozen=True)
 class Background:
-    name: str                  # what the world calls it (and what prompts/CLIP see)
-    package: str               # "skimage" or "sklearn"
-    file: str                  # file inside that package's data folder
+    name: str  # what the world calls it (and what prompts/CLIP see)
+    package: str  # "skimage" or "sklearn"
+    file: str  # file inside that package's data folder
     region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # (left, top, right, bottom) shares
 
     @property
@@ -92,7 +93,7 @@ def mnist() -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def background_image(name: str) -> Image.Image:
     """The named photo as RGB, cut to its region and shrunk so its shorter side is SOURCE_MIN_SIDE."""
     bg = next(b for b in BACKGROUNDS if b.name == name)

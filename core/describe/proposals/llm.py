@@ -4,6 +4,7 @@ The answer is requested as JSON but parsed defensively (bare list, object with a
 prose or a ```json fence, markdown bullet list). The API key never reaches caches, reprs, logs or error
 messages: errors are rebuilt from redacted text and raised outside the library's exception context.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,30 +15,39 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core import store
-from core.errors import InvalidInputError, MissingResourceError
 from core.describe.proposals.attributes import Attribute
 from core.describe.proposals.proposal import PROPOSERS, Proposal, ProposalError, Proposer, now_iso
-from core.describe.proposals.text import (MAX_VALUE_CHARS, case_key, redact, sanitize_class_name, sanitize_value,
-                                 strip_list_markers, truncate)
+from core.describe.proposals.text import (
+    MAX_VALUE_CHARS,
+    case_key,
+    redact,
+    sanitize_class_name,
+    sanitize_value,
+    strip_list_markers,
+    truncate,
+)
+from core.errors import InvalidInputError, MissingResourceError
 
-PROMPT_VERSION = "llm-1"   # bump when SYSTEM or INSTRUCTION change
+PROMPT_VERSION = "llm-1"  # bump when SYSTEM or INSTRUCTION change
 SYSTEM = "You name visual settings for image datasets. Reply with JSON only, no prose."
-INSTRUCTION = ('{question}\nAnswer with a JSON object of the form {{"values": ["...", "..."]}} listing {n} distinct, '
-               "short names (1 to 4 words, at most {max_chars} characters each) and no explanations.")
+INSTRUCTION = (
+    '{question}\nAnswer with a JSON object of the form {{"values": ["...", "..."]}} listing {n} distinct, '
+    "short names (1 to 4 words, at most {max_chars} characters each) and no explanations."
+)
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    model: str = "gpt-4o-mini"        # chat model (the paper used ChatGPT, gpt-3.5-turbo)
-    base_url: str | None = None       # OpenAI-compatible server, e.g. "http://localhost:8000/v1"; None = OpenAI
-    timeout: float = 60.0             # seconds per request
-    max_retries: int = 3              # retries on HTTP 429/5xx/timeouts, exponential backoff (openai client)
-    temperature: float | None = 0.0   # None = server default (some models only accept their default)
-    max_tokens: int | None = 600      # cap on the answer; an answer cut off at the cap is an error
-    n_values: int = 15                # how many values to ask for
-    max_items: int = 25               # an answer with more values than this is rejected as over-long
+    model: str = "gpt-4o-mini"  # chat model (the paper used ChatGPT, gpt-3.5-turbo)
+    base_url: str | None = None  # OpenAI-compatible server, e.g. "http://localhost:8000/v1"; None = OpenAI
+    timeout: float = 60.0  # seconds per request
+    max_retries: int = 3  # retries on HTTP 429/5xx/timeouts, exponential backoff (openai client)
+    temperature: float | None = 0.0  # None = server default (some models only accept their default)
+    max_tokens: int | None = 600  # cap on the answer; an answer cut off at the cap is an error
+    n_values: int = 15  # how many values to ask for
+    max_items: int = 25  # an answer with more values than this is rejected as over-long
     max_chars: int = MAX_VALUE_CHARS  # longer items are dropped (listed in Proposal.rejected)
-    json_mode: bool = True            # request response_format=json_object; dropped if the server rejects it
+    json_mode: bool = True  # request response_format=json_object; dropped if the server rejects it
 
 
 class LLMError(ProposalError):
@@ -75,10 +85,25 @@ class LLMOutputError(LLMError):
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+(.+?)\s*$")
 _DESCRIPTION = re.compile(r"\s*(?::|\s[-–—]\s).*$")
-_REFUSAL = re.compile(r"\b(?:I\s*(?:can['’]?t|cannot|am unable|['’]m unable|won['’]?t|am not able)|I['’]?m sorry|"
-                      r"I am sorry|as an AI)\b", re.I)
-_LIST_KEYS = ("values", "backgrounds", "colours", "colors", "items", "names", "answer", "answers", "list",
-              "results", "result", "data")
+_REFUSAL = re.compile(
+    r"\b(?:I\s*(?:can['’]?t|cannot|am unable|['’]m unable|won['’]?t|am not able)|I['’]?m sorry|"
+    r"I am sorry|as an AI)\b",
+    re.I,
+)
+_LIST_KEYS = (
+    "values",
+    "backgrounds",
+    "colours",
+    "colors",
+    "items",
+    "names",
+    "answer",
+    "answers",
+    "list",
+    "results",
+    "result",
+    "data",
+)
 _ITEM_KEYS = ("name", "value", "background", "colour", "color", "label", "title")
 _MAX_JSON_STARTS = 200
 
@@ -159,11 +184,13 @@ def validate_items(items: list, max_items: int, max_chars: int) -> tuple[list[st
     if len(values) > max_items:
         raise LLMOutputError(
             f"The LLM answered with {len(values)} values; at most {max_items} are accepted. Ask for fewer "
-            "(LLMConfig.n_values) or raise LLMConfig.max_items.")
+            "(LLMConfig.n_values) or raise LLMConfig.max_items."
+        )
     if not values:
         raise LLMOutputError(
             f"The LLM's list held no usable values (each must be a short name of at most {max_chars} characters; "
-            f"dropped: {rejected[:3]}). Run again, try another model, or edit the list by hand.")
+            f"dropped: {rejected[:3]}). Run again, try another model, or edit the list by hand."
+        )
     return values, rejected
 
 
@@ -175,10 +202,12 @@ def parse_answer(text: str, max_items: int = 25, max_chars: int = MAX_VALUE_CHAR
         if not shown or _REFUSAL.search(text or ""):
             raise LLMRefusalError(
                 f"The LLM declined or gave no list (answer: {shown!r}). Rephrase the attribute question, try "
-                "another model, or write the list by hand.")
+                "another model, or write the list by hand."
+            )
         raise LLMOutputError(
             f"Could not find a list in the LLM's answer ({shown!r}). Run again or try a model that follows "
-            "JSON instructions.")
+            "JSON instructions."
+        )
     return validate_items(items, max_items, max_chars)
 
 
@@ -206,8 +235,10 @@ class LLMProposer(Proposer):
         self.source = f"llm:{self.config.model}"
 
     def __repr__(self) -> str:
-        return (f"LLMProposer(model={self.config.model!r}, endpoint={_endpoint(self.config.base_url)!r}, "
-                f"key={'set' if self._key else 'missing'})")
+        return (
+            f"LLMProposer(model={self.config.model!r}, endpoint={_endpoint(self.config.base_url)!r}, "
+            f"key={'set' if self._key else 'missing'})"
+        )
 
     __str__ = __repr__
 
@@ -232,7 +263,8 @@ class LLMProposer(Proposer):
             raise LLMKeyMissingError(
                 "No API key for the LLM proposer: set OPENAI_API_KEY, add OPENAI_API_KEY to .streamlit/secrets.toml, "
                 "or pass api_key= (any placeholder works for a local server that needs none). Or use the offline "
-                "proposer.")
+                "proposer."
+            )
         messages = self.messages(attribute, class_name)
         response = self._complete(messages)
         choices = getattr(response, "choices", None) or []
@@ -244,22 +276,36 @@ class LLMProposer(Proposer):
         if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
             reason = redact(sanitize_value(getattr(message, "refusal", None) or "content filter", 160), self._key)
             raise LLMRefusalError(
-                f"The LLM refused to answer ({reason!r}). Rephrase the attribute question or write the list by hand.")
+                f"The LLM refused to answer ({reason!r}). Rephrase the attribute question or write the list by hand."
+            )
         if choice.finish_reason == "length":
             raise LLMOutputError(
                 f"The LLM's answer was cut off at max_tokens={self.config.max_tokens} (over-long output). Ask for "
-                "fewer values (LLMConfig.n_values) or raise LLMConfig.max_tokens.")
+                "fewer values (LLMConfig.n_values) or raise LLMConfig.max_tokens."
+            )
         values, rejected = parse_answer(text, self.config.max_items, self.config.max_chars)
-        return Proposal(class_name=class_name, attribute=attribute.name, values=values, source=self.source,
-                        raw=redact(text, self._key), prompt=messages[-1]["content"], timestamp=now_iso(),
-                        prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}", rejected=rejected)
+        return Proposal(
+            class_name=class_name,
+            attribute=attribute.name,
+            values=values,
+            source=self.source,
+            raw=redact(text, self._key),
+            prompt=messages[-1]["content"],
+            timestamp=now_iso(),
+            prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}",
+            rejected=rejected,
+        )
 
     def _client(self):
         if self._client_obj is None:
             from openai import OpenAI
 
-            self._client_obj = OpenAI(api_key=self._key, base_url=self.config.base_url,
-                                      timeout=self.config.timeout, max_retries=self.config.max_retries)
+            self._client_obj = OpenAI(
+                api_key=self._key,
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                max_retries=self.config.max_retries,
+            )
         return self._client_obj
 
     def _complete(self, messages: list[dict[str, str]]):
@@ -280,7 +326,7 @@ class LLMProposer(Proposer):
                 return self._client().chat.completions.create(**kwargs)
             except openai.BadRequestError as e:
                 if self._json_mode and attempt == 0 and "response_format" in str(e).lower():
-                    self._json_mode = False    # the server has no JSON mode; the parser copes with prose
+                    self._json_mode = False  # the server has no JSON mode; the parser copes with prose
                     continue
                 error = self._translate(e)
             except openai.OpenAIError as e:
@@ -298,27 +344,34 @@ class LLMProposer(Proposer):
             return LLMTimeoutError(
                 f"The LLM at {where} gave no answer within {self.config.timeout:g} s (tried "
                 f"{self.config.max_retries + 1} times). Raise LLMConfig.timeout, check the server, or use the "
-                "offline proposer.")
+                "offline proposer."
+            )
         if isinstance(e, openai.APIConnectionError):
             return LLMConnectionError(
                 f"Could not reach the LLM at {where} ({detail}). Check LLMConfig.base_url and the network, or use "
-                "the offline proposer.")
+                "the offline proposer."
+            )
         if isinstance(e, openai.RateLimitError):
             return LLMRateLimitError(
                 f"The LLM at {where} kept answering HTTP 429 (rate limit or quota) after {self.config.max_retries} "
                 f"retries with backoff ({detail}). Wait and run again (finished classes are kept), raise "
-                "LLMConfig.max_retries, or check the account's quota.")
+                "LLMConfig.max_retries, or check the account's quota."
+            )
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return LLMAuthError(
                 f"The LLM at {where} rejected the API key (HTTP {e.status_code}: {detail}). Check OPENAI_API_KEY "
-                "or the key in the app's secrets.")
+                "or the key in the app's secrets."
+            )
         if isinstance(e, openai.NotFoundError):
             return LLMError(
                 f"Model {self.config.model!r} was not found at {where} (HTTP 404: {detail}). Set LLMConfig.model to "
-                "a model that server serves.")
+                "a model that server serves."
+            )
         if isinstance(e, openai.APIStatusError):
-            return LLMError(f"The LLM at {where} answered HTTP {e.status_code} ({detail}). Check the model and "
-                            "base_url, or run again later.")
-        return LLMOutputError(f"The LLM at {where} sent a response that could not be read ({detail}). Run again "
-                              "or try another model.")
-
+            return LLMError(
+                f"The LLM at {where} answered HTTP {e.status_code} ({detail}). Check the model and "
+                "base_url, or run again later."
+            )
+        return LLMOutputError(
+            f"The LLM at {where} sent a response that could not be read ({detail}). Run again or try another model."
+        )

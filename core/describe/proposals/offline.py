@@ -3,12 +3,14 @@ to the class, using text embeddings (packaged MiniLM by default, or any embedder
 
 Used when no LLM is configured; its proposals say so (``source`` "offline:<embedder>" and a ``notice``).
 """
+
 from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +22,17 @@ from core.describe.proposals.text import MAX_VALUE_CHARS, case_key, sanitize_cla
 
 VOCAB_FILE = Path(__file__).with_name("vocab.json")
 PROMPT_VERSION = "offline-1"
-NOTICE = ("No LLM was used: these values come from Backdrop's built-in vocabulary, ranked by how unrelated each is "
-          "to the class (text-embedding similarity). Set an OpenAI API key or a local OpenAI-compatible base_url to "
-          "ask an LLM as in the paper, and review the list either way.")
+NOTICE = (
+    "No LLM was used: these values come from Backdrop's built-in vocabulary, ranked by how unrelated each is "
+    "to the class (text-embedding similarity). Set an OpenAI API key or a local OpenAI-compatible base_url to "
+    "ask an LLM as in the paper, and review the list either way."
+)
 
 # Names the offline world may use for its value lists, module-level or as dataset class attributes.
-_WORLD_NAMES = {"background": ("backgrounds", "BACKGROUNDS", "background_names", "BACKGROUND_NAMES"),
-                "colour": ("colours", "COLOURS", "colors", "COLORS", "colour_names", "COLOUR_NAMES")}
+_WORLD_NAMES = {
+    "background": ("backgrounds", "BACKGROUNDS", "background_names", "BACKGROUND_NAMES"),
+    "colour": ("colours", "COLOURS", "colors", "COLORS", "colour_names", "COLOUR_NAMES"),
+}
 
 
 def builtin_vocab() -> dict[str, list[str]]:
@@ -90,9 +96,14 @@ def offline_vocab(vocab: str | Sequence[str] | Mapping[str, Sequence[str]] = "bu
 class OfflineProposer(Proposer):
     """Keeps the ``top_n`` values least similar to ``class_template`` (cosine of unit embeddings)."""
 
-    def __init__(self, top_n: int = 10, embed: Embedder | None = None,
-                 vocab: str | Sequence[str] | Mapping[str, Sequence[str]] = "builtin",
-                 class_template: str = "a photo of a {class_name}", value_template: str = "{value}"):
+    def __init__(
+        self,
+        top_n: int = 10,
+        embed: Embedder | None = None,
+        vocab: str | Sequence[str] | Mapping[str, Sequence[str]] = "builtin",
+        class_template: str = "a photo of a {class_name}",
+        value_template: str = "{value}",
+    ):
         if top_n < 1:
             raise ProposalError("top_n must be at least 1.")
         self.top_n = top_n
@@ -106,15 +117,22 @@ class OfflineProposer(Proposer):
         return f"OfflineProposer(top_n={self.top_n}, embedder={embedder_id(self.embed)!r})"
 
     def cache_id(self) -> dict[str, Any]:
-        return {"kind": "offline", "prompt": PROMPT_VERSION, "embedder": embedder_id(self.embed), "top_n": self.top_n,
-                "vocab": store.make_key(self.vocab), "templates": [self.class_template, self.value_template]}
+        return {
+            "kind": "offline",
+            "prompt": PROMPT_VERSION,
+            "embedder": embedder_id(self.embed),
+            "top_n": self.top_n,
+            "vocab": store.make_key(self.vocab),
+            "templates": [self.class_template, self.value_template],
+        }
 
     def values_for(self, attribute: Attribute) -> list[str]:
         values = self.vocab.get(attribute.name) or self.vocab.get("*")
         if not values:
             raise ProposalError(
                 f"The offline proposer has no vocabulary for attribute {attribute.name!r}. Pass vocab=[...] (or "
-                "{attribute: [...]}) to OfflineProposer, configure an LLM, or write the list by hand.")
+                "{attribute: [...]}) to OfflineProposer, configure an LLM, or write the list by hand."
+            )
         return values
 
     def rank(self, attribute: Attribute, class_name: str) -> list[tuple[str, float]]:
@@ -127,11 +145,18 @@ class OfflineProposer(Proposer):
         return [(values[i], float(sims[i])) for i in order]
 
     def propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
-        ranked = self.rank(attribute, sanitize_class_name(class_name))[:self.top_n]
+        ranked = self.rank(attribute, sanitize_class_name(class_name))[: self.top_n]
         return Proposal(
-            class_name=class_name, attribute=attribute.name, values=[v for v, _ in ranked], source=self.source,
+            class_name=class_name,
+            attribute=attribute.name,
+            values=[v for v, _ in ranked],
+            source=self.source,
             raw=json.dumps([{"value": v, "similarity": round(s, 4)} for v, s in ranked]),
-            prompt=(f"{len(self.values_for(attribute))} candidate {attribute.name} values ranked by low similarity "
-                    f"to {self.class_template.format(class_name=sanitize_class_name(class_name))!r}"),
-            timestamp=now_iso(), prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}", notice=self.notice)
-
+            prompt=(
+                f"{len(self.values_for(attribute))} candidate {attribute.name} values ranked by low similarity "
+                f"to {self.class_template.format(class_name=sanitize_class_name(class_name))!r}"
+            ),
+            timestamp=now_iso(),
+            prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}",
+            notice=self.notice,
+        )

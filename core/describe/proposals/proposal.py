@@ -3,20 +3,22 @@
 Each (class, attribute, proposer settings, prompt version) answer is cached on its own, so a run that stops
 midway (error, cancel, crash) resumes with the classes not yet answered.
 """
+
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from core import store
+from core.describe.proposals.attributes import Attribute, get_attribute
+from core.describe.proposals.text import safe_name, sanitize_class_name
 from core.errors import BackdropError, InvalidInputError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.registry import Registry
-from core.describe.proposals.attributes import Attribute, get_attribute
-from core.describe.proposals.text import safe_name, sanitize_class_name
 
 SCHEMA = 1
 
@@ -33,26 +35,26 @@ class ProposalError(BackdropError):
 class Proposal:
     class_name: str
     attribute: str
-    values: list[str]                 # proposed values, sanitised, in the proposer's order
-    source: str                       # "llm:<model>" or "offline:<embedder>"
-    raw: str                          # the proposer's answer as received (LLM text, or offline scores as JSON)
-    prompt: str                       # what was asked
-    timestamp: str                    # ISO-8601 UTC time of the answer
+    values: list[str]  # proposed values, sanitised, in the proposer's order
+    source: str  # "llm:<model>" or "offline:<embedder>"
+    raw: str  # the proposer's answer as received (LLM text, or offline scores as JSON)
+    prompt: str  # what was asked
+    timestamp: str  # ISO-8601 UTC time of the answer
     prompt_version: str
-    rejected: list[str] = field(default_factory=list)   # items dropped by validation
-    notice: str | None = None         # shown to users, e.g. that no LLM was used
+    rejected: list[str] = field(default_factory=list)  # items dropped by validation
+    notice: str | None = None  # shown to users, e.g. that no LLM was used
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Proposal":
+    def from_dict(cls, d: dict) -> Proposal:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Proposer(ABC):
@@ -70,8 +72,9 @@ class Proposer(ABC):
         """Values for one class; raises a :class:`ProposalError` subclass saying what went wrong."""
 
 
-PROPOSERS: Registry[Proposer] = Registry("proposer", plugins=("core.describe.proposals.llm",
-                                                              "core.describe.proposals.offline"))
+PROPOSERS: Registry[Proposer] = Registry(
+    "proposer", plugins=("core.describe.proposals.llm", "core.describe.proposals.offline")
+)
 
 
 def choose_proposer(api_key: str | None = None) -> str:
@@ -80,8 +83,15 @@ def choose_proposer(api_key: str | None = None) -> str:
 
 
 def _cache_file(attribute: Attribute, class_name: str, proposer: Proposer) -> Any:
-    key = store.make_key("proposal", SCHEMA, attribute.name, attribute.question, attribute.prompt_version,
-                         class_name, proposer.cache_id())
+    key = store.make_key(
+        "proposal",
+        SCHEMA,
+        attribute.name,
+        attribute.question,
+        attribute.prompt_version,
+        class_name,
+        proposer.cache_id(),
+    )
     return store.path("proposals", safe_name(attribute.name), f"{safe_name(class_name)}-{key}.json")
 
 
@@ -107,9 +117,15 @@ def _clean_class_names(class_names: Iterable[str]) -> list[str]:
     return out
 
 
-def propose(attribute: Attribute | str, class_names: Iterable[str], proposer: str | Proposer | None = None,
-            progress: ProgressFn | None = None, should_stop: StopFn | None = None, refresh: bool = False,
-            **kw: Any) -> dict[str, Proposal]:
+def propose(
+    attribute: Attribute | str,
+    class_names: Iterable[str],
+    proposer: str | Proposer | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    refresh: bool = False,
+    **kw: Any,
+) -> dict[str, Proposal]:
     """Proposals per class name, from the cache where answered before.
 
     ``proposer`` is a registered name ("llm", "offline"), a :class:`Proposer`, or None to pick with
@@ -126,8 +142,10 @@ def propose(attribute: Attribute | str, class_names: Iterable[str], proposer: st
             kw.pop("api_key", None)
         proposer = PROPOSERS.create(proposer, **kw)
     elif kw:
-        raise InvalidInputError(f"Options {sorted(kw)} go to a proposer's constructor; pass them when building "
-                                f"{proposer!r}, or pass the proposer by name.")
+        raise InvalidInputError(
+            f"Options {sorted(kw)} go to a proposer's constructor; pass them when building "
+            f"{proposer!r}, or pass the proposer by name."
+        )
     progress = progress or no_progress
     out: dict[str, Proposal] = {}
     n = len(names)
@@ -142,8 +160,10 @@ def propose(attribute: Attribute | str, class_names: Iterable[str], proposer: st
                 prop = proposer.propose_one(attr, class_name)
             except ProposalError as e:
                 e.class_name, e.partial = class_name, dict(out)
-                e.args = (f"{e.args[0] if e.args else e} (class {class_name!r}; {len(out)} of {n} classes are done "
-                          "and cached — running again resumes with the rest.)",)
+                e.args = (
+                    f"{e.args[0] if e.args else e} (class {class_name!r}; {len(out)} of {n} classes are done "
+                    "and cached — running again resumes with the rest.)",
+                )
                 raise
             store.save_json(path, prop.to_dict())
             out[class_name] = prop

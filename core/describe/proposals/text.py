@@ -4,15 +4,16 @@ Values come from LLMs and from users; they are stored and shown as literal text 
 sanitising only removes what cannot be meant literally (control characters, list bullets, runs of spaces)
 and caps the length.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
 
-MAX_VALUE_CHARS = 60          # longest value accepted from a proposer
-MAX_CURATED_CHARS = 100       # longest value stored in a curated list (longer user text is cut)
-MAX_CLASS_CHARS = 300         # longest class name used in prompts and keys
+MAX_VALUE_CHARS = 60  # longest value accepted from a proposer
+MAX_CURATED_CHARS = 100  # longest value stored in a curated list (longer user text is cut)
+MAX_CLASS_CHARS = 300  # longest class name used in prompts and keys
 
 # "-", "*", "+", "•", "1.", "1)", "(1)" followed by a space start a list item; "3.5 inch" or "**x**" do not.
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•·▪‣◦]|\(?\d{1,3}[.)])(?=\s|$)\s*")

@@ -5,12 +5,14 @@ cache, or a folder written by ``save_pretrained``). One CPU ``torch.Generator`` 
 reproducible and independent of batch composition; ``callback_on_step_end`` polls ``should_stop`` between
 denoising steps.
 """
+
 from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -20,7 +22,7 @@ from core.fix.generators.base import Generator, GenSpec
 from core.fix.generators.registry import GENERATORS
 from core.progress import StopFn
 
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"   # (paper: "Stable Diffusion V1-5")
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # (paper: "Stable Diffusion V1-5")
 
 # Sampling settings each known model was made for; anything else gets diffusers' Stable Diffusion defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -35,14 +37,18 @@ FALLBACK = {"steps": 50, "guidance": 7.5}
 def _offline() -> bool:
     from huggingface_hub import constants
 
-    env = any(os.environ.get(k, "").upper() in {"1", "ON", "YES", "TRUE"}
-              for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    env = any(
+        os.environ.get(k, "").upper() in {"1", "ON", "YES", "TRUE"} for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
     return env or constants.is_offline_mode()
 
 
 def _is_hub_id(model_id: str) -> bool:
-    return (not model_id.startswith((".", "/", "~")) and model_id.count("/") == 1
-            and not Path(model_id).expanduser().exists())
+    return (
+        not model_id.startswith((".", "/", "~"))
+        and model_id.count("/") == 1
+        and not Path(model_id).expanduser().exists()
+    )
 
 
 def _dtype_kwarg() -> str:
@@ -63,8 +69,11 @@ def load_pipeline(model_id: str, device: str, dtype: Any):
             from huggingface_hub import try_to_load_from_cache
 
             if not isinstance(try_to_load_from_cache(model_id, "model_index.json"), str):
-                raise MissingResourceError(_missing_message(model_id, "it is not in the local Hugging Face cache "
-                                                                      "and downloads are off (HF_HUB_OFFLINE=1)"))
+                raise MissingResourceError(
+                    _missing_message(
+                        model_id, "it is not in the local Hugging Face cache and downloads are off (HF_HUB_OFFLINE=1)"
+                    )
+                )
         try:
             pipe = AutoPipelineForText2Image.from_pretrained(model_id, local_files_only=offline, **kwargs)
         except Exception as e:
@@ -72,24 +81,30 @@ def load_pipeline(model_id: str, device: str, dtype: Any):
     else:
         folder = Path(model_id).expanduser()
         if not (folder / "model_index.json").is_file():
-            raise InvalidInputError(f"{folder} is not a diffusers pipeline folder (no model_index.json). Point at a "
-                                    "folder written by pipeline.save_pretrained(folder), or at a hub id such as "
-                                    f"{DEFAULT_MODEL!r}.")
+            raise InvalidInputError(
+                f"{folder} is not a diffusers pipeline folder (no model_index.json). Point at a "
+                "folder written by pipeline.save_pretrained(folder), or at a hub id such as "
+                f"{DEFAULT_MODEL!r}."
+            )
         try:
             pipe = AutoPipelineForText2Image.from_pretrained(str(folder), local_files_only=True, **kwargs)
         except Exception as e:
-            raise InvalidInputError(f"Could not load the diffusers pipeline in {folder}: {type(e).__name__}: {e}. "
-                                    "Re-save it with pipeline.save_pretrained(folder).") from e
+            raise InvalidInputError(
+                f"Could not load the diffusers pipeline in {folder}: {type(e).__name__}: {e}. "
+                "Re-save it with pipeline.save_pretrained(folder)."
+            ) from e
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def _missing_message(model_id: str, why: str) -> str:
-    return (f"Text-to-image model {model_id!r} cannot be loaded: {why}. It would download the diffusers pipeline "
-            f"https://huggingface.co/{model_id} (Stable Diffusion v1-5 is about 5 GB). Either download it once on a "
-            f"machine with network (`hf download {model_id}`, then copy the Hugging Face cache), or save a pipeline "
-            "with pipeline.save_pretrained('/path/to/folder') and pass that folder as the model id.")
+    return (
+        f"Text-to-image model {model_id!r} cannot be loaded: {why}. It would download the diffusers pipeline "
+        f"https://huggingface.co/{model_id} (Stable Diffusion v1-5 is about 5 GB). Either download it once on a "
+        f"machine with network (`hf download {model_id}`, then copy the Hugging Face cache), or save a pipeline "
+        "with pipeline.save_pretrained('/path/to/folder') and pass that folder as the model id."
+    )
 
 
 @GENERATORS.register("diffusers", backend="diffusers")
@@ -99,9 +114,17 @@ class DiffusersGenerator(Generator):
     name = "diffusers"
     backend = "diffusers"
 
-    def __init__(self, model_id: str = DEFAULT_MODEL, num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
-                 negative_prompt: str | None = None, device: str | None = None, batch_size: int = 4):
+    def __init__(
+        self,
+        model_id: str = DEFAULT_MODEL,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        negative_prompt: str | None = None,
+        device: str | None = None,
+        batch_size: int = 4,
+    ):
         super().__init__()
         import torch
 
@@ -125,11 +148,16 @@ class DiffusersGenerator(Generator):
             raise InvalidInputError(f"batch_size must be a positive whole number; got {batch_size!r}.")
         self.max_batch_size = batch_size
         self.pipe = None
-        self.steps_run = 0   # denoising steps finished, across batches (for progress and tests)
+        self.steps_run = 0  # denoising steps finished, across batches (for progress and tests)
 
     def config(self) -> dict[str, Any]:
-        return {"num_inference_steps": self.steps, "guidance_scale": self.guidance, "height": self.height,
-                "width": self.width, "negative_prompt": self.negative_prompt}
+        return {
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance,
+            "height": self.height,
+            "width": self.width,
+            "negative_prompt": self.negative_prompt,
+        }
 
     def prepare(self) -> None:
         if self.pipe is None:
@@ -138,8 +166,9 @@ class DiffusersGenerator(Generator):
     def unload(self) -> None:
         self.pipe = None
 
-    def generate_batch(self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec] = (),
-                       should_stop: StopFn | None = None) -> list[Image.Image | None]:
+    def generate_batch(
+        self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec] = (), should_stop: StopFn | None = None
+    ) -> list[Image.Image | None]:
         import torch
 
         if len(prompts) != len(seeds):
@@ -155,11 +184,14 @@ class DiffusersGenerator(Generator):
             last = i >= getattr(p, "num_timesteps", self.steps) - 1
             if not last and should_stop is not None and should_stop():
                 stopped = True
-                p._interrupt = True   # diffusers skips the remaining steps
+                p._interrupt = True  # diffusers skips the remaining steps
             return tensors
 
-        kw: dict[str, Any] = {"num_inference_steps": self.steps, "guidance_scale": self.guidance,
-                              "generator": [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]}
+        kw: dict[str, Any] = {
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance,
+            "generator": [torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
+        }
         if self.height:
             kw["height"] = self.height
         if self.width:
@@ -171,8 +203,10 @@ class DiffusersGenerator(Generator):
         with torch.inference_mode():
             out = pipe(prompt=list(prompts), **kw)
         if stopped:
-            raise Cancelled("Stopped by request between denoising steps; the unfinished batch is discarded, "
-                            "finished images are kept and the run resumes where it stopped.")
+            raise Cancelled(
+                "Stopped by request between denoising steps; the unfinished batch is discarded, "
+                "finished images are kept and the run resumes where it stopped."
+            )
         flags = getattr(out, "nsfw_content_detected", None) or [False] * len(out.images)
         images: list[Image.Image | None] = []
         self.last_info = []

@@ -6,15 +6,17 @@ image slot, rewritten atomically after every batch) and ``trash/`` for deleted i
 from (set seed, class, value, index), so a stopped run resumes by skipping slots that already have a row or a
 finished file, and a deleted slot is never made again.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import re
 import shutil
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 from filelock import Timeout
@@ -29,8 +31,23 @@ from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
 SET_SCHEMA = 1
 POOL = "generated"
-COLUMNS = ["image_id", "file", "class_name", "label", "attribute", "value", "prompt", "backend", "model_id",
-           "seed", "index", "created_at", "deleted", "dropped_reason", "info"]
+COLUMNS = [
+    "image_id",
+    "file",
+    "class_name",
+    "label",
+    "attribute",
+    "value",
+    "prompt",
+    "backend",
+    "model_id",
+    "seed",
+    "index",
+    "created_at",
+    "deleted",
+    "dropped_reason",
+    "info",
+]
 _OPTIONAL_TEXT = ["file", "attribute", "value", "dropped_reason", "info"]
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -50,8 +67,10 @@ def list_sets() -> list[str]:
 
 def set_dir(set_name: str) -> Path:
     if not isinstance(set_name, str) or not _SET_NAME.match(set_name):
-        raise InvalidInputError(f"Set name {set_name!r} is not usable: use letters, digits, '.', '_' or '-' "
-                                "(up to 100 characters, starting with a letter or digit).")
+        raise InvalidInputError(
+            f"Set name {set_name!r} is not usable: use letters, digits, '.', '_' or '-' "
+            "(up to 100 characters, starting with a letter or digit)."
+        )
     return sets_root() / set_name
 
 
@@ -71,10 +90,11 @@ def slot_id(spec: GenSpec, index: int, seed: int) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---- manifest -----------------------------------------------------------------------------------------
+
 
 def _empty_manifest() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
@@ -87,8 +107,9 @@ def read_manifest(root: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InvalidInputError(f"Manifest {p} is unreadable ({e}). Restore it from an export, or remove the set "
-                                "folder to start over.") from None
+        raise InvalidInputError(
+            f"Manifest {p} is unreadable ({e}). Restore it from an export, or remove the set folder to start over."
+        ) from None
     missing = set(COLUMNS) - set(df.columns)
     if missing:
         raise InvalidInputError(f"Manifest {p} lacks columns {sorted(missing)}; it was not written by this version.")
@@ -120,9 +141,15 @@ def _append_rows(root: Path, rows: list[dict]) -> None:
 
 # ---- set metadata -------------------------------------------------------------------------------------
 
+
 def _identity(generator: Generator, seed: int) -> dict[str, Any]:
-    return {"generator": generator.name, "backend": generator.backend, "model_id": generator.model_id,
-            "config": json.loads(store.stable_json(generator.config())), "seed": int(seed)}
+    return {
+        "generator": generator.name,
+        "backend": generator.backend,
+        "model_id": generator.model_id,
+        "config": json.loads(store.stable_json(generator.config())),
+        "seed": int(seed),
+    }
 
 
 def _check_identity(root: Path, set_name: str, want: dict[str, Any]) -> dict | None:
@@ -133,14 +160,17 @@ def _check_identity(root: Path, set_name: str, want: dict[str, Any]) -> dict | N
     if have == want:
         return meta
     if not read_manifest(root).shape[0] and not any((root / "images").glob("*.png")):
-        return None   # nothing was ever made under the old settings: the set may take the new ones
+        return None  # nothing was ever made under the old settings: the set may take the new ones
     diff = ", ".join(f"{k}: {have[k]!r} (asked {want[k]!r})" for k in want if have[k] != want[k])
-    raise InvalidInputError(f"Set {set_name!r} was made with different settings — {diff}. A set never mixes "
-                            "generators or settings: choose a new set name, or delete the folder "
-                            f"{root} to start this one over.")
+    raise InvalidInputError(
+        f"Set {set_name!r} was made with different settings — {diff}. A set never mixes "
+        "generators or settings: choose a new set name, or delete the folder "
+        f"{root} to start this one over."
+    )
 
 
 # ---- generation ---------------------------------------------------------------------------------------
+
 
 def _png_bytes(img: Image.Image, spec: GenSpec, seed: int, model_id: str) -> bytes:
     info = PngInfo()
@@ -151,13 +181,33 @@ def _png_bytes(img: Image.Image, spec: GenSpec, seed: int, model_id: str) -> byt
     return buf.getvalue()
 
 
-def _row(spec: GenSpec, index: int, seed: int, generator: Generator, file: str | None, created_at: str,
-         dropped: str | None, info: dict | None) -> dict:
-    return {"image_id": slot_id(spec, index, seed), "file": file, "class_name": spec.class_name,
-            "label": spec.label, "attribute": spec.attribute, "value": spec.value, "prompt": spec.prompt,
-            "backend": generator.backend, "model_id": generator.model_id, "seed": seed, "index": index,
-            "created_at": created_at, "deleted": False, "dropped_reason": dropped,
-            "info": store.stable_json(info) if info else None}
+def _row(
+    spec: GenSpec,
+    index: int,
+    seed: int,
+    generator: Generator,
+    file: str | None,
+    created_at: str,
+    dropped: str | None,
+    info: dict | None,
+) -> dict:
+    return {
+        "image_id": slot_id(spec, index, seed),
+        "file": file,
+        "class_name": spec.class_name,
+        "label": spec.label,
+        "attribute": spec.attribute,
+        "value": spec.value,
+        "prompt": spec.prompt,
+        "backend": generator.backend,
+        "model_id": generator.model_id,
+        "seed": seed,
+        "index": index,
+        "created_at": created_at,
+        "deleted": False,
+        "dropped_reason": dropped,
+        "info": store.stable_json(info) if info else None,
+    }
 
 
 def _check_requests(requests: Sequence[GenSpec], existing: pd.DataFrame) -> None:
@@ -175,13 +225,21 @@ def _check_requests(requests: Sequence[GenSpec], existing: pd.DataFrame) -> None
         for r in requests:
             old = prompts.get(r.mode)
             if old is not None and old != r.prompt:
-                raise InvalidInputError(f"Set already holds {r.class_name!r} · {r.value!r} made from prompt {old!r}; "
-                                        f"this run asks {r.prompt!r}. Use a new set name for another prompt template.")
+                raise InvalidInputError(
+                    f"Set already holds {r.class_name!r} · {r.value!r} made from prompt {old!r}; "
+                    f"this run asks {r.prompt!r}. Use a new set name for another prompt template."
+                )
 
 
-def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: str, seed: int = 0,
-                 batch_size: int | None = None, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None) -> "GeneratedSet":
+def generate_set(
+    generator: Generator,
+    requests: Sequence[GenSpec],
+    set_name: str,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> GeneratedSet:
     """Make every requested image that the set does not hold yet, writing each as soon as it exists.
 
     Resumes a stopped or failed run; slots the user deleted stay deleted. Raises Cancelled when
@@ -198,7 +256,9 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
     try:
         run_lock = store.lock(root / "generating", timeout=0).acquire()
     except Timeout:
-        raise InvalidInputError(f"Set {set_name!r} is being generated by another job; wait for it or stop it.") from None
+        raise InvalidInputError(
+            f"Set {set_name!r} is being generated by another job; wait for it or stop it."
+        ) from None
     with run_lock:
         want = _identity(generator, seed)
         meta = _check_identity(root, set_name, want)
@@ -206,8 +266,11 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
         _check_requests(requests, existing)
         generator.validate(requests)
 
-        slots = [(spec, i, image_seed(seed, spec.class_name, spec.value, i))
-                 for spec in requests for i in range(spec.n_images)]
+        slots = [
+            (spec, i, image_seed(seed, spec.class_name, spec.value, i))
+            for spec in requests
+            for i in range(spec.n_images)
+        ]
         have = set(existing["image_id"])
         adopted, pending = [], []
         for spec, i, s in slots:
@@ -215,8 +278,8 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
             if sid in have:
                 continue
             f = root / "images" / f"{sid}.png"
-            if f.is_file():   # written before a hard stop that kept the manifest from being updated
-                created = datetime.fromtimestamp(f.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+            if f.is_file():  # written before a hard stop that kept the manifest from being updated
+                created = datetime.fromtimestamp(f.stat().st_mtime, UTC).isoformat(timespec="seconds")
                 adopted.append(_row(spec, i, s, generator, f"images/{sid}.png", created, None, None))
             else:
                 pending.append((spec, i, s))
@@ -232,11 +295,12 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
         try:
             for start in range(0, len(pending), batch_size):
                 check_stop(should_stop)
-                batch = pending[start:start + batch_size]
+                batch = pending[start : start + batch_size]
                 specs = [b[0] for b in batch]
                 try:
-                    images = generator.generate_batch([sp.prompt for sp in specs], [b[2] for b in batch], specs,
-                                                      should_stop)
+                    images = generator.generate_batch(
+                        [sp.prompt for sp in specs], [b[2] for b in batch], specs, should_stop
+                    )
                 except BackdropError:
                     raise
                 except Exception as e:
@@ -244,10 +308,13 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
                     raise GenerationError(
                         f"The {generator.name} generator failed on {specs[0].class_name!r} · {specs[0].value!r} after "
                         f"{done} of {total} images of set {set_name!r}: {type(e).__name__}: {e}.{hint} The finished "
-                        "images are kept; run again to resume.") from e
+                        "images are kept; run again to resume."
+                    ) from e
                 if len(images) != len(batch):
-                    raise GenerationError(f"The {generator.name} generator returned {len(images)} images for "
-                                          f"{len(batch)} prompts; finished images are kept.")
+                    raise GenerationError(
+                        f"The {generator.name} generator returned {len(images)} images for "
+                        f"{len(batch)} prompts; finished images are kept."
+                    )
                 infos = list(generator.last_info) + [{}] * (len(batch) - len(generator.last_info))
                 for (spec, i, s), img, info in zip(batch, images, infos):
                     info = dict(info or {})
@@ -262,7 +329,8 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
                         except OSError as e:
                             raise GenerationError(
                                 f"Could not write {root / file}: {e.strerror or e}. Free disk space or make {root} "
-                                f"writable; the {done} images already written are kept and a rerun resumes.") from e
+                                f"writable; the {done} images already written are kept and a rerun resumes."
+                            ) from e
                     rows.append(_row(spec, i, s, generator, file, _now(), dropped, info))
                     done += 1
                 try:
@@ -270,18 +338,20 @@ def generate_set(generator: Generator, requests: Sequence[GenSpec], set_name: st
                 except OSError as e:
                     raise GenerationError(
                         f"Could not update {root / 'manifest.csv'}: {e.strerror or e}. Free disk space or make {root} "
-                        "writable; the images already written are kept and a rerun adopts them.") from e
+                        "writable; the images already written are kept and a rerun adopts them."
+                    ) from e
                 rows = []
                 progress(done, total, f"Generating {set_name}")
         finally:
             try:
                 _append_rows(root, rows)
             except OSError:
-                pass   # the images are on disk; the next run adopts them from their file names
+                pass  # the images are on disk; the next run adopts them from their file names
     return GeneratedSet(set_name)
 
 
 # ---- reading, deleting, exporting ---------------------------------------------------------------------
+
 
 class GeneratedSet(ImageDataset):
     """A finished or partial generated set; also an ImageDataset (pool "generated") for feature extraction."""
@@ -322,8 +392,9 @@ class GeneratedSet(ImageDataset):
     @property
     def key(self) -> str:
         ids = list(self.index()["image_id"])
-        return store.make_key("generated", self.set_name, {k: self.meta.get(k) for k in
-                                                           ("generator", "model_id", "config", "seed")}, ids)
+        return store.make_key(
+            "generated", self.set_name, {k: self.meta.get(k) for k in ("generator", "model_id", "config", "seed")}, ids
+        )
 
     # manifest views
     def manifest(self) -> pd.DataFrame:
@@ -355,11 +426,13 @@ class GeneratedSet(ImageDataset):
     def counts(self) -> pd.DataFrame:
         """Per (class_name, value): kept, deleted and dropped slots."""
         df = self.manifest()
-        df = df.assign(value=df["value"].fillna(""), kept=~df["deleted"] & df["file"].notna(),
-                       dropped=df["dropped_reason"].notna())
+        df = df.assign(
+            value=df["value"].fillna(""), kept=~df["deleted"] & df["file"].notna(), dropped=df["dropped_reason"].notna()
+        )
         g = df.groupby(["class_name", "value"], sort=False)
-        out = g.agg(label=("label", "first"), kept=("kept", "sum"), deleted=("deleted", "sum"),
-                    dropped=("dropped", "sum")).reset_index()
+        out = g.agg(
+            label=("label", "first"), kept=("kept", "sum"), deleted=("deleted", "sum"), dropped=("dropped", "sum")
+        ).reset_index()
         out["value"] = pd.Series([v or None for v in out["value"]], dtype="object")
         return out
 
@@ -368,8 +441,11 @@ class GeneratedSet(ImageDataset):
         df = self.manifest().set_index("image_id", drop=False)
         unknown = [i for i in ids if i not in df.index]
         if unknown:
-            raise InvalidInputError(f"Set {self.set_name!r} has no images {unknown[:5]}"
-                                    + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "") + ".")
+            raise InvalidInputError(
+                f"Set {self.set_name!r} has no images {unknown[:5]}"
+                + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
+                + "."
+            )
         return df.loc[ids]
 
     # user edits
@@ -384,7 +460,7 @@ class GeneratedSet(ImageDataset):
     def _set_deleted(self, ids: list[str], deleted: bool) -> int:
         with store.lock(self.root / "manifest.csv"):
             df = read_manifest(self.root)
-            self._rows(ids)   # unknown ids raise before anything moves
+            self._rows(ids)  # unknown ids raise before anything moves
             changed = 0
             for i in dict.fromkeys(ids):
                 at = df.index[df["image_id"] == i][0]
@@ -395,8 +471,9 @@ class GeneratedSet(ImageDataset):
                     trashed = self.root / "trash" / live.name
                     src, dst = (live, trashed) if deleted else (trashed, live)
                     if not src.is_file():
-                        raise InvalidInputError(f"Cannot {'delete' if deleted else 'restore'} {i!r}: its file {src} "
-                                                "is missing.")
+                        raise InvalidInputError(
+                            f"Cannot {'delete' if deleted else 'restore'} {i!r}: its file {src} is missing."
+                        )
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(src), str(dst))
                 df.at[at, "deleted"] = deleted

@@ -1,6 +1,7 @@
 """The generator registry: ``create_generator(name, **kw)`` builds a registered :class:`Generator`
 (diffusers pipelines in ``core.fix.generators.diffusers_gen``, the offline world's renderer in
 ``core.world.generator``)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,9 @@ from typing import Any
 from core.fix.generators.base import Generator
 from core.registry import Registry
 
-GENERATORS: Registry[Generator] = Registry("generator", plugins=("core.fix.generators.diffusers_gen",
-                                                                "core.world.generator"))
+GENERATORS: Registry[Generator] = Registry(
+    "generator", plugins=("core.fix.generators.diffusers_gen", "core.world.generator")
+)
 
 
 def create_generator(name: str, **kwargs: Any) -> Generator:
