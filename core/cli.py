@@ -192,7 +192,8 @@ def cmd_run(a):
     import pandas as pd
 
     bar = TqdmProgress("models")
-    done = steps.run_models(open_ds(a), model_list(a), split_cfg(a), head_cfg(a), progress=bar)
+    models = model_list(a)  # flags are checked before the dataset is opened
+    done = steps.run_models(open_ds(a), models, split_cfg(a), head_cfg(a), progress=bar)
     bar.close()
     rows = [
         {
@@ -231,7 +232,8 @@ def _failures_parser(p):
 
 @command("overlap", "intersection-over-union of failure sets across models")
 def cmd_overlap(a):
-    ov = steps.overlap(open_ds(a), model_list(a), split_cfg(a), head_cfg(a), progress=TqdmProgress("models"))
+    models = model_list(a)
+    ov = steps.overlap(open_ds(a), models, split_cfg(a), head_cfg(a), progress=TqdmProgress("models"))
     print("IoU of failure sets\n" + table(ov.iou.round(3)))
     if a.intersections:
         print("\nshared failures\n" + table(ov.intersections))
@@ -368,11 +370,11 @@ def _experiment_args(p, models=True):
 
 
 def _experiment(a, what: str, **kw):
-    bar = TqdmProgress("debugging")
+    bar, models = TqdmProgress("debugging"), model_list(a)
     done = steps.experiment(
         open_ds(a),
         what,
-        model_list(a),
+        models,
         attribute=a.attribute,
         generator=generator_cfg(a),
         debug=debug_cfg(a),
@@ -398,9 +400,8 @@ def _experiment(a, what: str, **kw):
 def cmd_generate(a):
     import pandas as pd
 
-    ds = open_ds(a)
-    out = []
-    for m in model_list(a):
+    models, ds, out = model_list(a), open_ds(a), []
+    for m in models:
         bar = TqdmProgress(m)
         g = steps.generate(
             ds,
