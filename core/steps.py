@@ -115,10 +115,11 @@ def build_world(
             str(p) for p in train_world_backbones(ds, names=models, progress=progress, should_stop=should_stop)
         ]
     if "clip" in parts:
-        from core.world.clip import train_world_clip
+        from core.world.clip import train_world_clip, world_clip_dir
 
         check_stop(should_stop)
-        clip = str(train_world_clip(ds, clip_config, progress=progress, should_stop=should_stop))
+        train_world_clip(ds, clip_config, progress=progress, should_stop=should_stop)
+        clip = str(world_clip_dir(ds, clip_config))
     return WorldBuilt(str(ds.folder), {p: len(ds.index(p)) for p in ds.pools()}, backbones, clip)
 
 
