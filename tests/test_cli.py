@@ -1,6 +1,7 @@
 """The command line: every command parses, errors users can fix are one line with exit status 2, and what it
 saves is what the app reads (a CLI sweep is the Results page's sweep)."""
 
+import json
 import subprocess
 import sys
 
@@ -90,5 +91,14 @@ def test_cli_sweep_is_the_results_pages_sweep(assigned_world, monkeypatch, capsy
 
     at = open_page("pages/results.py")
     assert problems(at) == []
-    charts = [c.proto.spec for c in at.get("plotly_chart")]
-    assert any("λ sweep" in spec for spec in charts), "the Results page draws the CLI's λ sweep"
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text") for c in at.get("plotly_chart")]
+    assert "λ sweep" in titles, ("the Results page draws the CLI's λ sweep", titles)
+
+
+def test_sweeps_saved_by_older_versions_are_found_as_sweeps(fresh_cache):
+    import pandas as pd
+
+    from core.fix.mitigate import list_results, save_results
+
+    save_results(pd.DataFrame({"lam": [0.5]}), "sweep-lam", {"dataset": "d1", "over": "lam", "models": ["m"]})
+    assert set(list_results("d1")) == {"lam"}
