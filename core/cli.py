@@ -369,20 +369,20 @@ def _experiment_args(p, models=True):
     p.add_argument("--csv", help="also write the results table to this CSV file")
 
 
+def fix_configs(a) -> dict:
+    """The settings the generate and experiment steps share, from the flags."""
+    return {
+        "attribute": a.attribute,
+        "generator": generator_cfg(a),
+        "debug": debug_cfg(a),
+        "split": split_cfg(a),
+        "head": head_cfg(a),
+    }
+
+
 def _experiment(a, what: str, **kw):
     bar, models = TqdmProgress("debugging"), model_list(a)
-    done = steps.experiment(
-        open_ds(a),
-        what,
-        models,
-        attribute=a.attribute,
-        generator=generator_cfg(a),
-        debug=debug_cfg(a),
-        split=split_cfg(a),
-        head=head_cfg(a),
-        progress=bar,
-        **kw,
-    )
+    done = steps.experiment(open_ds(a), what, models, progress=bar, **fix_configs(a), **kw)
     bar.close()
     df = done.table
     cols = [
@@ -403,16 +403,7 @@ def cmd_generate(a):
     models, ds, out = model_list(a), open_ds(a), []
     for m in models:
         bar = TqdmProgress(m)
-        g = steps.generate(
-            ds,
-            model=m,
-            attribute=a.attribute,
-            generator=generator_cfg(a),
-            debug=debug_cfg(a),
-            split=split_cfg(a),
-            head=head_cfg(a),
-            progress=bar,
-        )
+        g = steps.generate(ds, model=m, progress=bar, **fix_configs(a))
         bar.close()
         out.append({"model": m, "ours": g.ours, "random": g.random, "sets": ", ".join(g.sets), "skipped": g.skipped})
     print(table(pd.DataFrame(out)))
