@@ -1,6 +1,7 @@
 """Headless command line for every step: ``python -m core <command> …`` (also installed as ``backdrop``).
 
-Each command calls the same core functions the app's jobs call, with tqdm progress bars. Errors that users can
+Each command parses its flags into the typed configs of core.config and calls one step of core.steps, the
+same step the app's job for it calls, with tqdm progress bars. Errors that users can
 fix print as one line (exit status 2); anything else is a bug and shows its traceback.
 """
 
@@ -9,8 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core import steps
+from core.config import DEFAULT_ATTRIBUTE, DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.errors import BackdropError
 from core.progress import TqdmProgress
+
+SPLIT, HEAD, DEBUG = SplitConfig(), HeadConfig(), DebugConfig()  # the defaults the flags show (config.py owns them)
 
 COMMANDS: dict[str, tuple] = {}
 
@@ -32,20 +37,21 @@ def dataset_args(p: argparse.ArgumentParser) -> None:
 
 
 def dataset_spec(a) -> dict:
+    """The dataset the flags name, spelled as the app spells it (so both share its cache and jobs)."""
+    from core.workspace import canonical_spec
+
     spec = {"name": a.dataset}
     for k in ("size", "seed", "root"):
         if getattr(a, k, None) is not None:
             spec[k] = getattr(a, k)
-    return spec
+    return canonical_spec(spec)
 
 
 def open_ds(a):
-    from core.workspace import open_dataset
-
-    return open_dataset(dataset_spec(a))
+    return steps.open_ds(dataset_spec(a))
 
 
-def model_list(a, ds=None) -> list[str]:
+def model_list(a) -> list[str]:
     from core.models import families
 
     names = list(a.models or [])
@@ -105,26 +111,69 @@ def _models_parser(p):
     p.add_argument("--family", nargs="+")
 
 
-@command("world", "build the offline world and train its backbones and CLIP")
-def cmd_world(a):
-    from core.workspace import open_dataset
+def splits_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--per-class",
+        type=int,
+        default=SPLIT.head_train_per_class,
+        help=f"head-training images per class (paper: {SPLIT.head_train_per_class})",
+    )
+    p.add_argument("--split-seed", type=int, default=SPLIT.seed)
+    p.add_argument(
+        "--solver",
+        default=HEAD.solver,
+        choices=["sgd", "fused", "lbfgs"],
+        help="sgd = the paper's optimiser; fused = the same steps, faster; lbfgs = to the optimum",
+    )
 
-    spec = dataset_spec(a) | {"name": "scenes-mnist"}
-    bar = TqdmProgress("world")
-    ds = open_dataset(spec)
-    print(f"offline world {spec.get('size', 'default')}: {ds.folder}")
+
+def split_cfg(a) -> SplitConfig:
+    return SplitConfig(head_train_per_class=a.per_class, seed=a.split_seed)
+
+
+def head_cfg(a) -> HeadConfig:
+    return HeadConfig(solver=a.solver)
+
+
+@command("prepare", "open and check a dataset once (the offline world renders its images); the app then opens it")
+def cmd_prepare(a):
+    from core.job_kinds import prepare_shared
+
+    prepare_shared(dataset_spec(a))
+    ds = open_ds(a)
+    print(f"{ds.name}: {len(ds.classes)} classes")
     for pool in ds.pools():
         print(f"  {pool}: {len(ds.index(pool))} images")
-    if a.action in ("train", "all"):
-        from core.world.backbones import train_world_backbones
 
-        for path in train_world_backbones(ds, names=a.models, progress=bar):
-            print(f"  trained {path}")
-    if a.action in ("clip", "all"):
-        from core.world.clip import train_world_clip
 
-        print(f"  world CLIP: {train_world_clip(ds, progress=bar)}")
+@command("setup", "the offline world's first run: images, backbones, CLIP, every world model run, background lists")
+def cmd_setup(a):
+    from core.job_kinds import prepare_shared
+
+    bar = TqdmProgress("setup")
+    done = steps.setup_world(dataset_spec(a), prepare=prepare_shared, progress=bar)
     bar.close()
+    print("ready: " + ", ".join(done.models))
+
+
+@command("world", "build the offline world and train its backbones and CLIP")
+def cmd_world(a):
+    from core.job_kinds import prepare_shared
+
+    parts = {"build": ("images",), "train": ("images", "backbones"), "clip": ("images", "clip")}.get(
+        a.action, steps.WORLD_PARTS
+    )
+    bar = TqdmProgress("world")
+    spec = dataset_spec(a)
+    built = steps.build_world(spec, parts, models=a.models, prepare=prepare_shared, progress=bar)
+    bar.close()
+    print(f"offline world {spec.get('size', 'default')}: {built.folder}")
+    for pool, n in built.images.items():
+        print(f"  {pool}: {n} images")
+    for path in built.backbones:
+        print(f"  trained {path}")
+    if built.clip:
+        print(f"  world CLIP: {built.clip}")
 
 
 def _world_parser(p):
@@ -142,95 +191,99 @@ def _world_parser(p):
 def cmd_run(a):
     import pandas as pd
 
-    from core.config import HeadConfig, SplitConfig
-    from core.find.runs import run_model
-
-    ds = open_ds(a)
-    rows = []
-    for m in model_list(a, ds):
-        bar = TqdmProgress(m)
-        r = run_model(
-            ds,
-            m,
-            SplitConfig(head_train_per_class=a.per_class, seed=a.split_seed),
-            HeadConfig(solver=a.solver),
-            progress=bar,
-        )
-        bar.close()
-        rows.append(
-            {
-                "model": m,
-                "family": r.family,
-                **{f"acc_{k}": v for k, v in r.summary["accuracy"].items()},
-                "failures": r.summary["n_failures"],
-                "seed": r.summary["n_seed"],
-                "heldout": r.summary["n_heldout"],
-            }
-        )
+    bar = TqdmProgress("models")
+    models = model_list(a)  # flags are checked before the dataset is opened
+    done = steps.run_models(open_ds(a), models, split_cfg(a), head_cfg(a), progress=bar)
+    bar.close()
+    rows = [
+        {
+            "model": m,
+            "family": r.family,
+            **{f"acc_{k}": v for k, v in r.summary["accuracy"].items()},
+            "failures": r.summary["n_failures"],
+            "seed": r.summary["n_seed"],
+            "heldout": r.summary["n_heldout"],
+        }
+        for m, r in done.runs.items()
+    ]
     print(table(pd.DataFrame(rows)))
 
 
 def _run_parser(p):
     models_args(p)
-    p.add_argument("--per-class", type=int, default=30, help="head-training images per class (paper: 30)")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument(
-        "--solver",
-        default="sgd",
-        choices=["sgd", "fused", "lbfgs"],
-        help="sgd = the paper's optimiser; fused = the same steps, faster; lbfgs = to the optimum",
-    )
+    splits_args(p)
 
 
 @command("failures", "per-class failure counts of one model (after `run`)")
 def cmd_failures(a):
     from core.find.failures import per_class_counts
-    from core.find.runs import run_model
 
     ds = open_ds(a)
-    r = run_model(ds, a.model, progress=TqdmProgress(a.model))
-    print(table(per_class_counts(r.table, ds.classes)))
-    write_csv(r.failures, a.csv, "failures")
+    run = steps.run_models(ds, [a.model], split_cfg(a), head_cfg(a), progress=TqdmProgress(a.model)).runs[a.model]
+    print(table(per_class_counts(run.table, ds.classes)))
+    write_csv(run.failures, a.csv, "failures")
 
 
 def _failures_parser(p):
     p.add_argument("--model", required=True)
     p.add_argument("--csv", help="also write the failures to this CSV file")
+    splits_args(p)
 
 
 @command("overlap", "intersection-over-union of failure sets across models")
 def cmd_overlap(a):
-    from core.find.failures import iou_matrix
-    from core.find.runs import failure_ids, run_model
-
-    ds = open_ds(a)
-    runs = [run_model(ds, m, progress=TqdmProgress(m)) for m in model_list(a, ds)]
-    iou, inter = iou_matrix(failure_ids(runs))
-    print("IoU of failure sets\n" + table(iou.round(3)))
+    models = model_list(a)
+    ov = steps.overlap(open_ds(a), models, split_cfg(a), head_cfg(a), progress=TqdmProgress("models"))
+    print("IoU of failure sets\n" + table(ov.iou.round(3)))
     if a.intersections:
-        print("\nshared failures\n" + table(inter))
+        print("\nshared failures\n" + table(ov.intersections))
 
 
 def _overlap_parser(p):
     models_args(p)
     p.add_argument("--intersections", action="store_true", help="also print raw intersection counts")
+    splits_args(p)
+
+
+@command("search", "the failures of a model that CLIP finds most like a text query")
+def cmd_search(a):
+    import pandas as pd
+
+    hits = steps.search_failures(open_ds(a), a.model, a.query, a.top, progress=TqdmProgress("searching"))
+    df = pd.DataFrame({"image_id": hits.image_id, "score": hits.score})
+    print(table(df))
+    write_csv(df, a.csv, "matches")
+
+
+def _search_parser(p):
+    p.add_argument("--model", required=True)
+    p.add_argument("query", help='what to look for, e.g. "a seven on grass"')
+    p.add_argument("--top", type=int, default=200, help="at most this many failures, best first")
+    p.add_argument("--csv", help="also write the matches to this CSV file")
 
 
 # -- textualization (paper §4.1–4.2) ---------------------------------------------------------------------------
 @command("propose", "propose uncommon values per class (LLM if OPENAI_API_KEY is set, else offline) into lists")
 def cmd_propose(a):
-    from core.describe.textualize import ensure_lists
+    from core.describe.curation import CuratedLists
 
     ds = open_ds(a)
-    lists = ensure_lists(ds, a.attribute, proposer=a.proposer, progress=TqdmProgress("proposing"))
+    done = steps.propose(ds, a.attribute, proposer=a.proposer, progress=TqdmProgress("proposing"))
+    if done.notice:
+        print(done.notice)
+    lists = CuratedLists(ds, a.attribute)
     for c in ds.classes:
         cl = lists.get(c)
-        print(f"{c}: {', '.join(cl.values) if cl else '(none)'}")
+        print(f"{c}: {', '.join(cl.values) if cl else '(none)'}  [{done.classes.get(c, '')}]")
 
 
 def _propose_parser(p):
-    p.add_argument("--attribute", default="background", help="background, colour, or a custom attribute name")
+    attribute_arg(p)
     p.add_argument("--proposer", choices=["llm", "offline"], help="default: llm when a key is set, else offline")
+
+
+def attribute_arg(p) -> None:
+    p.add_argument("--attribute", default=DEFAULT_ATTRIBUTE, help="background, colour, or a custom attribute name")
 
 
 @command("lists", "show, export or import the curated value lists (every edit is a new version)")
@@ -254,24 +307,19 @@ def cmd_lists(a):
 
 
 def _lists_parser(p):
-    p.add_argument("--attribute", default="background")
+    attribute_arg(p)
     p.add_argument("--export", metavar="FILE", help="write all lists to FILE (.csv or .json)")
     p.add_argument("--import", dest="import_file", metavar="FILE", help="read lists from FILE (.csv or .json)")
 
 
 @command("modes", "CLIP names each debug_seed failure's value; print the k failure modes per class")
 def cmd_modes(a):
-    from core.describe.textualize import textualize
-    from core.find.runs import run_model
-
-    ds = open_ds(a)
-    run = run_model(ds, a.model, progress=TqdmProgress(a.model))
-    text = textualize(ds, run, k=a.k, attribute=a.attribute, progress=TqdmProgress("assigning"))
+    text = steps.textualize(
+        open_ds(a), a.model, a.attribute, a.k, split_cfg(a), head_cfg(a), progress=TqdmProgress("assigning")
+    )
     print(table(text.modes[["class_name", "rank", "value", "count", "share"]]))
-    if a.attribute in getattr(ds, "attributes", ()):
-        from core.describe.assign import score_assignments
-
-        sc = score_assignments(text.assignments, ds, a.attribute)
+    if text.accuracy:
+        sc = text.accuracy
         print(
             f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, n={sc['n']})"
         )
@@ -280,108 +328,98 @@ def cmd_modes(a):
 
 def _modes_parser(p):
     p.add_argument("--model", required=True)
-    p.add_argument("--attribute", default="background")
-    p.add_argument("-k", type=int, default=3, help="failure modes per class (paper: 3)")
+    attribute_arg(p)
+    p.add_argument("-k", type=int, default=DEBUG.k_modes, help=f"failure modes per class (paper: {DEBUG.k_modes})")
     p.add_argument("--csv", help="also write every assignment to this CSV file")
+    splits_args(p)
 
 
 # -- mitigation (paper §4.3, §5.3) -----------------------------------------------------------------------------
-def _experiment(a, ds):
-    from core.config import DebugConfig, HeadConfig
-    from core.fix.experiments import Experiment, default_generator
-
-    gen_kw = {"model_id": a.generator_model} if a.generator_model else {}
-    if a.steps:
-        gen_kw["num_inference_steps"] = a.steps
-    return Experiment(
-        ds,
-        DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed),
-        attribute=a.attribute,
-        generator=default_generator(ds, a.generator, **gen_kw),
-        head_cfg=HeadConfig(solver=a.solver),
-        progress=TqdmProgress("debugging"),
+def generator_cfg(a) -> GeneratorConfig:
+    return GeneratorConfig(
+        name=a.generator,
+        model_id=a.generator_model,
+        options={"num_inference_steps": a.steps} if a.steps else {},
     )
+
+
+def debug_cfg(a) -> DebugConfig:
+    return DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed)
 
 
 def _experiment_args(p, models=True):
     if models:
         models_args(p)
-    p.add_argument("--attribute", default="background")
-    p.add_argument("-k", type=int, default=3, help="failure modes per class (paper: 3)")
-    p.add_argument("--images-per-mode", type=int, default=5, help="generated images per mode (paper: 5)")
-    p.add_argument("--lam", type=float, default=0.5, help="λ weighting the generated images' loss (paper: 0.5)")
+    attribute_arg(p)
+    p.add_argument("-k", type=int, default=DEBUG.k_modes, help=f"failure modes per class (paper: {DEBUG.k_modes})")
+    p.add_argument(
+        "--images-per-mode",
+        type=int,
+        default=DEBUG.images_per_mode,
+        help=f"generated images per mode (paper: {DEBUG.images_per_mode})",
+    )
+    p.add_argument(
+        "--lam", type=float, default=DEBUG.lam, help=f"λ weighting the generated images' loss (paper: {DEBUG.lam})"
+    )
     p.add_argument("--generator", help="world (offline default) or diffusers (real default: Stable Diffusion v1-5)")
     p.add_argument("--generator-model", help="diffusers hub id or local pipeline folder")
     p.add_argument("--steps", type=int, help="diffusion steps (e.g. 1 for SD-Turbo)")
-    p.add_argument("--gen-seed", type=int, default=0)
-    p.add_argument(
-        "--solver",
-        default="sgd",
-        choices=["sgd", "fused", "lbfgs"],
-        help="head solver: sgd (the paper's), fused (the same steps, faster), lbfgs",
-    )
+    p.add_argument("--gen-seed", type=int, default=DEBUG.seed)
+    splits_args(p)
     p.add_argument("--csv", help="also write the results table to this CSV file")
 
 
-def _report(df, name: str, exp, a, **meta):
-    from core.fix.experiments import save_results
+def fix_configs(a) -> dict:
+    """The settings the generate and experiment steps share, from the flags."""
+    return {
+        "attribute": a.attribute,
+        "generator": generator_cfg(a),
+        "debug": debug_cfg(a),
+        "split": split_cfg(a),
+        "head": head_cfg(a),
+    }
 
+
+def _experiment(a, what: str, **kw):
+    bar, models = TqdmProgress("debugging"), model_list(a)
+    done = steps.experiment(open_ds(a), what, models, progress=bar, **fix_configs(a), **kw)
+    bar.close()
+    df = done.table
     cols = [
         c
         for c in ("model", "method", "lam", "k", "n_generated", "acc_test", "acc_seed", "acc_heldout")
         if c in df.columns
     ]
     print(table(df[cols].round(4)))
-    pq, csv = save_results(df, name, exp.meta(**meta))
-    print(f"\nsaved {pq}")
+    print(f"\nsaved {done.parquet}")
     write_csv(df, a.csv, "result rows")
+    return df
 
 
 @command("generate", "generate images for a model's failure modes and the Random_debugging baseline")
 def cmd_generate(a):
-    from core.fix.experiments import skipped_modes
-
-    ds = open_ds(a)
-    out = []
-    exp = _experiment(a, ds)
-    for m in model_list(a, ds):
-        ours, rand = exp.images(exp.textualization(m).modes)
-        out.append(
-            {
-                "model": m,
-                "ours": len(ours),
-                "random": len(rand),
-                "sets": ", ".join(sorted(set(ours.get("set", [])) | set(rand.get("set", [])))),
-                "skipped": skipped_modes(ours),
-            }
-        )
     import pandas as pd
 
+    models, ds, out = model_list(a), open_ds(a), []
+    for m in models:
+        bar = TqdmProgress(m)
+        g = steps.generate(ds, model=m, progress=bar, **fix_configs(a))
+        bar.close()
+        out.append({"model": m, "ours": g.ours, "random": g.random, "sets": ", ".join(g.sets), "skipped": g.skipped})
     print(table(pd.DataFrame(out)))
 
 
 @command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
 def cmd_debug(a):
-    from core.fix.experiments import individual
-
-    ds = open_ds(a)
-    models = model_list(a, ds)
-    exp = _experiment(a, ds)
-    _report(individual(exp, models), "individual", exp, a, models=models)
+    _experiment(a, "individual")
 
 
 @command("collective", "collective debugging types 1 and 2 on a family (paper Table 3, Figure 6)")
 def cmd_collective(a):
-    from core.fix.experiments import collective_study
     from core.fix.mitigate import relative_to_individual
 
-    ds = open_ds(a)
-    models = model_list(a, ds)
-    exp = _experiment(a, ds)
-    df = collective_study(exp, models, a.reference)
-    _report(df, "collective", exp, a, models=models, reference=a.reference)
-    rel = relative_to_individual(df)
-    print("\nheldout gain relative to individual debugging\n" + table(rel.round(3)))
+    df = _experiment(a, "collective", reference=a.reference)
+    print("\nheldout gain relative to individual debugging\n" + table(relative_to_individual(df).round(3)))
 
 
 def _collective_parser(p):
@@ -389,18 +427,9 @@ def _collective_parser(p):
     p.add_argument("--reference", help="type 2: the model whose failure modes debug the family (default: first)")
 
 
-@command("sweep", "sweep λ or k for models (paper Figure 5)")
+@command("sweep", "sweep λ or k for models (paper Figure 5); the app's Results page shows the newest")
 def cmd_sweep(a):
-    import pandas as pd
-
-    from core.fix.experiments import sweep
-
-    ds = open_ds(a)
-    models = model_list(a, ds)
-    exp = _experiment(a, ds)
-    values = [int(v) if a.over == "k" else v for v in a.values] if a.values else None
-    df = pd.concat([sweep(exp, m, a.over, values) for m in models], ignore_index=True)
-    _report(df, f"sweep-{a.over}", exp, a, models=models, over=a.over)
+    _experiment(a, a.over, values=a.values)
 
 
 def _sweep_parser(p):
@@ -412,6 +441,7 @@ def _sweep_parser(p):
 PARSERS = {
     "models": _models_parser,
     "world": _world_parser,
+    "search": _search_parser,
     "run": _run_parser,
     "failures": _failures_parser,
     "overlap": _overlap_parser,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from core.errors import InvalidInputError
+
+DEFAULT_ATTRIBUTE = "background"  # the attribute a failure is described by (paper: backgrounds; also colour)
 
 
 @dataclass(frozen=True)
@@ -32,5 +37,30 @@ class DebugConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Which generator makes the images and how; the generated set it fills is named by all of it."""
+
+    name: str | None = None  # None: the dataset's default (offline world: its renderer; else Stable Diffusion v1-5)
+    model_id: str | None = None  # diffusers hub id or local pipeline folder; None: the generator's own default
+    options: dict[str, Any] = field(default_factory=dict)  # further constructor options, e.g. num_inference_steps
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``core.fix.experiments.default_generator``."""
+        return {**self.options, **({"model_id": self.model_id} if self.model_id else {})}
+
+
 def to_dict(cfg) -> dict:
     return asdict(cfg)
+
+
+def from_dict(cls, data: dict | None):
+    """A config dataclass from (part of) its fields as JSON, e.g. a job's arguments; unknown names are refused."""
+    data = dict(data or {})
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise InvalidInputError(
+            f"{cls.__name__} has no setting {', '.join(map(repr, unknown))}; "
+            f"its settings are {', '.join(f.name for f in fields(cls))}."
+        )
+    return cls(**data)

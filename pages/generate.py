@@ -1,11 +1,15 @@
 """Generate: images for each class's top-k failure modes ("A photo of {class} {value}") and the Random_debugging
 baseline as one background job, a preview of the prompts, and a gallery per mode where images can be deleted."""
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
-from core.config import DebugConfig
+from core.config import GeneratorConfig
+from core.fix.experiments import default_generator_name
 from core.fix.generators import GENERATORS, list_sets, mode_requests
+from core.settings import load_settings, save_settings
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
@@ -13,48 +17,88 @@ from ui.jobs import job_panel
 from ui.state import dataset_spec
 from ui.text import md
 
-DEFAULTS = DebugConfig()
 PER_MODE_SHOWN = 12
+DIFFUSION = ("diffusers", "sd-turbo")
 
 st.title("Generate")
 spec = dataset_spec()
 ds = data.require_dataset(spec)
 runs = data.require_runs(ds)
-world = spec.get("name") == "scenes-mnist"
+saved = load_settings(spec)  # what the user chose last time, on this page or another (core.settings)
+attributes = ["background", "colour"]
 
 c1, c2 = st.columns(2)
 model = c1.selectbox("Failure modes of model", sorted(runs), key="gen-model")
-attribute = c2.selectbox("Attribute", ["background", "colour"], key="gen-attr")
-s1, s2, s3, s4 = st.columns(4)
-k = int(s1.number_input("k: failure modes per class", 1, 20, DEFAULTS.k_modes, key="gen-k"))
-per_mode = int(s2.number_input("Images per mode", 1, 500, DEFAULTS.images_per_mode, key="gen-n"))
-s3.number_input(
+attribute = c2.selectbox(
+    "Attribute",
+    attributes,
+    index=attributes.index(saved.attribute) if saved.attribute in attributes else 0,
+    key="gen-attr",
+)
+s1, s2, s3, s4, s5 = st.columns(5)
+k = int(s1.number_input("k: failure modes per class", 1, 20, saved.debug.k_modes, key="gen-k"))
+per_mode = int(s2.number_input("Images per mode", 1, 500, saved.debug.images_per_mode, key="gen-n"))
+lam = s3.number_input(
     "λ: weight of generated images in retraining",
     0.0,
     1.0,
-    DEFAULTS.lam,
+    float(saved.debug.lam),
     step=0.05,
     key="gen-lam",
     help="The Results page retrains with L(original) + λ·L(generated) using this value.",
 )
+seed = int(
+    s4.number_input(
+        "Seed",
+        0,
+        2**31 - 1,
+        saved.debug.seed,
+        key="gen-seed",
+        help="Another seed makes another set of images; the Results page retrains with the set of this seed.",
+    )
+)
 names = sorted(GENERATORS)
-generator = s4.selectbox(
+default_name = saved.generator.name or default_generator_name(ds)
+generator = s5.selectbox(
     "Generator",
     names,
-    index=names.index("world") if world and "world" in names else 0,
+    index=names.index(default_name) if default_name in names else 0,
     key="gen-generator",
     help="world: the offline world's renderer; diffusers / sd-turbo: "
     "a Stable Diffusion pipeline (hub id or local folder).",
 )
-gen_kwargs = {}
-if generator == "diffusers":
-    model_id = st.text_input(
-        "Diffusers model (hub id or local folder)",
-        key="gen-model-id",
-        placeholder="runwayml/stable-diffusion-v1-5 or /models/sd15",
+same_gen = saved.generator.name == generator
+model_id, options = None, {}
+if generator in DIFFUSION:
+    d1, d2 = st.columns([3, 1])
+    model_id = (
+        d1.text_input(
+            "Diffusers model (hub id or local folder)",
+            value=(saved.generator.model_id or "") if same_gen else "",
+            key="gen-model-id",
+            placeholder="runwayml/stable-diffusion-v1-5 or /models/sd15",
+        ).strip()
+        or None
     )
-    if model_id.strip():
-        gen_kwargs["model_id"] = model_id.strip()
+    n_steps = int(
+        d2.number_input(
+            "Diffusion steps (0: the model's own)",
+            0,
+            500,
+            int(saved.generator.options.get("num_inference_steps", 0)) if same_gen else 0,
+            key="gen-steps",
+        )
+    )
+    options = {"num_inference_steps": n_steps} if n_steps else {}
+settings = save_settings(
+    spec,
+    replace(
+        saved,
+        attribute=attribute,
+        generator=GeneratorConfig(generator, model_id, options),
+        debug=replace(saved.debug, k_modes=k, images_per_mode=per_mode, lam=float(lam), seed=seed),
+    ),
+)
 
 modes = None
 with guard("Reading the failure modes"):
@@ -69,7 +113,7 @@ if modes is None or modes.empty:
     st.stop()
 
 with guard("Preparing the generation"):
-    requests = mode_requests(modes, per_mode, attribute=attribute, template=DEFAULTS.prompt_template, k=k)
+    requests = mode_requests(modes, per_mode, attribute=attribute, template=settings.debug.prompt_template, k=k)
     with st.expander(
         f"Preview the {len(requests)} prompts ({len(requests) * per_mode:,} images, and as many for Random_debugging)",
         expanded=True,
@@ -89,15 +133,11 @@ with guard("Preparing the generation"):
         start_label="Generate",
         dataset=spec,
         modes=chosen,
-        attribute=attribute,
-        k=k,
-        images_per_mode=per_mode,
-        generator=generator,
-        generator_kwargs=gen_kwargs,
+        **settings.generation_args(),
     )
 
 with guard("Showing the generated images"):
-    ours_set = data.generated_set_name(spec, generator, gen_kwargs, attribute)
+    ours_set = data.generated_set_name(spec, generator, settings.generator.kwargs(), attribute, seed)
     if ours_set in list_sets():
         st.header("Generated images", divider="gray")
         gs = data.generated_set(ours_set)

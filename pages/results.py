@@ -5,8 +5,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.config import DebugConfig
 from core.find.failures import family_average
+from core.settings import load_settings, save_settings
 from ui import data
 from ui.feedback import guard
 from ui.jobs import job_panel
@@ -15,7 +15,6 @@ from ui.state import dataset_spec
 from ui.tables import fmt_matrix
 from ui.text import md
 
-DEFAULTS = DebugConfig()
 METRICS = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
 
 st.title("Results")
@@ -25,26 +24,21 @@ runs = data.require_runs(ds)
 ordered = sorted(runs, key=lambda m: (runs[m]["family"], m))
 
 models = st.multiselect("Models", ordered, default=ordered[:4], key="res-models")
-c = st.columns(5)
-attribute = c[0].selectbox("Attribute", ["background", "colour"], key="res-attr")
-lam = float(c[1].number_input("λ", 0.0, 1.0, float(st.session_state.get("gen-lam", DEFAULTS.lam)), 0.05, key="res-lam"))
-k = int(c[2].number_input("k", 1, 20, int(st.session_state.get("gen-k", DEFAULTS.k_modes)), key="res-k"))
-per_mode = int(
-    c[3].number_input(
-        "Images per mode", 1, 500, int(st.session_state.get("gen-n", DEFAULTS.images_per_mode)), key="res-n"
-    )
+settings = load_settings(spec)  # chosen on the Generate page (core.settings), so runs use the set made there
+dbg = settings.debug
+c = st.columns(4)
+lam = float(c[0].number_input("λ", 0.0, 1.0, float(dbg.lam), 0.05, key="res-lam"))
+k = int(c[1].number_input("k", 1, 20, dbg.k_modes, key="res-k"))
+per_mode = int(c[2].number_input("Images per mode", 1, 500, dbg.images_per_mode, key="res-n"))
+settings = save_settings(spec, settings.with_debug(lam=lam, k_modes=k, images_per_mode=per_mode))
+gen = settings.generator
+c[3].caption(
+    f"Generator: {md(gen.name or 'default for this dataset')}"
+    + (f" · {md(gen.model_id)}" if gen.model_id else "")
+    + "".join(f" · {md(n)} {md(str(v))}" for n, v in sorted(gen.options.items()))
+    + f" · seed {settings.debug.seed} · {md(settings.attribute)} (choose them on the Generate page)"
 )
-generator = st.session_state.get("gen-generator") or None
-c[4].caption(f"Generator: {md(generator or 'default for this dataset')} (choose it on the Generate page)")
-common = dict(
-    dataset=spec,
-    models=sorted(models),
-    attribute=attribute,
-    generator=generator,
-    lam=lam,
-    k=k,
-    images_per_mode=per_mode,
-)
+common = dict(dataset=spec, models=sorted(models), **settings.experiment_args())
 saved = {}
 with guard("Reading saved results"):
     saved = data.saved_results(ds)
@@ -181,7 +175,7 @@ with tabs[3], guard("Showing the IoU summary"):
 with tabs[4], guard("Preparing downloads"):
     if not saved:
         st.caption("Run an experiment first; its tables can then be downloaded here.")
-    for w, (df, meta) in saved.items():
+    for w, (df, _meta) in saved.items():
         st.download_button(
             f"{w} results (CSV, {len(df)} rows)",
             lambda df=df: df.to_csv(index=False).encode(),

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
+from core.datasets import is_offline_world
 from ui import data
 from ui.cli import cli
 from ui.feedback import guard
@@ -18,8 +19,7 @@ st.header("Dataset", divider="gray")
 st.write(f"**{md(spec_label(spec))}**")
 with guard("Checking the dataset"):
     ds = data.get_dataset(spec)
-    world = spec.get("name") == "scenes-mnist"
-    if world:
+    if is_offline_world(spec):
         if ds is None:
             st.info(
                 "The offline world is not built on this machine yet. It composes real MNIST digits onto real "
@@ -35,8 +35,8 @@ with guard("Checking the dataset"):
             start_label="Build the offline world" if ds is None else "Complete the world setup",
             dataset=spec,
         )
-        st.caption("Command line equivalent")
-        st.code(cli("world", spec, "all"), language="bash")
+        st.caption("Command line equivalent (the same step, core.steps.setup_world)")
+        st.code(cli("setup", spec), language="bash")
     elif ds is None:
         st.info(
             "This dataset has not been opened yet. Check it: files that are missing are named, with where to put them.",
@@ -45,6 +45,7 @@ with guard("Checking the dataset"):
         job_panel(
             data.PREPARE, label="Open and check the dataset", key="prepare", start_label="Check dataset", dataset=spec
         )
+        st.code(cli("prepare", spec), language="bash")
     if ds is not None:
         sizes = pd.DataFrame([{"pool": p, "images": len(ds.index(p))} for p in ds.pools()])
         c1, c2 = st.columns([1, 2])
@@ -118,7 +119,7 @@ if ds is not None:
         picked_fams = c1.multiselect("Families", sorted(fams), key="setup-families")
         usable = table[table["weights here"]]["model"].tolist() if len(table) else []
         default = []
-        if spec.get("name") == "scenes-mnist":
+        if is_offline_world(spec):
             from core.world.backbones import world_model_names
 
             default = [m for m in world_model_names(ds) if m in usable]

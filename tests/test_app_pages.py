@@ -122,7 +122,9 @@ def test_generate_runs_the_renderer_and_deletes(assigned_world):
     prompts = next(d.value for d in at.dataframe if "prompt" in d.value)
     assert all(p.startswith("A photo of ") for p in prompts["prompt"])
     at.button(key="gen-start").click().run()
-    job = next(j for j, s in jobs.list_jobs() if j.kind == "generate_modes" and j.kwargs["images_per_mode"] == 2)
+    job = next(
+        j for j, s in jobs.list_jobs() if j.kind == "generate_modes" and j.kwargs["debug"]["images_per_mode"] == 2
+    )
     assert job.wait(timeout=300)["state"] == jobs.DONE, job.status()
     at.run()
     assert problems(at) == []
@@ -146,3 +148,68 @@ def test_results_show_before_after_and_report(results_world):
     labels = [b.label for b in at.download_button]
     assert any("individual results" in lab for lab in labels)
     assert "Report for stakeholders (self-contained HTML)" in labels
+
+
+@pytest.fixture
+def default_settings():
+    """Tests that change the workspace settings leave the defaults behind for the others."""
+    from core.settings import settings_path
+
+    settings_path(TINY).unlink(missing_ok=True)
+    yield
+    settings_path(TINY).unlink(missing_ok=True)
+
+
+def _submitted(monkeypatch) -> list[tuple[str, dict]]:
+    """Jobs a page submits, recorded instead of started."""
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(jobs, "submit", lambda kind, restart=False, **kw: calls.append((kind, kw)))
+    return calls
+
+
+def test_results_retrains_with_the_set_generate_made(assigned_world, default_settings, monkeypatch):
+    from core import steps
+    from core.config import GeneratorConfig
+
+    at = open_page("pages/generate.py")
+    at.number_input(key="gen-n").set_value(1).run()
+    at.number_input(key="gen-seed").set_value(7).run()  # not the default: another set of images
+    at.number_input(key="gen-lam").set_value(0.25).run()
+    at.button(key="gen-start").click().run()
+    job = next(j for j, s in jobs.list_jobs() if j.kind == "generate_modes" and j.kwargs["debug"]["seed"] == 7)
+    assert job.wait(timeout=300)["state"] == jobs.DONE, job.status()
+    made = set(job.status()["result"]["sets"])
+
+    calls = _submitted(monkeypatch)
+    at = open_page("pages/results.py")  # a new session: the settings come from the cache, not from widgets
+    assert problems(at) == []
+    at.button(key="res-ind-start").click().run()
+    kind, kw = calls[-1]
+    assert kind == "experiment" and kw["what"] == "individual"
+    assert kw["generator"] == job.kwargs["generator"] and kw["attribute"] == job.kwargs["attribute"]
+    assert kw["debug"]["seed"] == 7 and kw["debug"]["lam"] == 0.25 and kw["debug"]["images_per_mode"] == 1
+    gen = GeneratorConfig(**kw["generator"])
+    assert set(steps.generated_set_names(TINY, gen, kw["attribute"], kw["debug"]["seed"])) == made
+
+
+def test_results_passes_the_generator_options_chosen_on_generate(assigned_world, default_settings, monkeypatch):
+    calls = _submitted(monkeypatch)
+    at = open_page("pages/generate.py")
+    at.selectbox(key="gen-generator").set_value("diffusers").run()
+    at.text_input(key="gen-model-id").input("/models/my-sd").run()
+    at.number_input(key="gen-steps").set_value(4).run()
+    at.button(key="gen-start").click().run()
+    made = calls[-1][1]
+    assert made["generator"] == {
+        "name": "diffusers",
+        "model_id": "/models/my-sd",
+        "options": {"num_inference_steps": 4},
+    }
+
+    at = open_page("pages/results.py")
+    assert problems(at) == []
+    at.button(key="res-ind-start").click().run()
+    kind, kw = calls[-1]
+    assert (
+        kind == "experiment" and kw["generator"] == made["generator"] and kw["debug"]["seed"] == made["debug"]["seed"]
+    )

@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 
 import core.job_kinds  # noqa: F401
@@ -31,3 +33,48 @@ def test_stop_all_ends_running_jobs(fresh_cache):
     assert jobs.stop_all(grace=10.0) == 1
     st = job.status()
     assert st["state"] == jobs.CANCELLED and not jobs._alive(st["pid"])
+
+
+def test_one_job_kind_per_step():
+    from core import steps
+
+    kinds = set(jobs.JOB_KINDS) - {"selftest"}
+    assert kinds == {
+        "prepare_dataset",
+        "setup_world",
+        "run_models",
+        "embedding_map",
+        "propose_values",
+        "textualize",
+        "generate_modes",
+        "experiment",
+        "search_failures",
+    }
+    for kind in kinds:
+        assert "core_steps." in inspect.getsource(jobs.JOB_KINDS.entry(kind).fn), kind
+    assert steps.EXPERIMENTS == ("individual", "collective", "lam", "k")
+
+
+def test_job_id_is_a_stable_hash_of_its_json_arguments():
+    a = jobs.job_for("experiment", dataset={"name": "scenes-mnist", "size": "tiny"}, what="lam", models=["m"])
+    b = jobs.job_for("experiment", models=["m"], what="lam", dataset={"size": "tiny", "name": "scenes-mnist"})
+    c = jobs.job_for("experiment", dataset={"name": "scenes-mnist", "size": "tiny"}, what="k", models=["m"])
+    assert a.id == b.id != c.id
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"what": "individual", "debug": {"k": 2}}, "DebugConfig has no setting 'k'"),
+        ({"what": "individual", "generator": {"steps": 1}}, "GeneratorConfig has no setting 'steps'"),
+        ({"what": "sweep-lam"}, "Unknown experiment 'sweep-lam'"),
+    ],
+)
+def test_bad_job_arguments_fail_readably_before_any_work(fresh_cache, kwargs, message):
+    from core.errors import InvalidInputError
+
+    job = jobs.job_for("experiment", dataset={"name": "scenes-mnist", "size": "tiny"}, models=["m"], **kwargs)
+    with pytest.raises(InvalidInputError, match=message):
+        jobs.run_inline(job)
+    assert job.status()["state"] == jobs.FAILED and message in job.status()["error"]
+    assert not (fresh_cache / "datasets").exists()

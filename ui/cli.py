@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import shlex
 
+from core.datasets import is_offline_world
+from core.workspace import DEFAULT_WORLD
+
 
 def dataset_flags(spec: dict) -> list[str]:
-    flags = [] if spec.get("name") == "scenes-mnist" else ["--dataset", str(spec["name"])]
+    """Flags naming ``spec``; the CLI fills in the offline world's defaults the same way the app does."""
+    world = is_offline_world(spec)
+    flags = [] if world else ["--dataset", str(spec["name"])]
     for k in ("size", "seed", "root"):
-        if k in spec and not (k == "size" and spec[k] == "default") and not (k == "seed" and spec[k] == 0):
+        if k in spec and not (world and DEFAULT_WORLD.get(k) == spec[k]):
             flags += [f"--{k}", str(spec[k])]
     return flags
 

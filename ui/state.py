@@ -1,4 +1,5 @@
 """Which dataset the app works on, kept in the session (the offline world unless the user picks another).
+Settings that cross pages are not kept here but in core.settings (persisted per dataset).
 
 ``BACKDROP_APP_DATASET`` (a JSON spec) changes the default, e.g. ``{"name": "scenes-mnist", "size": "tiny"}``
 for demos and the browser test.
@@ -12,7 +13,7 @@ import os
 import streamlit as st
 
 from core.errors import InvalidInputError
-from core.workspace import DEFAULT_WORLD
+from core.workspace import DEFAULT_WORLD, canonical_spec
 
 _KEY = "backdrop_dataset_spec"
 TINY_WORLD = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
@@ -51,7 +52,7 @@ def dataset_spec() -> dict:
 
 
 def set_dataset_spec(spec: dict) -> None:
-    st.session_state[_KEY] = dict(spec)
+    st.session_state[_KEY] = canonical_spec(spec)
 
 
 def spec_label(spec: dict) -> str:

@@ -33,9 +33,14 @@ LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 KS = (1, 2, 3, 4, 5)
 
 
+def default_generator_name(dataset: ImageDataset) -> str:
+    """The world's renderer for the offline world, Stable Diffusion v1-5 (diffusers, the paper's) otherwise."""
+    return "world" if is_offline_world(dataset) else "diffusers"
+
+
 def default_generator(dataset: ImageDataset, name: str | None = None, **kwargs) -> Generator:
-    """The world's renderer for the offline world, Stable Diffusion v1-5 (the paper's) otherwise."""
-    name = name or ("world" if is_offline_world(dataset) else "diffusers")
+    """The generator ``name`` (default: :func:`default_generator_name`) for this dataset."""
+    name = name or default_generator_name(dataset)
     if name == "world":
         kwargs.setdefault("world", dataset)
     return create_generator(name, **kwargs)

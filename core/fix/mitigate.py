@@ -280,7 +280,9 @@ def list_results(dataset_key: str) -> dict[str, tuple[Path, dict]]:
         pq = side.with_suffix(".parquet")
         if meta.get("dataset") != dataset_key or not pq.is_file():
             continue
-        what, mtime = str(meta.get("what", side.stem.split("-")[0])), pq.stat().st_mtime
+        # older command-line sweeps were saved as "sweep-<over>" with no "what"
+        what = str(meta.get("what") or meta.get("over") or side.stem.split("-")[0])
+        mtime = pq.stat().st_mtime
         if what not in found or mtime > found[what][0]:
             found[what] = (mtime, pq, meta)
     return {w: (pq, meta) for w, (_, pq, meta) in found.items()}

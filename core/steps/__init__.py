@@ -1,0 +1,69 @@
+"""The user-visible steps, one function each: the only place that chains core's modules into a flow.
+
+The command line (``core.cli``), the background jobs (``core.job_kinds``), the app (through those jobs) and the
+test fixtures all call these. Each step takes a dataset (a spec dict such as ``{"name": "scenes-mnist", "size":
+"tiny"}`` or an opened dataset), typed configs from :mod:`core.config` (their defaults are the only defaults),
+``progress``/``should_stop`` callbacks, and returns a small typed result; ``result.to_json()`` is what a job
+records. Every step is cached underneath, so running one again resumes or returns at once.
+"""
+
+from core.config import DEFAULT_ATTRIBUTE
+from core.steps.base import DatasetLike, StepResult, open_ds
+from core.steps.describe import Proposed, SearchHits, Textualized, propose, search_failures, textualize
+from core.steps.find import (
+    WORLD_PARTS,
+    ModelsRun,
+    Overlap,
+    Prepare,
+    Prepared,
+    WorldBuilt,
+    build_world,
+    embedding_map,
+    overlap,
+    prepare_dataset,
+    run_models,
+)
+from core.steps.fix import (
+    EXPERIMENTS,
+    ExperimentResult,
+    Generated,
+    experiment,
+    generate,
+    generated_set_names,
+    make_generator,
+)
+from core.steps.setup import SETUP_STAGES, SetupDone, setup_world
+
+__all__ = [
+    "DEFAULT_ATTRIBUTE",
+    "DatasetLike",
+    "StepResult",
+    "open_ds",
+    "prepare_dataset",
+    "build_world",
+    "run_models",
+    "overlap",
+    "embedding_map",
+    "propose",
+    "textualize",
+    "search_failures",
+    "make_generator",
+    "generated_set_names",
+    "generate",
+    "experiment",
+    "setup_world",
+    "Prepared",
+    "Prepare",
+    "WorldBuilt",
+    "ModelsRun",
+    "Overlap",
+    "Proposed",
+    "Textualized",
+    "SearchHits",
+    "Generated",
+    "ExperimentResult",
+    "SetupDone",
+    "WORLD_PARTS",
+    "EXPERIMENTS",
+    "SETUP_STAGES",
+]

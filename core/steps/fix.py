@@ -1,0 +1,151 @@
+"""Steps that fix failures: generate images for failure modes (and the Random_debugging baseline) and run the
+paper's experiments, saved so every reader finds them (paper §4.3, §5.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from core.config import DEFAULT_ATTRIBUTE, DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.errors import InvalidInputError
+from core.progress import ProgressFn, StopFn
+from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
+from core.steps.describe import textualize
+
+EXPERIMENTS = ("individual", "collective", "lam", "k")  # the `what` every saved experiment carries
+
+
+def make_generator(dataset: DatasetLike, generator: GeneratorConfig = GeneratorConfig()):
+    """The generator ``generator`` names, for this dataset (core.fix.experiments.default_generator)."""
+    from core.fix.experiments import default_generator
+
+    return default_generator(open_ds(dataset), generator.name, **generator.kwargs())
+
+
+def generated_set_names(
+    dataset: DatasetLike,
+    generator: GeneratorConfig = GeneratorConfig(),
+    attribute: str = DEFAULT_ATTRIBUTE,
+    seed: int = DebugConfig.seed,
+) -> tuple[str, str]:
+    """(failure-mode set, Random_debugging set): the shared generated sets these settings generate into and
+    every experiment with the same settings reads from."""
+    from core.fix.mitigate import set_name
+
+    ds = open_ds(dataset)
+    gen = make_generator(ds, generator)
+    return set_name(ds, gen, attribute, seed), set_name(ds, gen, None, seed)
+
+
+@dataclass
+class Generated(StepResult):
+    ours: int
+    random: int
+    sets: list[str]
+    skipped: str = ""  # failure modes the generator could not render, "class · value; ..."
+
+
+def generate(
+    dataset: DatasetLike,
+    modes: pd.DataFrame | list[dict] | None = None,
+    *,
+    model: str | None = None,
+    attribute: str = DEFAULT_ATTRIBUTE,
+    generator: GeneratorConfig = GeneratorConfig(),
+    debug: DebugConfig = DebugConfig(),
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+    clip: Any = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Generated:
+    """Images for failure modes ({class_name, label, value} rows, best first per class; or, with ``model``, its
+    top ``debug.k_modes`` modes) and as many Random_debugging images per class, into the shared generated sets
+    that retraining, sweeps and collective debugging reuse."""
+    from core.fix.experiments import skipped_modes
+    from core.fix.mitigate import generate_for_modes
+
+    if (modes is None) == (model is None):
+        raise InvalidInputError("Generate for given failure modes or for a model's modes: give one of the two.")
+    ds = open_ds(dataset)
+    if modes is None:
+        modes = textualize(
+            ds, model, attribute, debug.k_modes, split, head, clip=clip, progress=progress, should_stop=should_stop
+        ).modes
+    ours, rand = generate_for_modes(
+        ds,
+        pd.DataFrame(modes),
+        make_generator(ds, generator),
+        debug,
+        attribute=attribute,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    sets = sorted(set(ours.get("set", [])) | set(rand.get("set", [])))
+    return Generated(len(ours), len(rand), sets, skipped_modes(ours))
+
+
+@dataclass
+class ExperimentResult(StepResult):
+    what: str
+    rows: int
+    parquet: str
+    csv: str
+    table: pd.DataFrame = _in_memory(default=None)
+
+
+def experiment(
+    dataset: DatasetLike,
+    what: str,
+    models: list[str],
+    *,
+    attribute: str = DEFAULT_ATTRIBUTE,
+    generator: GeneratorConfig = GeneratorConfig(),
+    debug: DebugConfig = DebugConfig(),
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+    reference: str | None = None,
+    values: list | None = None,
+    clip: Any = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> ExperimentResult:
+    """One of the paper's experiments, saved with ``what`` in its metadata so every reader finds it:
+    ``individual`` (Table 2: before / ours / Random_debugging), ``collective`` (Table 3, Figure 6: individual,
+    random and collective types 1 and 2), or a sweep over ``lam`` or ``k`` (Figure 5; ``values`` default λ
+    0…1 or k 1…5)."""
+    from core.fix.experiments import Experiment, collective_study, individual, sweep
+    from core.fix.mitigate import save_results
+
+    if what not in EXPERIMENTS:
+        raise InvalidInputError(f"Unknown experiment {what!r}: use {', '.join(EXPERIMENTS)}.")
+    if not models:
+        raise InvalidInputError("Name at least one model to debug (see `python -m core models`).")
+    ds = open_ds(dataset)
+    exp = Experiment(
+        ds,
+        debug,
+        attribute=attribute,
+        generator=make_generator(ds, generator),
+        split_cfg=split,
+        head_cfg=head,
+        clip=clip,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    meta: dict[str, Any] = {"models": list(models)}
+    if what == "individual":
+        df = individual(exp, models)
+    elif what == "collective":
+        df = collective_study(exp, models, reference)
+        meta["reference"] = reference or models[0]
+    else:
+        if values is not None:
+            values = [int(v) if what == "k" else float(v) for v in values]
+        df = pd.concat([sweep(exp, m, what, values) for m in models], ignore_index=True)
+    parquet, csv = save_results(
+        df, what, exp.meta(what=what, step="experiment", generator_kwargs=generator.kwargs(), **meta)
+    )
+    return ExperimentResult(what, len(df), parquet, csv, df)

@@ -1,0 +1,104 @@
+"""The command line: every command parses, errors users can fix are one line with exit status 2, and what it
+saves is what the app reads (a CLI sweep is the Results page's sweep)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from core import cli
+from tests.app_harness import ROOT, TINY, open_page, problems
+from tests.app_world import SMALL_CLIP, assigned_world, populated_world  # noqa: F401  (session fixtures)
+
+COMMANDS = {
+    "datasets",
+    "models",
+    "prepare",
+    "setup",
+    "world",
+    "run",
+    "failures",
+    "overlap",
+    "search",
+    "propose",
+    "lists",
+    "modes",
+    "generate",
+    "debug",
+    "collective",
+    "sweep",
+}
+
+
+def test_help_names_every_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    for name in COMMANDS:
+        assert f"    {name} " in out.stdout, name
+    assert set(cli.COMMANDS) == COMMANDS
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage: python -m core " + command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--size", "tiny"], "Name models with --models"),
+        (["overlap", "--family", "no-such-family"], "Unknown family 'no-such-family'"),
+        (["debug", "--size", "tiny"], "Name models with --models"),
+        (["setup", "--dataset", "cifar10"], "builds the offline world"),
+        (["world", "--dataset", "cifar10"], "is not the offline world"),
+    ],
+)
+def test_errors_users_can_fix_are_one_line_and_exit_2(argv, message, capsys, fresh_cache):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (fresh_cache / "datasets").exists(), "flags are checked before any dataset is built"
+
+
+def test_cli_spells_the_world_as_the_app_does():
+    args = cli.build_parser().parse_args(["prepare", "--size", "tiny"])
+    assert cli.dataset_spec(args) == TINY
+
+
+def test_cli_sweep_is_the_results_pages_sweep(assigned_world, monkeypatch, capsys):
+    from core.describe import textualize
+    from core.fix.mitigate import list_results
+    from core.workspace import open_dataset
+    from core.world.clip import WorldClipConfig, load_world_clip
+
+    ds = open_dataset(TINY)
+    small = load_world_clip(ds, WorldClipConfig(**SMALL_CLIP))  # trained by assigned_world
+    monkeypatch.setattr(textualize, "default_clip", lambda dataset: small)
+    model = assigned_world.models[0]
+    argv = ["sweep", "lam", "--size", "tiny", "--models", model, "-k", "1", "--images-per-mode", "1"]
+    assert cli.main([*argv, "--values", "0", "0.5"]) == 0
+    assert "saved " in capsys.readouterr().out
+    found = list_results(ds.key)
+    assert "lam" in found, found.keys()
+    pq, meta = found["lam"]
+    assert meta["what"] == "lam" and meta["step"] == "experiment" and meta["models"] == [model]
+
+    at = open_page("pages/results.py")
+    assert problems(at) == []
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text") for c in at.get("plotly_chart")]
+    assert "λ sweep" in titles, ("the Results page draws the CLI's λ sweep", titles)
+
+
+def test_sweeps_saved_by_older_versions_are_found_as_sweeps(fresh_cache):
+    import pandas as pd
+
+    from core.fix.mitigate import list_results, save_results
+
+    save_results(pd.DataFrame({"lam": [0.5]}), "sweep-lam", {"dataset": "d1", "over": "lam", "models": ["m"]})
+    assert set(list_results("d1")) == {"lam"}
