@@ -60,7 +60,7 @@ def imagenet_shaped(classes: int, dim: int, seed: int = 0, backgrounds: int = 8)
         "train": draw(30, "common"),
         "ours": draw(15, "rare", True),
         "random": draw(15, "common", True),
-        "test": draw(20, "common"),
+        "test": draw(50, "common"),  # ImageNet's validation set has 50 per class
         "heldout": draw(10, "rare"),
     }
 
@@ -107,9 +107,12 @@ def compare(name: str, problems, labels, test, heldout, ref_fraction: float, dev
         m, lo, hi = paired_ci(r.predict(heldout[0]) == heldout[1], f.predict(heldout[0]) == heldout[1])
         worst_obj, worst_test = max(worst_obj, o_f - o_r), max(worst_test, abs(a_f - a_r))
         cis.append((lo, hi))
+        ref_cols = f"{o_r:13.6f}" if full else f"{'n/a':>13}"
+        test_ref = f"{100 * a_r:8.2f}" if full else f"{'n/a':>8}"
+        held = f"{m:+8.2f} [{lo:+6.2f}, {hi:+6.2f}]" if full else f"{'n/a':>8}"
         print(
-            f"  {p.lam:5.2f} {lab:7} {o_r:13.6f} {o_f:11.6f} {f.meta['iterations']:5d}  {100 * a_r:8.2f} "
-            f"{100 * a_f:7.2f}  {m:+8.2f} [{lo:+6.2f}, {hi:+6.2f}]"
+            f"  {p.lam:5.2f} {lab:7} {ref_cols} {o_f:11.6f} {f.meta['iterations']:5d}  {test_ref} "
+            f"{100 * a_f:7.2f}  {held}"
         )
     print(
         f"  time: reference {t_ref:.1f} s{'' if full else ' (scaled)'}, fast {t_fast:.1f} s, "

@@ -236,7 +236,7 @@ def train_batched(
 
 def _solve_group(keys, prepared, cfg, dev, progress, should_stop):
     C, D = keys[0][:2]
-    slots: dict = {}  # distinct problem -> its index among the heads solved
+    slots: dict = {}  # distinct problem (original set, extra set, λ) -> its prepared tensors
     for k, pr in zip(keys, prepared):
         slots.setdefault(k[2:], pr)
     anchors = {}  # original training set -> its λ = 0 problem, the warm start of every head on that set
