@@ -6,8 +6,9 @@ cross-entropy gradient written out (two matmuls a step, no autograd graph), so i
 ``solver="lbfgs"`` minimises the same convex objective to its optimum, which the 1000 SGD steps do not quite
 reach. ``solver="batched"`` (:func:`train_heads`) minimises many heads at once, e.g. a whole λ sweep, with batched
 L-BFGS (core.find.batched_heads) to a lower objective than the 1000 SGD steps reach, in far fewer passes over the
-features. ``benchmarks/heads.py`` compares a sweep's reference and batched heads side by side. Features are standardised with the
-original training set's mean/std, stored in the head, so one learning rate suits every backbone.
+features. ``benchmarks/heads.py`` compares a sweep's reference and batched heads side by side. Features are
+standardised with the original training set's mean/std, stored in the head, so one learning rate suits every
+backbone.
 """
 
 from __future__ import annotations
