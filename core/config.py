@@ -23,7 +23,9 @@ class HeadConfig:
     epochs: int = 1000  # full-batch steps on cached features (paper, Table 4)
     momentum: float = 0.9  # (paper, Table 4)
     weight_decay: float = 5e-4  # (paper, Table 4)
-    solver: str = "sgd"  # "sgd" = the paper's optimiser (reference); "lbfgs" = fast solver
+    solver: str = "sgd"  # "sgd" = the paper's (reference); "fused" = its steps, faster; "lbfgs"; "batched" = fast
+    tol: float = 1e-6  # "batched": a head stops when a step lowers its objective by less than this (relative)
+    max_iter: int = 500  # "batched": L-BFGS steps at most
     seed: int = 0
 
 

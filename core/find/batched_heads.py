@@ -1,0 +1,289 @@
+"""Many linear heads minimised at once: batched L-BFGS on the L2-regularised multinomial logistic loss.
+
+Every head h minimises f_h(θ) = Σ_rows w_{h,row} · CE(θ z_row, y_row) + (wd/2)·||θ||², θ = [weight | bias], the
+objective the paper's SGD descends (its weight decay is the gradient of the same L2 term). The rows come in
+shared *blocks* (a model's original training set, one generated set...): a block's logits for all the heads that
+use it are one matmul, (rows, D+1) @ (D+1, heads·C), and so is its gradient. Each head keeps its own L-BFGS
+history and backtracking (Armijo) step, and drops out of the computation once its objective stops decreasing by
+more than ``tol`` relative to its value. The objective is strictly convex (wd > 0), so every step's curvature
+pair is valid and the heads converge to the same optimum whichever start they get.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from core.config import HeadConfig
+from core.progress import ProgressFn, StopFn, check_stop
+from core.threads import threads_for
+
+if TYPE_CHECKING:
+    from core.find.heads import HeadProblem, _Prepared
+
+HISTORY = 10  # L-BFGS curvature pairs kept per head
+ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
+MAX_BACKTRACKS = 30
+CHUNK_FLOATS = 1 << 23  # logits computed this many floats at a time (32 MiB in float32)
+
+
+@dataclass
+class Block:
+    """Rows shared by several heads: standardised features with a ones column, labels, and per head its row weight."""
+
+    Z: torch.Tensor  # (N, D+1)
+    y: torch.Tensor  # (N,)
+    heads: torch.Tensor  # (k,) long: indices of the heads that use these rows
+    weight: torch.Tensor  # (k,) each head's weight on every row of the block (1/N, or λ/M for a generated set)
+
+
+def objective_and_grad(
+    theta: torch.Tensor, blocks: list[Block], heads: torch.Tensor, weight_decay: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """f and ∇f for the heads ``heads`` (sorted indices) at ``theta`` (len(heads), C, D+1)."""
+    C, D1 = theta.shape[1:]
+    size = 1 + max(int(heads.max()), *(int(b.heads.max()) for b in blocks))
+    pos = torch.full((size,), -1, dtype=torch.long, device=theta.device)
+    pos[heads] = torch.arange(len(heads), device=theta.device)
+    f = torch.zeros(len(heads), dtype=theta.dtype, device=theta.device)
+    g = torch.zeros_like(theta)
+    for b in blocks:
+        keep = pos[b.heads] >= 0
+        if not keep.any():
+            continue
+        p, w = pos[b.heads[keep]], b.weight[keep]
+        k = len(p)
+        W = theta[p].reshape(k * C, D1)
+        gb = torch.zeros(k * C, D1, dtype=theta.dtype, device=theta.device)
+        fb = torch.zeros(k, dtype=theta.dtype, device=theta.device)
+        step = max(1, CHUNK_FLOATS // (k * C))
+        for start in range(0, len(b.y), step):
+            Zc, yc = b.Z[start : start + step], b.y[start : start + step]
+            n = len(yc)
+            P = (Zc @ W.T).view(n, k, C)
+            lse = torch.logsumexp(P, 2)  # (n, k)
+            picked = P.gather(2, yc.view(n, 1, 1).expand(n, k, 1)).squeeze(2)
+            fb += (lse - picked).sum(0) * w
+            P.sub_(lse.unsqueeze(2)).exp_()  # softmax, in place
+            P.scatter_add_(2, yc.view(n, 1, 1).expand(n, k, 1), P.new_full((n, k, 1), -1.0))
+            P.mul_(w.view(1, k, 1))
+            gb.addmm_(P.view(n, k * C).T, Zc)
+        f.index_add_(0, p, fb)
+        g.index_add_(0, p, gb.view(k, C, D1))
+    flat = theta.reshape(len(heads), -1)
+    f += 0.5 * weight_decay * (flat * flat).sum(1)
+    g += weight_decay * theta
+    return f, g
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.reshape(len(a), -1) * b.reshape(len(b), -1)).sum(1)
+
+
+@dataclass
+class Solution:
+    theta: torch.Tensor  # (H, C, D+1)
+    objective: torch.Tensor  # (H,)
+    iterations: torch.Tensor  # (H,) accepted L-BFGS steps per head
+    passes: int  # evaluations of f and ∇f, counted per head, summed over heads
+
+
+def minimise(
+    theta: torch.Tensor,
+    blocks: list[Block],
+    weight_decay: float,
+    *,
+    tol: float,
+    max_iter: int,
+    progress: ProgressFn,
+    should_stop: StopFn | None,
+    label: str = "training heads (batched L-BFGS)",
+) -> Solution:
+    """Batched L-BFGS from ``theta`` (H, C, D+1); each head stops on its own relative decrease below ``tol``."""
+    H = theta.shape[0]
+    dev = theta.device
+    everyone = torch.arange(H, device=dev)
+    theta = theta.clone()
+    f, g = objective_and_grad(theta, blocks, everyone, weight_decay)
+    passes = H
+    S: list[torch.Tensor] = []
+    Y: list[torch.Tensor] = []
+    R: list[torch.Tensor] = []  # 1 / (sᵀy) per head; 0 where a head made no step that iteration
+    gamma = torch.zeros(H, dtype=theta.dtype, device=dev)  # initial inverse-Hessian scale, sᵀy / yᵀy
+    iters = torch.zeros(H, dtype=torch.long, device=dev)
+    active = everyone.clone()
+    for it in range(max_iter):
+        check_stop(should_stop)
+        progress(it, max_iter, label)
+        a = active
+        # two-loop recursion over each active head's own history
+        q = g[a].clone()
+        alphas = []
+        for s, yv, r in zip(reversed(S), reversed(Y), reversed(R)):
+            al = r[a] * _dot(s[a], q)
+            q -= al.view(-1, 1, 1) * yv[a]
+            alphas.append(al)
+        ga = gamma[a]
+        first = ga == 0  # no curvature pair yet: a steepest-descent step of unit length
+        ga = torch.where(first, 1.0 / _dot(q, q).sqrt().clamp_min(1e-12), ga)
+        q *= ga.view(-1, 1, 1)
+        for (s, yv, r), al in zip(zip(S, Y, R), reversed(alphas)):
+            be = r[a] * _dot(yv[a], q)
+            q += (al - be).view(-1, 1, 1) * s[a]
+        d = -q
+        slope = _dot(g[a], d)
+        bad = slope >= 0  # not a descent direction (numerical breakdown): fall back to steepest descent
+        if bad.any():
+            d[bad] = -g[a][bad] / _dot(g[a][bad], g[a][bad]).sqrt().clamp_min(1e-12).view(-1, 1, 1)
+            slope = _dot(g[a], d)
+        # backtracking line search, every head with its own step, all unsettled heads evaluated together
+        t = torch.ones(len(a), dtype=theta.dtype, device=dev)
+        f_new = torch.empty_like(t)
+        g_new = torch.empty_like(g[a])
+        todo = torch.ones(len(a), dtype=torch.bool, device=dev)
+        for _ in range(MAX_BACKTRACKS):
+            idx = todo.nonzero().squeeze(1)
+            trial = theta[a[idx]] + t[idx].view(-1, 1, 1) * d[idx]
+            ft, gt = objective_and_grad(trial, blocks, a[idx], weight_decay)
+            passes += len(idx)
+            ok = ft <= f[a[idx]] + ARMIJO * t[idx] * slope[idx]
+            f_new[idx[ok]], g_new[idx[ok]] = ft[ok], gt[ok]
+            todo[idx[ok]] = False
+            if not todo.any():
+                break
+            nf = ~ok
+            i2 = idx[nf]
+            # minimiser of the quadratic through f(0), f'(0) and f(t), kept within [0.1 t, 0.5 t]
+            tq = -slope[i2] * t[i2] ** 2 / (2 * (ft[nf] - f[a[i2]] - slope[i2] * t[i2]))
+            t[i2] = torch.minimum(torch.maximum(tq, 0.1 * t[i2]), 0.5 * t[i2])
+        moved = ~todo
+        s_new = torch.zeros_like(theta)
+        y_new = torch.zeros_like(theta)
+        r_new = torch.zeros(H, dtype=theta.dtype, device=dev)
+        am = a[moved]
+        s_new[am] = t[moved].view(-1, 1, 1) * d[moved]
+        y_new[am] = g_new[moved] - g[am]
+        sy = _dot(s_new[am], y_new[am])
+        okc = sy > 1e-12 * _dot(s_new[am], s_new[am]).sqrt() * _dot(y_new[am], y_new[am]).sqrt()
+        r_new[am[okc]] = 1.0 / sy[okc]
+        gamma[am[okc]] = sy[okc] / _dot(y_new[am[okc]], y_new[am[okc]])
+        S.append(s_new)
+        Y.append(y_new)
+        R.append(r_new)
+        if len(S) > HISTORY:
+            S.pop(0), Y.pop(0), R.pop(0)
+        decrease = f[am] - f_new[moved]
+        theta[am] += s_new[am]
+        f[am], g[am] = f_new[moved], g_new[moved]
+        iters[am] += 1
+        # a head is done when its step no longer lowers the objective by more than tol (relative), or it
+        # could not find a lower point at all
+        done = torch.ones(len(a), dtype=torch.bool, device=dev)
+        done[moved] = decrease <= tol * f[am].abs().clamp_min(1e-12)
+        active = a[~done]
+        if len(active) == 0:
+            break
+    progress(max_iter, max_iter, label)
+    return Solution(theta, f, iters, passes)
+
+
+def _digest(a, cache: dict) -> str:
+    """Content key of an array, cached by object so a shared training set is hashed once."""
+    if id(a) not in cache:
+        arr = np.ascontiguousarray(np.asarray(a))
+        cache[id(a)] = (a, hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest() + str(arr.shape))
+    return cache[id(a)][1]
+
+
+def train_batched(
+    problems: list[HeadProblem],
+    prepared: list[_Prepared],
+    cfg: HeadConfig,
+    *,
+    device=None,
+    progress: ProgressFn,
+    should_stop: StopFn | None,
+) -> list[tuple[torch.Tensor, float, int]]:
+    """(θ = [weight | bias] on the CPU, objective, L-BFGS steps) per problem, in order.
+
+    Problems are grouped by (classes, feature width): one group is one batched computation. Inside a group,
+    problems with the same original training set share its rows (and its standardisation), and identical
+    problems are solved once. Heads with a generated set start from the optimum of their original set alone
+    (solved first, one head per training set): a warm start that the whole λ sweep shares."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    cache: dict = {}
+    keys = []
+    for p, pr in zip(problems, prepared):
+        orig = _digest(p.X, cache) + _digest(p.y, cache)
+        extra = _digest(p.X_extra, cache) + _digest(p.y_extra, cache) if pr.Xe is not None else None
+        keys.append((len(p.classes), pr.X.shape[1], orig, extra, pr.lam))
+    out: list = [None] * len(problems)
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k[:2], []).append(i)
+    for members in groups.values():
+        solved = _solve_group(
+            [keys[i] for i in members], [prepared[i] for i in members], cfg, dev, progress, should_stop
+        )
+        for i, sol in zip(members, solved):
+            out[i] = sol
+    return out
+
+
+def _solve_group(keys, prepared, cfg, dev, progress, should_stop):
+    C, D = keys[0][:2]
+    slots: dict = {}  # distinct problem (original set, extra set, λ) -> its prepared tensors
+    for k, pr in zip(keys, prepared):
+        slots.setdefault(k[2:], pr)
+    anchors = {}  # original training set -> its λ = 0 problem, the warm start of every head on that set
+    for (orig, _, _), pr in list(slots.items()):
+        anchors.setdefault(orig, (orig, None, 0.0))
+        slots.setdefault((orig, None, 0.0), pr)
+    first = [k for k in slots if k[1] is None]
+    second = [k for k in slots if k[1] is not None]
+    theta: dict = {}
+    result: dict = {}
+    zs: dict = {}  # standardised rows with a ones column, per (original set, block)
+
+    def rows(orig, which, pr):
+        key = (orig, which)
+        if key not in zs:
+            X, y = (pr.X, pr.y) if which is None else (pr.Xe, pr.ye)
+            Z = torch.cat([(X - pr.mean) / pr.std, torch.ones(len(X), 1)], 1)
+            zs[key] = (Z.to(dev), y.to(dev))
+        return zs[key]
+
+    for phase, todo in enumerate((first, second)):
+        if not todo:
+            continue
+        blocks: dict = {}
+        for h, (orig, extra, lam) in enumerate(todo):
+            pr = slots[(orig, extra, lam)]
+            for which, w in ((None, 1.0 / len(pr.y)),) + (((extra, lam / len(pr.ye)),) if extra else ()):
+                Z, y = rows(orig, which, pr)
+                b = blocks.setdefault((orig, which), (Z, y, [], []))
+                b[2].append(h)
+                b[3].append(w)
+        blist = [
+            Block(Z, y, torch.tensor(hs, device=dev), torch.tensor(ws, dtype=Z.dtype, device=dev))
+            for Z, y, hs, ws in blocks.values()
+        ]
+        init = torch.stack([theta[anchors[k[0]]] if phase else torch.zeros(C, D + 1) for k in todo]).to(dev)
+        with threads_for(sum(len(b.y) for b in blist) * D):
+            sol = minimise(
+                init,
+                blist,
+                cfg.weight_decay,
+                tol=cfg.tol,
+                max_iter=cfg.max_iter,
+                progress=progress,
+                should_stop=should_stop,
+            )
+        for h, k in enumerate(todo):
+            theta[k] = sol.theta[h].cpu()
+            result[k] = (theta[k], float(sol.objective[h]), int(sol.iterations[h]))
+    return [result[k[2:]] for k in keys]
