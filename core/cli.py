@@ -122,8 +122,9 @@ def splits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--solver",
         default=HEAD.solver,
-        choices=["sgd", "fused", "lbfgs"],
-        help="sgd = the paper's optimiser; fused = the same steps, faster; lbfgs = to the optimum",
+        choices=["sgd", "fused", "lbfgs", "batched"],
+        help="sgd = the paper's optimiser; fused = the same steps, faster; lbfgs = to the optimum; "
+        "batched = L-BFGS over many heads at once (sweeps)",
     )
 
 
