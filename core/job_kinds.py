@@ -42,7 +42,7 @@ def run_models(
             SplitConfig(**(split or {})),
             HeadConfig(**(head or {})),
             should_stop=should_stop,
-            progress=lambda d, t, msg: progress(i, len(models), f"{m}: {msg} {d}/{t}"),
+            progress=lambda d, t, msg, i=i, m=m: progress(i, len(models), f"{m}: {msg} {d}/{t}"),
         )
         out[m] = run.summary["accuracy"]
     progress(len(models), len(models), "done")

@@ -181,7 +181,7 @@ with tabs[3], guard("Showing the IoU summary"):
 with tabs[4], guard("Preparing downloads"):
     if not saved:
         st.caption("Run an experiment first; its tables can then be downloaded here.")
-    for w, (df, meta) in saved.items():
+    for w, (df, _meta) in saved.items():
         st.download_button(
             f"{w} results (CSV, {len(df)} rows)",
             lambda df=df: df.to_csv(index=False).encode(),

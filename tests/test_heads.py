@@ -19,7 +19,10 @@ def test_weighted_loss_matches_hand_computation():
     lo = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     le = torch.tensor([[0.5, 0.5]])
     yo, ye = torch.tensor([0, 1]), torch.tensor([1])
-    ce = lambda l, y: float(np.mean([-np.log(np.exp(r[t]) / np.exp(r).sum()) for r, t in zip(l.numpy(), y.numpy())]))
+
+    def ce(logits, y):
+        return float(np.mean([-np.log(np.exp(r[t]) / np.exp(r).sum()) for r, t in zip(logits.numpy(), y.numpy())]))
+
     expect = ce(lo, yo) + 0.3 * ce(le, ye)
     assert abs(float(weighted_loss(lo, yo, le, ye, lam=0.3)) - expect) < 1e-6
     assert abs(float(weighted_loss(lo, yo, le, ye, lam=0.0)) - ce(lo, yo)) < 1e-6

@@ -44,7 +44,7 @@ class _Cifar(ImageDataset):
             try:
                 base(str(self.root), train=True, download=True)
             except Exception as e:  # no network, refused, bad archive: all leave the files missing
-                raise MissingResourceError(self._missing_message(base, f"download=True failed ({e}). "))
+                raise MissingResourceError(self._missing_message(base, f"download=True failed ({e}). ")) from e
         if self._missing(base):
             raise MissingResourceError(self._missing_message(base))
         self._tv: dict[str, object] = {}

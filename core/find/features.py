@@ -93,7 +93,7 @@ def extract_features(
                     batch_size,
                     num_workers,
                     device,
-                    lambda k: progress(done + k, ref.n, f"features {backbone.name}"),
+                    lambda k, base=done: progress(base + k, ref.n, f"features {backbone.name}"),
                     should_stop,
                 )
                 store.save_npy(shard_file, arr)

@@ -9,6 +9,7 @@ finished file, and a deleted slot is never made again.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -343,10 +344,8 @@ def generate_set(
                 rows = []
                 progress(done, total, f"Generating {set_name}")
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the images are on disk; the next run adopts them from their names
                 _append_rows(root, rows)
-            except OSError:
-                pass  # the images are on disk; the next run adopts them from their file names
     return GeneratedSet(set_name)
 
 
