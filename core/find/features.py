@@ -16,6 +16,7 @@ import torch
 
 from core import store
 from core.datasets.base import ImageDataset, TorchView
+from core.device import default_device
 from core.models.base import Backbone
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
@@ -74,7 +75,7 @@ def extract_features(
         progress(ref.n, ref.n, f"features {backbone.name}: cached")
         return cached
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     model = backbone.to(device).eval()
     transform = backbone.transform()
     shards = [(s, min(s + shard_size, ref.n)) for s in range(0, ref.n, shard_size)]

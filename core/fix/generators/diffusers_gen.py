@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.device import default_device
 from core.errors import Cancelled, InvalidInputError, MissingResourceError
 from core.fix.generators.base import Generator, GenSpec
 from core.fix.generators.registry import GENERATORS
@@ -142,7 +143,7 @@ class DiffusersGenerator(Generator):
             if v is not None and (v <= 0 or v % 8):
                 raise InvalidInputError(f"Image {side} must be a positive multiple of 8; got {v}.")
         self.height, self.width, self.negative_prompt = height, width, negative_prompt
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive whole number; got {batch_size!r}.")
