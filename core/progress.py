@@ -19,10 +19,6 @@ def no_progress(done: int, total: int, message: str = "") -> None:
     return None
 
 
-def never_stop() -> bool:
-    return False
-
-
 def check_stop(should_stop: StopFn | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled("Stopped by request; finished work is kept and the step resumes where it stopped.")

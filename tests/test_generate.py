@@ -186,9 +186,8 @@ def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache, tmp_path):
     again = SeedPainter()
     generate_set(again, reqs, "s")
     assert again.calls == 0 and not live.exists()
-    out = gset.export_csv(tmp_path / "export.csv")
-    exported = pd.read_csv(out)
-    assert len(exported) == 6 and exported.set_index("image_id").loc[victim, "deleted"]
+    manifest = gset.manifest()
+    assert len(manifest) == 6 and manifest.set_index("image_id").loc[victim, "deleted"]
     assert gset.restore([victim]) == 1 and live.is_file() and gset.key == key_before
     with pytest.raises(InvalidInputError, match="no images"):
         gset.delete(["not-an-id"])

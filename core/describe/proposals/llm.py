@@ -242,10 +242,6 @@ class LLMProposer(Proposer):
 
     __str__ = __repr__
 
-    @property
-    def has_key(self) -> bool:
-        return bool(self._key)
-
     def cache_id(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         for k in ("timeout", "max_retries", "json_mode", "base_url"):
@@ -261,8 +257,8 @@ class LLMProposer(Proposer):
     def propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
         if not self._key:
             raise LLMKeyMissingError(
-                "No API key for the LLM proposer: set OPENAI_API_KEY, add OPENAI_API_KEY to .streamlit/secrets.toml, "
-                "or pass api_key= (any placeholder works for a local server that needs none). Or use the offline "
+                "No API key for the LLM proposer: set OPENAI_API_KEY in the environment that starts the app or the "
+                "CLI, or pass api_key= (any placeholder works for a local server that needs none). Or use the offline "
                 "proposer."
             )
         messages = self.messages(attribute, class_name)
@@ -360,7 +356,7 @@ class LLMProposer(Proposer):
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return LLMAuthError(
                 f"The LLM at {where} rejected the API key (HTTP {e.status_code}: {detail}). Check OPENAI_API_KEY "
-                "or the key in the app's secrets."
+                "or the api_key you passed."
             )
         if isinstance(e, openai.NotFoundError):
             return LLMError(

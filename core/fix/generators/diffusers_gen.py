@@ -164,9 +164,6 @@ class DiffusersGenerator(Generator):
         if self.pipe is None:
             self.pipe = load_pipeline(self.model_id, self.device, self.dtype)
 
-    def unload(self) -> None:
-        self.pipe = None
-
     def generate_batch(
         self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec] = (), should_stop: StopFn | None = None
     ) -> list[Image.Image | None]:

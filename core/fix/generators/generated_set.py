@@ -480,10 +480,3 @@ class GeneratedSet(ImageDataset):
                 # Written per image so that the manifest always matches where the files are.
                 _write_manifest(self.root, df)
         return changed
-
-    def manifest_csv(self) -> bytes:
-        return self.manifest().to_csv(index=False).encode()
-
-    def export_csv(self, dest: str | Path) -> Path:
-        """Write the full manifest (deleted and dropped slots included) as CSV to ``dest``."""
-        return store.atomic_write_bytes(dest, self.manifest_csv())
