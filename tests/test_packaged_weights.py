@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.models import create_classifier, create_model, model_info
 from core.models.packaged import VARIANTS, weights_file
-from core.models.weights import load_state_dict
+from core.weights import load_state_dict
 from core.world.backbones import single_thread
 
 NAMES = [f"efficientnet-lite{v}" for v in VARIANTS]

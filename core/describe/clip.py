@@ -2,7 +2,7 @@
 
 Every source returns a :class:`ClipModel` (encode images and texts to L2-normalised float32 arrays, with the
 model's own preprocessing and tokenizer, and a ``key`` naming the weights for caches). Weights are read only
-through ``core.models.weights.load_state_dict`` (safetensors, or ``torch.load(weights_only=True)``, no unsafe
+through ``core.weights.load_state_dict`` (safetensors, or ``torch.load(weights_only=True)``, no unsafe
 fallback).
 """
 
@@ -22,7 +22,7 @@ from PIL import Image
 from core import store
 from core.device import default_device
 from core.errors import InvalidInputError, MissingResourceError, UnknownNameError
-from core.models.weights import load_state_dict
+from core.weights import load_state_dict
 
 CLIP_SCHEMA = 1
 LOCAL_CONFIG = "open_clip_config.json"  # open_clip's "local-dir:" folder layout

@@ -20,7 +20,7 @@ from torch import nn
 from core.errors import MissingResourceError
 from core.models.base import Backbone
 from core.models.registry import MODELS
-from core.models.weights import fit_state_dict, load_state_dict, weights_id
+from core.weights import fit_state_dict, load_state_dict, weights_id
 
 FAMILY = "EfficientNet-Lite"
 VARIANTS = (0, 1, 2)

@@ -60,7 +60,7 @@ def _resnet_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _wide_backbone(
     name: str, spec: dict, *, pretrained: bool, weights: str | None, seed: int, device: str | None
 ) -> Backbone:
-    from core.models.weights import fit_state_dict, load_state_dict, missing_weights, url_file, weights_id
+    from core.weights import fit_state_dict, load_state_dict, missing_weights, url_file, weights_id
 
     path = Path(weights) if weights is not None else None
     if path is None and pretrained:
@@ -94,7 +94,7 @@ def build_preset(
     name: str, *, pretrained: bool = True, weights: str | None = None, seed: int = 0, device: str | None = None
 ) -> Backbone:
     """The preset ``name`` as a Backbone (``device="meta"``: architecture only, for config checks)."""
-    from core.models.weights import missing_weights
+    from core.weights import missing_weights
 
     spec = PRESETS[name]
     if spec["source"] == "open_clip":
@@ -146,7 +146,7 @@ def preset_info(name: str) -> dict:
 
         return {**open_clip_info(*spec["open_clip"]), **base}
     if "url" in spec:
-        from core.models.weights import url_file
+        from core.weights import url_file
 
         path = url_file(spec["url"], download=False)
         hub = spec.get("hub")

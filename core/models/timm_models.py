@@ -2,7 +2,7 @@
 
 Preprocessing is timm's own ``resolve_model_data_config`` for the chosen pretrained tag. Pretrained weights
 come from the local Hugging Face / torch.hub cache (downloaded first when online) or from a local file, and
-are always read by :mod:`core.models.weights`.
+are always read by :mod:`core.weights`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from core.errors import InvalidInputError, UnknownNameError
 from core.models.base import Backbone
-from core.models.weights import (
+from core.weights import (
     fit_state_dict,
     hf_file,
     hf_url,

@@ -321,7 +321,7 @@ def world_classifier(
     torch.manual_seed(seed)
     net = build_world_net(arch, len(classes))
     if path is not None:
-        from core.models.weights import fit_state_dict, load_state_dict, weights_id
+        from core.weights import fit_state_dict, load_state_dict, weights_id
 
         fit_state_dict(net, load_state_dict(path), source=path.name, allow_missing_classifier=False)
         net.weights_id = weights_id(path)
