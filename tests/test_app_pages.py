@@ -7,7 +7,6 @@ import pytest
 from core import jobs
 from core.describe.curation import CuratedLists
 from tests.app_harness import PAGES, TINY, open_page, problems, texts
-from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from ui.text import md
 
 

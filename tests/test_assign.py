@@ -19,7 +19,6 @@ from core.describe.assign import (
     value_embeddings,
 )
 from core.errors import InvalidInputError
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
 
 
 def _plan(world):

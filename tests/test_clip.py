@@ -13,7 +13,6 @@ from PIL import Image
 
 from core.describe.clip import SAFE_WEIGHTS, load_clip
 from core.errors import Cancelled, InvalidInputError, MissingResourceError, UnknownNameError
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
 
 TINY = "BackdropTinyCLIP-test"
 TINY_CFG = {
