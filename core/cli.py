@@ -112,7 +112,7 @@ def cmd_world(a):
     spec = dataset_spec(a) | {"name": "scenes-mnist"}
     bar = TqdmProgress("world")
     ds = open_dataset(spec)
-    print(f"offline world {spec.get('size', 'default')}: {ds.folder}")
+    print(f"offline world {spec.get('size', 'default')}: {getattr(ds, 'folder', '')}")
     for pool in ds.pools():
         print(f"  {pool}: {len(ds.index(pool))} images")
     if a.action in ("train", "all"):
@@ -248,8 +248,8 @@ def cmd_lists(a):
             print(f"{c}: {status}")
     else:
         for c in lists.classes():
-            cl = lists.get(c)
-            print(f"{c} (v{cl.version}, {cl.source}): {', '.join(cl.values)}")
+            if (cl := lists.get(c)) is not None:
+                print(f"{c} (v{cl.version}, {cl.source}): {', '.join(cl.values)}")
         print(f"list version id: {lists.current_version_id()}")
 
 

@@ -114,7 +114,7 @@ def propose_values(
     from core.describe.proposals import dedupe_proposals, propose
 
     ds = open_dataset(dataset)
-    kw = {"top_n": top_n, "vocab": vocab} if proposer == "offline" else {}
+    kw: dict = {"top_n": top_n, "vocab": vocab} if proposer == "offline" else {}
     props = propose(attribute, ds.classes, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
     report = CuratedLists(ds, attribute).seed_from_proposals(props, dedupe_proposals(props))
     notice = next((p.notice for p in props.values() if p.notice), None)

@@ -178,7 +178,7 @@ def stop_all(grace: float = 5.0) -> int:
         time.sleep(0.1)
     for job, st in running:
         pid = st.get("pid")
-        if _alive(pid):
+        if pid and _alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), signal.SIGKILL)  # workers start their own session: pgid == pid
             _update(job, state=CANCELLED, message="ended when its owner shut down")

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ PICKLE_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS
 class ClipModel:
     """A CLIP with its preprocessing and tokenizer; embeddings come back L2-normalised (float32 numpy)."""
 
-    model: torch.nn.Module = field(repr=False)
+    # An open_clip CLIP or the world CLIP: an nn.Module with encode_image, encode_text and logit_scale, which
+    # torch's Module typing cannot express (its attributes read as Tensor | Module).
+    model: Any = field(repr=False)
     preprocess: Callable[[Image.Image], torch.Tensor] = field(repr=False)
     tokenizer: Callable[[Sequence[str]], torch.Tensor] = field(repr=False)
     name: str  # open_clip architecture name, or "world"

@@ -17,6 +17,7 @@ import torch
 from core import store
 from core.datasets.base import ImageDataset, TorchView
 from core.device import default_device
+from core.errors import BackdropError
 from core.models.base import Backbone
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
@@ -101,7 +102,13 @@ def extract_features(
             done = stop
             progress(done, ref.n, f"features {backbone.name}")
         _merge(ref, [shard_dir / f"{i:05d}.npy" for i in range(len(shards))])
-    return load_cached(ref)
+    merged = load_cached(ref)
+    if merged is None:
+        raise BackdropError(
+            f"The features of {backbone.name} were written to {ref.folder} but do not read back; free disk space "
+            "there and run again."
+        )
+    return merged
 
 
 def _run_shard(model, view: TorchView, batch_size: int, num_workers: int, device: str, report, should_stop):

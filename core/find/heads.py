@@ -145,7 +145,7 @@ def train_head(
         config=asdict(cfg),
         lam=lam,
         n_orig=len(y),
-        n_extra=int(len(ye)) if has_extra else 0,
+        n_extra=len(ye) if ye is not None else 0,
         final_loss=final,
         schema=HEAD_SCHEMA,
     )
@@ -154,12 +154,12 @@ def train_head(
 
 def _fit(lin: torch.nn.Linear, objective, cfg: HeadConfig, progress: ProgressFn, should_stop: StopFn | None) -> None:
     if cfg.solver == "sgd":
-        opt = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sgd = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         for epoch in range(cfg.epochs):
-            opt.zero_grad()
+            sgd.zero_grad()
             loss = objective()
             loss.backward()
-            opt.step()
+            sgd.step()
             if epoch % 50 == 0 or epoch == cfg.epochs - 1:
                 check_stop(should_stop)
                 progress(epoch + 1, cfg.epochs, "training head (SGD)")

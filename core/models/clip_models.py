@@ -128,7 +128,7 @@ def open_clip_backbone(
                 device=device or "cpu",
             )
         pcfg, wid = open_clip.get_model_preprocess_cfg(model), f"random:{seed}"
-    visual = model.visual
+    visual = model.visual  # open_clip's image tower (an nn.Module with output_dim)
     return Backbone(
         visual,
         name=name,

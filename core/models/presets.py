@@ -12,12 +12,16 @@ import json
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from core.models.base import Backbone
 from core.models.registry import MODELS
+
+if TYPE_CHECKING:
+    from torchvision.models.resnet import ResNet
 
 PRESETS: dict[str, dict] = json.loads(Path(__file__).with_name("presets.json").read_text())["models"]
 _DATA_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
@@ -33,7 +37,7 @@ def _hub_how(spec: dict) -> str:
     return ""
 
 
-def swav_wide_resnet50(widen: int) -> nn.Module:
+def swav_wide_resnet50(widen: int) -> ResNet:
     """SwAV's RN50wN: torchvision's ResNet-50 with every width, the stem's included, times ``widen``.
 
     (SwAV pads by 1 and then convolves with padding 2; that equals torchvision's padding 3.)
@@ -51,7 +55,7 @@ def swav_wide_resnet50(widen: int) -> nn.Module:
     return net
 
 
-def _resnet_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _resnet_pooled(net: ResNet, x: torch.Tensor) -> torch.Tensor:
     x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
     x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
     return torch.flatten(net.avgpool(x), 1)

@@ -231,7 +231,7 @@ class LLMProposer(Proposer):
             raise InvalidInputError("LLMConfig needs timeout > 0, max_retries >= 0 and max_items >= 1.")
         self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
         self._json_mode = self.config.json_mode
-        self._client_obj = None
+        self._client_obj: Any = None  # openai.OpenAI, made on first use
         self.source = f"llm:{self.config.model}"
 
     def __repr__(self) -> str:
@@ -312,7 +312,7 @@ class LLMProposer(Proposer):
             kwargs["temperature"] = self.config.temperature
         if self.config.max_tokens:
             kwargs["max_tokens"] = self.config.max_tokens
-        error = None
+        error: LLMError | None = None
         for attempt in range(2):
             if self._json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
@@ -329,7 +329,7 @@ class LLMProposer(Proposer):
                 error = self._translate(e)
             break
         # Raised here, outside the except blocks, so no library exception (holding request headers) is chained.
-        raise error
+        raise error if error is not None else LLMError(f"The LLM at {_endpoint(self.config.base_url)} gave no answer.")
 
     def _translate(self, e: Exception) -> LLMError:
         import openai

@@ -148,7 +148,7 @@ class DiffusersGenerator(Generator):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive whole number; got {batch_size!r}.")
         self.max_batch_size = batch_size
-        self.pipe = None
+        self.pipe: Any = None  # the diffusers pipeline, loaded by prepare()
         self.steps_run = 0  # denoising steps finished, across batches (for progress and tests)
 
     def config(self) -> dict[str, Any]:

@@ -366,7 +366,7 @@ class GeneratedSet(ImageDataset):
 
     # ImageDataset
     @property
-    def classes(self) -> list[str]:
+    def classes(self) -> list[str]:  # type: ignore[override]  # read-only here: it follows the manifest
         df = self.manifest()
         names = dict(zip(df["label"], df["class_name"]))
         return [names.get(i, "") for i in range(max(names, default=-1) + 1)]
