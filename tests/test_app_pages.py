@@ -9,6 +9,8 @@ from core.describe.curation import CuratedLists
 from tests.app_harness import PAGES, TINY, open_page, problems, texts
 from ui.text import md
 
+pytestmark = pytest.mark.slow  # every test here needs the populated world: world backbones trained and run
+
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_populated_world(populated_world, page):

@@ -180,6 +180,7 @@ def test_world_clip_captions_use_the_worlds_names(tiny_world):
         assert f"a {row.colour} {name}" in c
 
 
+@pytest.mark.slow
 def test_world_clip_trains_on_training_pools_and_loads_back(tiny_world, world_clip):
     from core.world.clip import WorldClipConfig, world_clip_dir
 
@@ -193,6 +194,7 @@ def test_world_clip_trains_on_training_pools_and_loads_back(tiny_world, world_cl
     np.testing.assert_allclose(again.encode_texts(TEXTS), world_clip.encode_texts(TEXTS), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_world_clip_is_cached_not_retrained(tiny_world, world_clip):
     from core.world.clip import train_world_clip, world_clip_dir
 
