@@ -36,13 +36,17 @@ def run_models(
     for i, m in enumerate(models):
         check_stop(should_stop)
         progress(i, len(models), f"model {m} ({i + 1}/{len(models)})")
+
+        def model_progress(d: int, t: int, msg: str = "", i: int = i, m: str = m) -> None:
+            progress(i, len(models), f"{m}: {msg} {d}/{t}")
+
         run = run_model(
             ds,
             m,
             SplitConfig(**(split or {})),
             HeadConfig(**(head or {})),
             should_stop=should_stop,
-            progress=lambda d, t, msg, i=i, m=m: progress(i, len(models), f"{m}: {msg} {d}/{t}"),
+            progress=model_progress,
         )
         out[m] = run.summary["accuracy"]
     progress(len(models), len(models), "done")

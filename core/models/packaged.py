@@ -103,7 +103,7 @@ def lite_backbone(variant: int, *, pretrained: bool = True, weights: str | None 
 
     from core.models.timm_models import pooled_pre_logits, timm_feature_dim
 
-    net = lite_classifier(variant, pretrained=pretrained, weights=weights, seed=seed)
+    net: Any = lite_classifier(variant, pretrained=pretrained, weights=weights, seed=seed)  # carries weights_id
     return Backbone(
         net,
         name=f"efficientnet-lite{variant}",
