@@ -182,6 +182,9 @@ def stop_all(grace: float = 5.0) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), signal.SIGKILL)  # workers start their own session: pgid == pid
             _update(job, state=CANCELLED, message="ended when its owner shut down")
+    end = time.time() + 5.0  # SIGKILL is delivered asynchronously: return once the killed workers are gone
+    while time.time() < end and any(_alive(st.get("pid")) for _, st in running):
+        time.sleep(0.05)
     return len(running)
 
 
