@@ -173,7 +173,7 @@ def test_files_written_before_a_hard_stop_are_adopted_not_redone(fresh_cache):
     assert len(generate_set(again, reqs, "s").index()) == 2 and again.calls == 0
 
 
-def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache, tmp_path):
+def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache):
     reqs = mode_requests(MODES, 2)
     gset = generate_set(SeedPainter(), reqs, "s")
     victim = gset.groups()[("cat", "snow")][0]

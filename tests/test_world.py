@@ -87,6 +87,7 @@ def test_images_show_their_ground_truth_colour(tiny_world):
     assert img.mode == "RGB" and img.size == (64, 64)
 
 
+@pytest.mark.slow  # renders whole tiny worlds into a fresh cache
 def test_world_is_deterministic_and_seeded(tiny_world, fresh_cache):
     again = create_dataset("scenes-mnist", size="tiny", seed=0)
     assert again.build_seconds is not None and again.key == tiny_world.key  # really rebuilt, in the fresh cache
@@ -98,6 +99,7 @@ def test_world_is_deterministic_and_seeded(tiny_world, fresh_cache):
     assert not other.index("val")["digit_index"].equals(tiny_world.index("val")["digit_index"])
 
 
+@pytest.mark.slow  # renders whole tiny worlds into a fresh cache
 def test_store_reopens_and_rebuilds_a_damaged_pool(fresh_cache):
     w = create_dataset("scenes-mnist", size="tiny", seed=3)
     first = np.array(w.pixels("train")[:5])
