@@ -1,11 +1,12 @@
 # The two quick-start commands: `make app` (install + open the app on the offline world) and
-# `make test` (install dev dependencies + browser + run the whole suite). Both create .venv on first use.
+# `make test` (install dev dependencies + browser, then lint, format check, type check and the whole suite).
+# Both create .venv on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: app test install install-dev browser clean-venv
+.PHONY: app test check install install-dev browser clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,15 @@ browser:
 app: install
 	$(BIN)/streamlit run app.py --server.headless true --browser.gatherUsageStats false
 
-test: install-dev browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Quality gates, in order: lint, format check, type check of core/ (config in pyproject.toml).
+check: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core
+
+# pytest exits 5 when PYTEST_ARGS select no tests; that is not a failure of the code.
+test: check browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,6 +9,7 @@ streamlit. Ray or another scheduler can later run the same kinds over shards wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -99,27 +100,42 @@ def submit(kind: str, *, restart: bool = False, **kwargs) -> Job:
             return job
         (job.folder / "stop").unlink(missing_ok=True)
         store.save_json(job.folder / "spec.json", {"kind": kind, "kwargs": kwargs})
+        # QUEUED until the pid is known: a reader never sees RUNNING without a pid (which reads as "failed").
         store.save_json(
             job.folder / "status.json",
-            {"state": RUNNING, "done": 0, "total": 0, "message": "starting", "pid": None, "started": time.time()},
+            {"state": QUEUED, "done": 0, "total": 0, "message": "starting", "pid": None, "started": time.time()},
         )
-        log = open(job.folder / "log.txt", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "core.jobs", job.id],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=dict(os.environ),
-        )
-        _update(job, pid=proc.pid)
+        try:
+            with open(job.folder / "log.txt", "ab") as log:  # the worker keeps its own copy of the handle
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "core.jobs", job.id],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=dict(os.environ),
+                )
+        except OSError as e:
+            _update(job, state=FAILED, error=f"Could not start the job's process: {e}")
+            raise
+        _mark_started(job, proc.pid)
     return job
 
 
 def _update(job: Job, **fields) -> None:
-    st = store.load_json(job.folder / "status.json", default={})
-    st.update(fields, updated=time.time())
-    store.save_json(job.folder / "status.json", st)
+    with store.lock(job.folder / "status"):  # the submitter and the worker both write the status
+        st = store.load_json(job.folder / "status.json", default={})
+        st.update(fields, updated=time.time())
+        store.save_json(job.folder / "status.json", st)
+
+
+def _mark_started(job: Job, pid: int) -> None:
+    """RUNNING and the pid in one write; a worker that already reported its own state keeps it."""
+    with store.lock(job.folder / "status"):
+        st = store.load_json(job.folder / "status.json", default={})
+        if st.get("state") == QUEUED:
+            st.update(state=RUNNING, pid=pid, updated=time.time())
+            store.save_json(job.folder / "status.json", st)
 
 
 def run_inline(job: Job) -> Any:
@@ -162,12 +178,13 @@ def stop_all(grace: float = 5.0) -> int:
         time.sleep(0.1)
     for job, st in running:
         pid = st.get("pid")
-        if _alive(pid):
-            try:
+        if pid and _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), signal.SIGKILL)  # workers start their own session: pgid == pid
-            except (ProcessLookupError, PermissionError):
-                pass
             _update(job, state=CANCELLED, message="ended when its owner shut down")
+    end = time.time() + 5.0  # SIGKILL is delivered asynchronously: return once the killed workers are gone
+    while time.time() < end and any(_alive(st.get("pid")) for _, st in running):
+        time.sleep(0.05)
     return len(running)
 
 

@@ -8,6 +8,7 @@ callbacks, the app passes its job's progress file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from core.errors import Cancelled
 
@@ -17,10 +18,6 @@ StopFn = Callable[[], bool]
 
 def no_progress(done: int, total: int, message: str = "") -> None:
     return None
-
-
-def never_stop() -> bool:
-    return False
 
 
 def check_stop(should_stop: StopFn | None) -> None:
@@ -33,8 +30,8 @@ class TqdmProgress:
 
     def __init__(self, desc: str = ""):
         self.desc = desc
-        self._bar = None
-        self._msg = None
+        self._bar: Any = None  # the current tqdm bar
+        self._msg: str | None = None
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         from tqdm.auto import tqdm

@@ -51,7 +51,7 @@ def file_hash(p: str | Path, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
-def atomic_write_bytes(p: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(p: str | os.PathLike[str], data: bytes) -> Path:
     """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
     p = Path(p)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def atomic_write_bytes(p: str | Path, data: bytes) -> Path:
 
 
 @contextmanager
-def atomic_path(p: str | Path) -> Iterator[Path]:
+def atomic_path(p: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path to write with any library; it replaces ``p`` only if the block succeeds."""
     p = Path(p)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -50,29 +50,29 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
     """``streamlit run app.py`` on 127.0.0.1 with its own cache; yields the base URL, stops the server after."""
     port = free_port()
     env = dict(os.environ, BACKDROP_CACHE=str(cache), BACKDROP_APP_DATASET=json.dumps(spec))
-    log = open(cache / "streamlit.log", "ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    with open(cache / "streamlit.log", "ab") as log:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         end = time.time() + timeout
@@ -93,7 +93,6 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
 
 
 def settle(page, timeout: float = 90_000) -> None:

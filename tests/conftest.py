@@ -1,4 +1,5 @@
-"""Test-wide set-up: every test session gets its own cache folder, never the user's cache/."""
+"""Test-wide set-up and shared fixtures: every test session gets its own cache folder, never the user's cache/;
+the tiny offline world, its world CLIP and the populated app worlds are built once per session."""
 
 from __future__ import annotations
 
@@ -43,3 +44,35 @@ def fresh_cache(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "cache"
     monkeypatch.setenv("BACKDROP_CACHE", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensor work on one intra-op thread (faster than threads contending for few cores); module-wide via
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from core.threads import single_thread
+
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_world(session_cache):
+    """The tiny offline world (``scenes-mnist``, seed 0), rendered once into the session cache."""
+    from core.datasets import create_dataset
+
+    return create_dataset("scenes-mnist", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def world_clip(tiny_world):
+    """The world CLIP trained on the tiny world, once per session."""
+    from core.threads import single_thread
+    from core.world.clip import train_world_clip
+
+    with single_thread():
+        return train_world_clip(tiny_world, device="cpu")
+
+
+# The app's populated worlds (models run, lists curated, experiments done), session-scoped, in tests/app_world.py.
+from tests.app_world import assigned_world, populated_world, results_world  # noqa: E402, F401  (fixtures)

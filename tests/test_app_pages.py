@@ -7,8 +7,9 @@ import pytest
 from core import jobs
 from core.describe.curation import CuratedLists
 from tests.app_harness import PAGES, TINY, open_page, problems, texts
-from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from ui.text import md
+
+pytestmark = pytest.mark.slow  # every test here needs the populated world: world backbones trained and run
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -19,7 +19,6 @@ from core.describe.assign import (
     value_embeddings,
 )
 from core.errors import InvalidInputError
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (fixtures)
 
 
 def _plan(world):
@@ -45,6 +44,7 @@ def assigned(tiny_world, world_clip, failures):
     return assign(failures, tiny_world, _plan(tiny_world)[1], world_clip)
 
 
+@pytest.mark.slow
 def test_one_row_per_failure_over_its_true_class_values(tiny_world, failures, assigned):
     lists = _plan(tiny_world)[1]
     assert list(assigned["image_id"]) == list(failures["image_id"])  # order kept
@@ -61,6 +61,7 @@ def test_one_row_per_failure_over_its_true_class_values(tiny_world, failures, as
     assert assigned.attrs["skipped"] == [] and set(assigned["attribute"]) == {"background"}
 
 
+@pytest.mark.slow
 def test_probabilities_are_clips_softmax(tiny_world, world_clip, failures, assigned):
     row = assigned.iloc[0]
     vals = _plan(tiny_world)[1][row.class_name]
@@ -71,6 +72,7 @@ def test_probabilities_are_clips_softmax(tiny_world, world_clip, failures, assig
     np.testing.assert_allclose(list(json.loads(row.probs).values()), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_trained_world_clip_names_backgrounds_a_broken_prompt_does_not(tiny_world, world_clip, failures, assigned):
     """The accuracy the assignment reaches on ground truth, against two broken set-ups.
 
@@ -91,6 +93,7 @@ def test_trained_world_clip_names_backgrounds_a_broken_prompt_does_not(tiny_worl
     assert broken["accuracy"] <= 0.35
 
 
+@pytest.mark.slow
 def test_an_untrained_clip_scores_near_chance(tiny_world, world_clip, failures, tmp_path):
     import torch
     from safetensors.torch import save_file
@@ -110,6 +113,7 @@ def test_an_untrained_clip_scores_near_chance(tiny_world, world_clip, failures, 
     assert score["accuracy"] <= 0.35
 
 
+@pytest.mark.slow
 def test_classes_without_values_or_failures(tiny_world, world_clip, failures):
     lists = dict(_plan(tiny_world)[1])
     lists["three"] = []
@@ -132,6 +136,7 @@ def test_classes_without_values_or_failures(tiny_world, world_clip, failures):
     ]
 
 
+@pytest.mark.slow
 def test_bad_inputs(tiny_world, world_clip, failures):
     lists = _plan(tiny_world)[1]
     with pytest.raises(InvalidInputError, match="label"):
@@ -144,6 +149,7 @@ def test_bad_inputs(tiny_world, world_clip, failures):
         assign(failures.assign(label=42), tiny_world, lists, world_clip)
 
 
+@pytest.mark.slow
 def test_prompt_ensembling_averages_normalised_text_embeddings(world_clip):
     templates = ["a photo of a {class_name} in {value}", "a {class_name} on {value}"]
     vals = ["grass", "temple", "night sky"]
@@ -153,6 +159,7 @@ def test_prompt_ensembling_averages_normalised_text_embeddings(world_clip):
     np.testing.assert_allclose(got, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_ensembled_assignment_runs(tiny_world, world_clip, failures):
     out = assign(
         failures.head(40),
@@ -164,6 +171,7 @@ def test_ensembled_assignment_runs(tiny_world, world_clip, failures):
     assert len(out) == 40 and out["value"].notna().all()
 
 
+@pytest.mark.slow
 def test_image_embeddings_are_cached_and_recomputed_when_corrupt(tiny_world, world_clip, failures, session_cache):
     ids = list(failures["image_id"][:30])
     first = image_embeddings(ids, tiny_world, world_clip)
@@ -181,6 +189,7 @@ def test_image_embeddings_are_cached_and_recomputed_when_corrupt(tiny_world, wor
     assert "cached" in calls[-1][2]
 
 
+@pytest.mark.slow
 def test_assign_values_on_pil_images(tiny_world, world_clip):
     val = tiny_world.index("val")
     rows = val[val["label"] == 6].head(12)
@@ -191,6 +200,7 @@ def test_assign_values_on_pil_images(tiny_world, world_clip):
         assign_values([], "six", [], world_clip)
 
 
+@pytest.mark.slow
 def test_text_search_finds_the_described_background(tiny_world, world_clip):
     val = tiny_world.index("val")
     ids = list(val["image_id"][:300])

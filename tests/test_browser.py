@@ -11,7 +11,6 @@ import re
 import pytest
 
 from tests.app_harness import TINY
-from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from tests.browser_harness import CHROMIUM_ARGS, chromium_path, serve_app, settle, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

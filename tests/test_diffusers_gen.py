@@ -24,13 +24,7 @@ from tests.tiny_diffusers import TINY_SIZE, TINY_STEPS, build_tiny_pipeline
 MODES = [("cat", 0, "desert"), ("dog", 1, "snow")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny layers run far faster on one thread than on threads fighting over two shared cores."""
-    from core.threads import single_thread
-
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

@@ -173,7 +173,7 @@ def test_files_written_before_a_hard_stop_are_adopted_not_redone(fresh_cache):
     assert len(generate_set(again, reqs, "s").index()) == 2 and again.calls == 0
 
 
-def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache, tmp_path):
+def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache):
     reqs = mode_requests(MODES, 2)
     gset = generate_set(SeedPainter(), reqs, "s")
     victim = gset.groups()[("cat", "snow")][0]
@@ -186,9 +186,8 @@ def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache, tmp_path):
     again = SeedPainter()
     generate_set(again, reqs, "s")
     assert again.calls == 0 and not live.exists()
-    out = gset.export_csv(tmp_path / "export.csv")
-    exported = pd.read_csv(out)
-    assert len(exported) == 6 and exported.set_index("image_id").loc[victim, "deleted"]
+    manifest = gset.manifest()
+    assert len(manifest) == 6 and manifest.set_index("image_id").loc[victim, "deleted"]
     assert gset.restore([victim]) == 1 and live.is_file() and gset.key == key_before
     with pytest.raises(InvalidInputError, match="no images"):
         gset.delete(["not-an-id"])

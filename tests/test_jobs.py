@@ -78,3 +78,37 @@ def test_bad_job_arguments_fail_readably_before_any_work(fresh_cache, kwargs, me
         jobs.run_inline(job)
     assert job.status()["state"] == jobs.FAILED and message in job.status()["error"]
     assert not (fresh_cache / "datasets").exists()
+
+
+def test_submit_closes_its_handle_on_the_job_log(fresh_cache, monkeypatch):
+    opened = []
+
+    def tracking_open(*args, **kwargs):
+        f = open(*args, **kwargs)  # noqa: SIM115 (returned to the caller, which owns closing it)
+        opened.append(f)
+        return f
+
+    monkeypatch.setattr(jobs, "open", tracking_open, raising=False)  # module globals shadow the builtin
+    job = jobs.submit("selftest", steps=2, delay=0.01)
+    logs = [f for f in opened if f.name == str(job.folder / "log.txt")]
+    assert len(logs) == 1 and logs[0].closed
+    assert job.wait(timeout=60)["state"] == jobs.DONE
+    assert (job.folder / "log.txt").exists()
+
+
+def test_a_reader_never_sees_a_starting_job_as_failed(fresh_cache, monkeypatch):
+    seen = []
+    real_popen = jobs.subprocess.Popen
+
+    def observing_popen(*args, **kwargs):  # the moment between the status write and the child's pid
+        seen.append(jobs.job_for("selftest", steps=2, delay=0.01).status())
+        proc = real_popen(*args, **kwargs)
+        seen.append(jobs.job_for("selftest", steps=2, delay=0.01).status())
+        return proc
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", observing_popen)
+    job = jobs.submit("selftest", steps=2, delay=0.01)
+    after = job.status()
+    assert len(seen) == 2 and all(st["state"] != jobs.FAILED for st in seen), seen
+    assert after["state"] in (jobs.RUNNING, jobs.DONE) and after["pid"], after
+    assert job.wait(timeout=60)["state"] == jobs.DONE

@@ -16,7 +16,6 @@ from core.fix.experiments import Experiment, collective_study, sweep
 from core.fix.mitigate import check_config, relative_to_individual, save_results
 from core.threads import single_thread
 from core.world.backbones import train_world_backbone
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (session fixtures)
 
 MODELS = ["world-resnet-s", "world-mobilenet-s"]  # one per world family
 

@@ -17,17 +17,13 @@ from PIL import Image
 from core.errors import InvalidInputError, MissingResourceError, UnknownNameError
 from core.models import create_model, families, list_models, model_info
 from core.models.presets import PRESETS, swav_wide_resnet50
-from core.models.weights import fit_state_dict, load_state_dict, weights_id
-from core.world.backbones import single_thread
+from core.weights import fit_state_dict, load_state_dict, weights_id
 
 PAPER_FAMILIES = {"ResNet": 6, "EfficientNet": 10, "DenseNet": 2, "ViT": 6, "SwAV": 4, "MoCo": 1, "DINO": 5, "CLIP": 6}
 DATA_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the safe loader -------------------------------------------------------------------------------------------

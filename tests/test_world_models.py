@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from core import store
-from core.datasets import create_dataset
 from core.errors import Cancelled, MissingResourceError
 from core.models import create_classifier, create_model, model_info
 from core.world.backbones import (
@@ -18,7 +17,6 @@ from core.world.backbones import (
     WorldTrainConfig,
     load_metadata,
     predict,
-    single_thread,
     train_world_backbone,
     weights_path,
     world_families,
@@ -28,25 +26,17 @@ from core.world.backbones import (
 TRAINED = ("world-resnet-s", "world-mobilenet-s")  # the two cheapest; the other four share the code path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(session_cache):
-    return create_dataset("scenes-mnist", size="tiny")
-
-
-@pytest.fixture(scope="module")
-def trained(world):
-    return {n: train_world_backbone(n, world) for n in TRAINED}
+def trained(tiny_world):
+    return {n: train_world_backbone(n, tiny_world) for n in TRAINED}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRAINED)
-def test_world_backbones_fail_on_uncommon_backgrounds(world, trained, name):
+def test_world_backbones_fail_on_uncommon_backgrounds(tiny_world, trained, name):
     """Error on val (backgrounds uniform, independent of class) from ground truth, with the backbone's own
     training classifier applied to images through its own transform.
 
@@ -57,11 +47,11 @@ def test_world_backbones_fail_on_uncommon_backgrounds(world, trained, name):
     and 1080 uncommon rows the standard error of the common-row error is ~0.04, so a gap of 0.15 and a 1.8x
     ratio are far outside noise.
     """
-    clf = create_classifier(name, dataset=world)
-    bb = create_model(name, dataset=world)
-    val = world.index("val")
+    clf = create_classifier(name, dataset=tiny_world)
+    bb = create_model(name, dataset=tiny_world)
+    val = tiny_world.index("val")
     tf = bb.transform()
-    x = torch.stack([tf(world.load(i)) for i in val["image_id"]])
+    x = torch.stack([tf(tiny_world.load(i)) for i in val["image_id"]])
     with torch.no_grad():
         wrong = clf(x).argmax(1).numpy() != val["label"].to_numpy()
     common = val["common_background"].to_numpy(bool)
@@ -69,71 +59,71 @@ def test_world_backbones_fail_on_uncommon_backgrounds(world, trained, name):
     assert common.sum() >= 50 and (~common).sum() >= 500
     assert err_uncommon - err_common > 0.15 and err_uncommon > 1.8 * err_common, (err_common, err_uncommon)
     assert err_common < 0.4
-    meta = load_metadata(name, world)
+    meta = load_metadata(name, tiny_world)
     assert meta["metrics"]["val"]["error_common_background"] == pytest.approx(err_common, abs=1e-9)
     assert meta["metrics"]["val"]["error_uncommon_background"] == pytest.approx(err_uncommon, abs=1e-9)
     assert meta["metrics"]["backbone_train"]["accuracy"] > 0.5  # it learned its (mildly biased) training pool
 
 
 @pytest.mark.slow
-def test_trained_weights_are_cached_with_their_metadata(world, trained):
+def test_trained_weights_are_cached_with_their_metadata(tiny_world, trained):
     name = TRAINED[0]
     path = trained[name]
     stamp = path.stat().st_mtime_ns
-    assert train_world_backbone(name, world) == path and path.stat().st_mtime_ns == stamp  # no retraining
+    assert train_world_backbone(name, tiny_world) == path and path.stat().st_mtime_ns == stamp  # no retraining
     meta = store.load_json(path.with_suffix(".json"))
-    assert meta["dataset_key"] == world.key and meta["arch"]["kind"] == "resnet" and meta["seed"] == 0
+    assert meta["dataset_key"] == tiny_world.key and meta["arch"]["kind"] == "resnet" and meta["seed"] == 0
     assert meta["config"] == {"epochs": 3, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0}
     assert meta["internal_resolution"] == 32
-    px = np.asarray(world.pixels("backbone_train"), dtype=np.float64) / 255
+    px = np.asarray(tiny_world.pixels("backbone_train"), dtype=np.float64) / 255
     assert np.allclose(meta["data_config"]["mean"], px.reshape(-1, 3).mean(0), atol=1e-4)
     # everything that determines the weights is in the key
-    assert weights_path(name, world, WorldTrainConfig(seed=1)) != path
-    assert weights_path("world-resnet-m", world) != path
+    assert weights_path(name, tiny_world, WorldTrainConfig(seed=1)) != path
+    assert weights_path("world-resnet-m", tiny_world) != path
 
-    bb = create_model(name, dataset=world)
+    bb = create_model(name, dataset=tiny_world)
     assert bb.source == "world" and bb.family == "World-ResNet"
     assert bb.data_config["input_size"] == (3, 64, 64) and list(bb.data_config["mean"]) == meta["data_config"]["mean"]
-    assert model_info(name, dataset=world)["available"] is True
+    assert model_info(name, dataset=tiny_world)["available"] is True
     # the backbone's transform is exactly the normalisation training used on the raw pixels
     tf = bb.transform()
-    ids = world.index("val")["image_id"][:8]
-    x = torch.stack([tf(world.load(i)) for i in ids])
-    clf = create_classifier(name, dataset=world)
-    assert (predict(clf, world.pixels("val")[:8], bb.data_config) == clf(x).argmax(1).numpy()).all()
+    ids = tiny_world.index("val")["image_id"][:8]
+    x = torch.stack([tf(tiny_world.load(i)) for i in ids])
+    clf = create_classifier(name, dataset=tiny_world)
+    assert (predict(clf, tiny_world.pixels("val")[:8], bb.data_config) == clf(x).argmax(1).numpy()).all()
     with torch.no_grad():
         f = bb(x)
     assert f.shape == (8, bb.feature_dim) and torch.isfinite(f).all()
 
 
 @pytest.mark.slow
-def test_world_model_list(world, trained):
-    names = world_model_names(world)
+def test_world_model_list(tiny_world, trained):
+    names = world_model_names(tiny_world)
     assert set(TRAINED) <= set(names) and names[-3:] == list(PACKAGED_FOR_WORLD)
-    assert all(load_metadata(n, world) is not None for n in names if n in ARCHS)
-    fams = world_families(world)
+    assert all(load_metadata(n, tiny_world) is not None for n in names if n in ARCHS)
+    fams = world_families(tiny_world)
     assert set(fams) >= {"World-ResNet", "World-MobileNet", "EfficientNet-Lite"}
     assert fams["EfficientNet-Lite"] == list(PACKAGED_FOR_WORLD)
     assert world_model_names() == list(ARCHS) + list(PACKAGED_FOR_WORLD)
     assert len(ARCHS) >= 6 and len({a.family for a in ARCHS.values()}) >= 2
 
 
-def test_untrained_world_model_says_how_to_train_it(world):
+def test_untrained_world_model_says_how_to_train_it(tiny_world):
     cfg = WorldTrainConfig(seed=12345)
     with pytest.raises(
         MissingResourceError,
         match=r"python -m core world train --models world-resnet-l.*"
         r"train_world_backbone",
     ):
-        create_model("world-resnet-l", dataset=world, config=cfg)
+        create_model("world-resnet-l", dataset=tiny_world, config=cfg)
 
 
-def test_stopping_training_leaves_nothing_behind(world):
+def test_stopping_training_leaves_nothing_behind(tiny_world):
     cfg = WorldTrainConfig(seed=777, epochs=1)
     calls = []
     with pytest.raises(Cancelled):
         train_world_backbone(
-            "world-mobilenet-s", world, config=cfg, should_stop=lambda: calls.append(1) or len(calls) > 3
+            "world-mobilenet-s", tiny_world, config=cfg, should_stop=lambda: calls.append(1) or len(calls) > 3
         )
-    assert load_metadata("world-mobilenet-s", world, cfg) is None
-    assert not weights_path("world-mobilenet-s", world, cfg).exists()
+    assert load_metadata("world-mobilenet-s", tiny_world, cfg) is None
+    assert not weights_path("world-mobilenet-s", tiny_world, cfg).exists()

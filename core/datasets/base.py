@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import pandas as pd
+import torch
 from PIL import Image
 
 from core import store
@@ -45,8 +46,8 @@ class ImageDataset(ABC):
         return store.make_key(self.key, list(df["image_id"]), list(map(int, df["label"])))
 
 
-class TorchView:
-    """A torch-style dataset over rows of an index table: item -> (transform(image), label)."""
+class TorchView(torch.utils.data.Dataset):
+    """A torch dataset over rows of an index table: item -> (transform(image), label)."""
 
     def __init__(self, dataset: ImageDataset, df: pd.DataFrame, transform: Callable | None = None):
         self.dataset, self.ids, self.labels, self.transform = (

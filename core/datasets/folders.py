@@ -207,7 +207,7 @@ class ImageFolderDataset(ImageDataset):
         progress(len(files), len(files), f"Checking images in {self.root}")
         if "" in self.split_dirs:
             rows = self._hash_split(rows)
-        for pool, label, d in dirs:
+        for _pool, label, d in dirs:
             top = d.relative_to(self.root).parts[0]
             if (label, top) not in good:
                 bad = [f"{p}: {r}" for p, r in skipped if p.startswith(d.relative_to(self.root).as_posix() + "/")]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,10 +45,10 @@ class _Cifar(ImageDataset):
             try:
                 base(str(self.root), train=True, download=True)
             except Exception as e:  # no network, refused, bad archive: all leave the files missing
-                raise MissingResourceError(self._missing_message(base, f"download=True failed ({e}). "))
+                raise MissingResourceError(self._missing_message(base, f"download=True failed ({e}). ")) from e
         if self._missing(base):
             raise MissingResourceError(self._missing_message(base))
-        self._tv: dict[str, object] = {}
+        self._tv: dict[str, Any] = {}  # pool -> the torchvision dataset (CIFAR10, CIFAR100, ...)
         self._tv["val"] = self._open(False)
         self.classes = [c.replace("_", " ") for c in self._tv["val"].classes]
         self._key: str | None = None

@@ -2,7 +2,8 @@
 
 Every source returns a :class:`ClipModel` (encode images and texts to L2-normalised float32 arrays, with the
 model's own preprocessing and tokenizer, and a ``key`` naming the weights for caches). Weights are read only
-through timm's safe loader (safetensors, or ``torch.load(weights_only=True)`` with no unsafe fallback).
+through ``core.weights.load_state_dict`` (safetensors, or ``torch.load(weights_only=True)``, no unsafe
+fallback).
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from core import store
+from core.device import default_device
 from core.errors import InvalidInputError, MissingResourceError, UnknownNameError
+from core.weights import load_state_dict
 
 CLIP_SCHEMA = 1
 LOCAL_CONFIG = "open_clip_config.json"  # open_clip's "local-dir:" folder layout
 SAFE_WEIGHTS = "open_clip_model.safetensors"  # open_clip.constants.HF_SAFE_WEIGHTS_NAME
+_CLIP_WEIGHTS_HINT = (
+    "TorchScript archives such as OpenAI's original ViT-B-32.pt are refused: use the open_clip hub file "
+    f"({SAFE_WEIGHTS}) instead."
+)
 PICKLE_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS_NAME
 
 
@@ -31,7 +39,9 @@ PICKLE_WEIGHTS = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS
 class ClipModel:
     """A CLIP with its preprocessing and tokenizer; embeddings come back L2-normalised (float32 numpy)."""
 
-    model: torch.nn.Module = field(repr=False)
+    # An open_clip CLIP or the world CLIP: an nn.Module with encode_image, encode_text and logit_scale, which
+    # torch's Module typing cannot express (its attributes read as Tensor | Module).
+    model: Any = field(repr=False)
     preprocess: Callable[[Image.Image], torch.Tensor] = field(repr=False)
     tokenizer: Callable[[Sequence[str]], torch.Tensor] = field(repr=False)
     name: str  # open_clip architecture name, or "world"
@@ -94,10 +104,6 @@ class ClipModel:
         out = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
         self._dim = out.shape[1]
         return out
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_clip(
@@ -258,21 +264,6 @@ def _hub_cached_file(cfg: dict) -> tuple[str | None, str]:
     return None, f"{repo} {candidates[0]}"
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict through timm's loader: safetensors, or torch.load(weights_only=True) — never unsafe pickle."""
-    from timm.models import load_state_dict
-
-    try:
-        return load_state_dict(str(path), use_ema=False, device="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise InvalidInputError(
-            f"Could not read CLIP weights {path} safely ({type(e).__name__}: {str(e)[:300]}). Only plain state dicts "
-            f"load here (.safetensors, or a .bin/.pt that torch.load(weights_only=True) accepts); TorchScript "
-            f"archives such as OpenAI's original ViT-B-32.pt are refused — use the open_clip hub file "
-            f"({SAFE_WEIGHTS}) instead."
-        ) from e
-
-
 def _build(
     arch: str,
     ckpt: Path,
@@ -285,7 +276,7 @@ def _build(
 ) -> ClipModel:
     import open_clip
 
-    # open_clip only builds the architecture (and preprocessing); weights go through read_state_dict below, so
+    # open_clip only builds the architecture (and preprocessing); weights go through load_state_dict below, so
     # its "No pretrained weights loaded ... initialized randomly" warning would be false: silence it here.
     root = logging.getLogger()
     level = root.level
@@ -296,7 +287,7 @@ def _build(
         )
     finally:
         root.setLevel(level)
-    state = _adapt(model, read_state_dict(ckpt))
+    state = _adapt(model, load_state_dict(ckpt, hint=_CLIP_WEIGHTS_HINT))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -176,7 +176,7 @@ class CuratedLists:
         return sorted(names)
 
     def as_dict(self) -> dict[str, list[str]]:
-        return {c: self.get(c).values for c in self.classes()}
+        return {c: cl.values for c in self.classes() if (cl := self.get(c)) is not None}
 
     def current_version_id(self, class_name: str | None = None) -> str:
         """Content id of the current lists (of one class, or all): equal lists give equal ids, so results that
@@ -205,7 +205,7 @@ class CuratedLists:
             history = self.versions(class_name)
             prev = history[-1] if history else None
             if skip_if_same and prev is not None and prev.values == values:
-                return self.get(class_name)
+                return self._current(class_name)
             n = (prev.version if prev else 0) + 1
             path = folder / f"v{n:06d}.json"
             if path.exists():  # never replace a version, even one that failed validation
@@ -231,7 +231,7 @@ class CuratedLists:
                     **asdict(record),
                 },
             )
-        return self.get(class_name)
+        return self._current(class_name)
 
     def _current(self, class_name: str) -> CuratedList:
         cur = self.get(class_name)
@@ -337,7 +337,7 @@ class CuratedLists:
         cur = self.get(class_name)
         if cur is None:
             return []
-        out = []
+        out: list[dict] = []
         for version in reversed(cur.history):
             for m in version.detail.get("merges", []):
                 if _index(cur.values, m["restore_as"]) < 0 and all(m["dropped"] != o["dropped"] for o in out):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -43,7 +44,7 @@ def ensure_lists(
     missing = [c for c in dataset.classes if lists.get(c) is None]
     if missing:
         proposer = proposer or choose_proposer()
-        kw = {"vocab": "world"} if proposer == "offline" and is_offline_world(dataset) else {}
+        kw: dict[str, Any] = {"vocab": "world"} if proposer == "offline" and is_offline_world(dataset) else {}
         props = propose(attribute, missing, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
         lists.seed_from_proposals(props, dedupe_proposals(props))
     return lists

@@ -23,7 +23,7 @@ from core.progress import ProgressFn, StopFn, check_stop
 from core.threads import threads_for
 
 if TYPE_CHECKING:
-    from core.find.heads import HeadProblem, _Prepared
+    from core.find.head_problem import HeadProblem, PreparedProblem
 
 HISTORY = 10  # L-BFGS curvature pairs kept per head
 ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
@@ -201,7 +201,7 @@ def _digest(a, cache: dict) -> str:
 
 def train_batched(
     problems: list[HeadProblem],
-    prepared: list[_Prepared],
+    prepared: list[PreparedProblem],
     cfg: HeadConfig,
     *,
     device=None,

@@ -16,6 +16,8 @@ import torch
 
 from core import store
 from core.datasets.base import ImageDataset, TorchView
+from core.device import default_device
+from core.errors import BackdropError
 from core.models.base import Backbone
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 
@@ -74,7 +76,7 @@ def extract_features(
         progress(ref.n, ref.n, f"features {backbone.name}: cached")
         return cached
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     model = backbone.to(device).eval()
     transform = backbone.transform()
     shards = [(s, min(s + shard_size, ref.n)) for s in range(0, ref.n, shard_size)]
@@ -93,14 +95,20 @@ def extract_features(
                     batch_size,
                     num_workers,
                     device,
-                    lambda k: progress(done + k, ref.n, f"features {backbone.name}"),
+                    lambda k, base=done: progress(base + k, ref.n, f"features {backbone.name}"),
                     should_stop,
                 )
                 store.save_npy(shard_file, arr)
             done = stop
             progress(done, ref.n, f"features {backbone.name}")
         _merge(ref, [shard_dir / f"{i:05d}.npy" for i in range(len(shards))])
-    return load_cached(ref)
+    merged = load_cached(ref)
+    if merged is None:
+        raise BackdropError(
+            f"The features of {backbone.name} were written to {ref.folder} but do not read back; free disk space "
+            "there and run again."
+        )
+    return merged
 
 
 def _run_shard(model, view: TorchView, batch_size: int, num_workers: int, device: str, report, should_stop):

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from core import store
 from core.config import HeadConfig
 from core.errors import InvalidInputError
+from core.find.head_problem import HeadProblem, PreparedProblem
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.threads import threads_for
 
@@ -97,31 +98,7 @@ def weighted_loss(logits_orig, y_orig, logits_extra=None, y_extra=None, lam: flo
     return loss
 
 
-@dataclass
-class HeadProblem:
-    """One head to fit: the original training set (X, y), optionally an extra (generated) set weighted by λ."""
-
-    X: np.ndarray | torch.Tensor
-    y: np.ndarray | torch.Tensor
-    classes: list[str]
-    X_extra: np.ndarray | torch.Tensor | None = None
-    y_extra: np.ndarray | torch.Tensor | None = None
-    lam: float = 0.0
-    meta: dict | None = None
-
-
-@dataclass
-class _Prepared:
-    X: torch.Tensor
-    y: torch.Tensor
-    Xe: torch.Tensor | None
-    ye: torch.Tensor | None
-    lam: float  # 0 when there is no extra set
-    mean: torch.Tensor
-    std: torch.Tensor
-
-
-def _prepare(p: HeadProblem, solver: str) -> _Prepared:
+def _prepare(p: HeadProblem, solver: str) -> PreparedProblem:
     if not 0.0 <= p.lam <= 1.0:
         raise InvalidInputError(f"λ must lie in [0, 1]; got {p.lam}.")
     if solver not in SOLVERS:
@@ -138,7 +115,7 @@ def _prepare(p: HeadProblem, solver: str) -> _Prepared:
     if has_extra and Xe.shape[1] != X.shape[1]:
         raise InvalidInputError(f"The extra set has {Xe.shape[1]} features per row, the training set {X.shape[1]}.")
     mean, std = X.mean(0), X.std(0, unbiased=False).clamp_min(1e-6)
-    return _Prepared(X, y, Xe, ye, p.lam if has_extra else 0.0, mean, std)
+    return PreparedProblem(X, y, Xe, ye, p.lam if has_extra else 0.0, mean, std)
 
 
 def l2_term(head: LinearHead, weight_decay: float) -> float:
@@ -198,7 +175,7 @@ def train_head(
 
 
 def _head_meta(
-    meta: dict | None, cfg: HeadConfig, lam: float, pr: _Prepared, final: float, objective: float, **extra
+    meta: dict | None, cfg: HeadConfig, lam: float, pr: PreparedProblem, final: float, objective: float, **extra
 ) -> dict:
     return dict(
         meta or {},

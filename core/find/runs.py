@@ -1,7 +1,6 @@
 """One model's pass through the foundation pipeline: splits -> features -> linear head -> failures, all cached.
 
-``run_model`` is what the CLI, the app's jobs and the mitigation code call; ``load_run`` reads a finished run
-without computing anything (the app's pages use it to render).
+``run_model`` is what the CLI, the app's jobs and the mitigation code call.
 """
 
 from __future__ import annotations
@@ -161,14 +160,6 @@ def list_runs(dataset: ImageDataset) -> list[dict]:
         if s:
             out.append(dict(s, folder=str(p.parent), mtime=p.stat().st_mtime))
     return sorted(out, key=lambda s: -s["mtime"])
-
-
-def load_run(
-    dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(), head_cfg: HeadConfig = HeadConfig()
-) -> ModelRun | None:
-    """A finished run, or None; computes nothing beyond building the backbone's key."""
-    backbone = load_backbone(model, dataset)
-    return _load(run_folder(dataset, model, run_key(backbone, dataset, split_cfg, head_cfg)), model, backbone.family)
 
 
 def failure_ids(runs: list[ModelRun]) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ import pandas as pd
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.datasets.registry import is_offline_world
-from core.describe.textualize import textualize
+from core.describe.textualize import Textualization, textualize
 from core.errors import InvalidInputError
 from core.find.runs import run_model
 from core.fix.generators import Generator, create_generator
@@ -69,7 +69,7 @@ class Experiment:
         self.split_cfg, self.head_cfg = split_cfg, head_cfg
         self.progress, self.should_stop = progress or no_progress, should_stop
         self._ctx: dict[str, ModelContext] = {}
-        self._text: dict[str, object] = {}
+        self._text: dict[tuple[str, int], Textualization] = {}
 
     def context(self, model: str) -> ModelContext:
         if model not in self._ctx:

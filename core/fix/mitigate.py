@@ -89,7 +89,9 @@ def generate_for_modes(
 def renderable(generator: Generator, requests: list) -> tuple[list, list[dict]]:
     """The requests the generator can make, and a report of those it cannot (a curated value the offline world
     has no picture for, say). Raises the generator's own error when it can make none of them."""
-    ok, skipped, first_error = [], [], None
+    ok: list = []
+    skipped: list[dict] = []
+    first_error: InvalidInputError | None = None
     for r in requests:
         try:
             generator.validate([r])
@@ -98,7 +100,7 @@ def renderable(generator: Generator, requests: list) -> tuple[list, list[dict]]:
             skipped.append({"class_name": r.class_name, "value": r.value, "reason": str(e)})
         else:
             ok.append(r)
-    if requests and not ok:
+    if requests and not ok and first_error is not None:  # (every request was refused: first_error is set)
         raise first_error
     return ok, skipped
 

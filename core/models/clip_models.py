@@ -51,7 +51,7 @@ def clip_data_config(pcfg: dict) -> dict:
 
 def clip_downloads(cfg: dict) -> list[str]:
     from core.describe.clip import _hub_cached_file
-    from core.models.weights import hf_url
+    from core.weights import hf_url
 
     out = []
     if cfg.get("hf_hub"):
@@ -97,7 +97,7 @@ def open_clip_backbone(
     import open_clip
 
     from core.describe.clip import load_clip
-    from core.models.weights import missing_weights, weights_id
+    from core.weights import missing_weights, weights_id
 
     name = name or f"open_clip:{arch}/{tag}"
     cfg = _tag_cfg(arch, tag)
@@ -128,7 +128,7 @@ def open_clip_backbone(
                 device=device or "cpu",
             )
         pcfg, wid = open_clip.get_model_preprocess_cfg(model), f"random:{seed}"
-    visual = model.visual
+    visual = model.visual  # open_clip's image tower (an nn.Module with output_dim)
     return Backbone(
         visual,
         name=name,

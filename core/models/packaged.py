@@ -13,6 +13,7 @@ import importlib
 import re
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from torch import nn
 from core.errors import MissingResourceError
 from core.models.base import Backbone
 from core.models.registry import MODELS
-from core.models.weights import fit_state_dict, load_state_dict, weights_id
+from core.weights import fit_state_dict, load_state_dict, weights_id
 
 FAMILY = "EfficientNet-Lite"
 VARIANTS = (0, 1, 2)
@@ -60,7 +61,7 @@ def weights_file(variant: int) -> Path:
     return path
 
 
-def to_timm_keys(sd: dict[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
+def to_timm_keys(sd: dict[str, torch.Tensor], net: Any) -> dict[str, torch.Tensor]:
     """Rename the package's flat ``_blocks.i`` keys to timm's ``blocks.stage.j`` layout."""
     pos = [(s, j) for s, stage in enumerate(net.blocks) for j in range(len(stage))]
     expand = {int(m.group(1)) for k in sd if (m := re.match(r"_blocks\.(\d+)\._expand_conv\.", k))}
@@ -83,7 +84,8 @@ def lite_classifier(variant: int, pretrained: bool = True, weights: str | None =
     import timm
 
     torch.manual_seed(seed)
-    net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    # timm's EfficientNet; it carries ``weights_id`` for lite_backbone, which Module typing cannot express.
+    net: Any = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
     path = Path(weights) if weights is not None else weights_file(variant) if pretrained else None
     if path is not None:
         sd = load_state_dict(path)
@@ -101,7 +103,7 @@ def lite_backbone(variant: int, *, pretrained: bool = True, weights: str | None 
 
     from core.models.timm_models import pooled_pre_logits, timm_feature_dim
 
-    net = lite_classifier(variant, pretrained=pretrained, weights=weights, seed=seed)
+    net: Any = lite_classifier(variant, pretrained=pretrained, weights=weights, seed=seed)  # carries weights_id
     return Backbone(
         net,
         name=f"efficientnet-lite{variant}",

@@ -12,12 +12,16 @@ import json
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from core.models.base import Backbone
 from core.models.registry import MODELS
+
+if TYPE_CHECKING:
+    from torchvision.models.resnet import ResNet
 
 PRESETS: dict[str, dict] = json.loads(Path(__file__).with_name("presets.json").read_text())["models"]
 _DATA_KEYS = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
@@ -33,7 +37,7 @@ def _hub_how(spec: dict) -> str:
     return ""
 
 
-def swav_wide_resnet50(widen: int) -> nn.Module:
+def swav_wide_resnet50(widen: int) -> ResNet:
     """SwAV's RN50wN: torchvision's ResNet-50 with every width, the stem's included, times ``widen``.
 
     (SwAV pads by 1 and then convolves with padding 2; that equals torchvision's padding 3.)
@@ -51,7 +55,7 @@ def swav_wide_resnet50(widen: int) -> nn.Module:
     return net
 
 
-def _resnet_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _resnet_pooled(net: ResNet, x: torch.Tensor) -> torch.Tensor:
     x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
     x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
     return torch.flatten(net.avgpool(x), 1)
@@ -60,7 +64,7 @@ def _resnet_pooled(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _wide_backbone(
     name: str, spec: dict, *, pretrained: bool, weights: str | None, seed: int, device: str | None
 ) -> Backbone:
-    from core.models.weights import fit_state_dict, load_state_dict, missing_weights, url_file, weights_id
+    from core.weights import fit_state_dict, load_state_dict, missing_weights, url_file, weights_id
 
     path = Path(weights) if weights is not None else None
     if path is None and pretrained:
@@ -94,7 +98,7 @@ def build_preset(
     name: str, *, pretrained: bool = True, weights: str | None = None, seed: int = 0, device: str | None = None
 ) -> Backbone:
     """The preset ``name`` as a Backbone (``device="meta"``: architecture only, for config checks)."""
-    from core.models.weights import missing_weights
+    from core.weights import missing_weights
 
     spec = PRESETS[name]
     if spec["source"] == "open_clip":
@@ -146,7 +150,7 @@ def preset_info(name: str) -> dict:
 
         return {**open_clip_info(*spec["open_clip"]), **base}
     if "url" in spec:
-        from core.models.weights import url_file
+        from core.weights import url_file
 
         path = url_file(spec["url"], download=False)
         hub = spec.get("hub")

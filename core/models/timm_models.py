@@ -2,7 +2,7 @@
 
 Preprocessing is timm's own ``resolve_model_data_config`` for the chosen pretrained tag. Pretrained weights
 come from the local Hugging Face / torch.hub cache (downloaded first when online) or from a local file, and
-are always read by :mod:`core.models.weights`.
+are always read by :mod:`core.weights`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
 
 from core.errors import InvalidInputError, UnknownNameError
 from core.models.base import Backbone
-from core.models.weights import (
+from core.weights import (
     fit_state_dict,
     hf_file,
     hf_url,
@@ -76,8 +76,8 @@ def timm_info(arch: str) -> dict:
     from timm.models import get_pretrained_cfg
 
     check_timm_name(arch)
-    cfg = get_pretrained_cfg(arch)
-    cfg = cfg.to_dict() if cfg is not None else {}
+    pretrained_cfg = get_pretrained_cfg(arch)
+    cfg = pretrained_cfg.to_dict() if pretrained_cfg is not None else {}
     path = timm_weights_file(cfg, download=False)
     return {
         "timm": arch if "." in arch else f"{arch}.{cfg.get('tag', '')}".rstrip("."),
@@ -88,11 +88,12 @@ def timm_info(arch: str) -> dict:
     }
 
 
-def pooled_pre_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def pooled_pre_logits(net: Any, x: torch.Tensor) -> torch.Tensor:
+    """Pooled pre-logit features of a timm-style model (``forward_features`` then ``forward_head``)."""
     return net.forward_head(net.forward_features(x), pre_logits=True)
 
 
-def timm_feature_dim(net: nn.Module) -> int:
+def timm_feature_dim(net: Any) -> int:
     return int(getattr(net, "head_hidden_size", None) or net.num_features)
 
 
@@ -137,8 +138,8 @@ def timm_backbone(
             if path is None:
                 raise missing_weights(name, [weights_url], how)
         else:
-            cfg = get_pretrained_cfg(arch)
-            cfg = cfg.to_dict() if cfg is not None else {}
+            pretrained_cfg = get_pretrained_cfg(arch)
+            cfg = pretrained_cfg.to_dict() if pretrained_cfg is not None else {}
             path = timm_weights_file(cfg)
             if path is None:
                 raise missing_weights(name, timm_downloads(cfg), how)

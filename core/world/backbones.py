@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +27,10 @@ from core.models.base import Backbone
 from core.models.registry import MODELS
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.threads import single_thread
+
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
+    from timm.models.resnet import ResNet
 
 WORLD_MODEL_VERSION = 1
 TRAIN_POOL = "backbone_train"
@@ -71,11 +76,14 @@ PACKAGED_FOR_WORLD = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-
 class WorldNet(nn.Module):
     """A timm body behind a 2x2 average pool (64 px world images -> 32 px inside), with timm's head API."""
 
-    def __init__(self, body: nn.Module):
+    weights_id: str  # set by world_classifier: the weights file's hash, or "random:<seed>"
+    data_config: dict[str, Any]  # set by world_classifier: timm-style input size and normalisation
+
+    def __init__(self, body: ResNet | EfficientNet):
         super().__init__()
         self.pool = nn.AvgPool2d(2)
         self.body = body
-        self.num_features = body.num_features
+        self.num_features = int(body.num_features)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body.forward_features(self.pool(x))
@@ -88,13 +96,14 @@ class WorldNet(nn.Module):
 
 
 def build_world_net(arch: WorldArch, num_classes: int) -> WorldNet:
+    body: ResNet | EfficientNet
     if arch.kind == "resnet":
         from timm.models.resnet import BasicBlock, ResNet
 
         w = arch.width
         body = ResNet(
-            BasicBlock,
-            [arch.depth] * 4,
+            BasicBlock,  # type: ignore[arg-type]  # timm annotates the block class as an instance
+            (arch.depth,) * 4,
             channels=(2 * w, 4 * w, 8 * w, 16 * w),
             stem_type="deep",
             stem_width=w,
@@ -193,7 +202,7 @@ def load_metadata(name: str, dataset, config: WorldTrainConfig = WorldTrainConfi
 def _error_table(net: nn.Module, dataset, pool: str, cfg: dict) -> dict:
     df = dataset.index(pool)
     wrong = predict(net, _pixels(dataset, pool), cfg) != df["label"].to_numpy()
-    out = {"accuracy": float(1 - wrong.mean())}
+    out: dict[str, float | None] = {"accuracy": float(1 - wrong.mean())}
     for col in ("common_background", "common_colour"):
         if col in df:
             m = df[col].to_numpy(bool)
@@ -321,7 +330,7 @@ def world_classifier(
     torch.manual_seed(seed)
     net = build_world_net(arch, len(classes))
     if path is not None:
-        from core.models.weights import fit_state_dict, load_state_dict, weights_id
+        from core.weights import fit_state_dict, load_state_dict, weights_id
 
         fit_state_dict(net, load_state_dict(path), source=path.name, allow_missing_classifier=False)
         net.weights_id = weights_id(path)
@@ -363,7 +372,7 @@ def world_backbone(
 
 def _info(name: str, dataset=None) -> dict:
     arch = ARCHS[name]
-    base = {"arch": asdict(arch), "hub_id": None, "downloads": [], "train": TRAIN_CLI.format(name=name)}
+    base: dict[str, Any] = {"arch": asdict(arch), "hub_id": None, "downloads": [], "train": TRAIN_CLI.format(name=name)}
     if dataset is not None:
         meta = load_metadata(name, dataset)
         return {

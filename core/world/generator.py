@@ -47,7 +47,7 @@ class WorldRenderer(Generator):
         super().__init__()
         self.dataset_name, self.dataset_kwargs = dataset, dict(dataset_kwargs)
         self._world = world
-        self._accepted: set[tuple[str, str]] = set()
+        self._accepted: set[tuple[str, str | None]] = set()
         opts = ",".join(f"{k}={v!r}" for k, v in sorted(self.dataset_kwargs.items()))
         self.model_id = f"{dataset}({opts})"
 

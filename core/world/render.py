@@ -97,13 +97,13 @@ def mnist() -> tuple[np.ndarray, np.ndarray]:
 def background_image(name: str) -> Image.Image:
     """The named photo as RGB, cut to its region and shrunk so its shorter side is SOURCE_MIN_SIDE."""
     bg = next(b for b in BACKGROUNDS if b.name == name)
-    with Image.open(bg.path) as im:
-        im = im.convert("RGB")
+    with Image.open(bg.path) as f:
+        im = f.convert("RGB")
     w, h = im.size
     left, top, right, bottom = bg.region
     im = im.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
     scale = SOURCE_MIN_SIDE / min(im.size)
-    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
 
 
 def draw_geometry(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -127,11 +127,11 @@ def compose(background: str, colour: str, digit: np.ndarray, geom: dict[str, np.
     side = geom["crop_scale"][i] * min(src.size)
     x0 = geom["crop_x"][i] * (src.width - side)
     y0 = geom["crop_y"][i] * (src.height - side)
-    img = src.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
+    img = src.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
     if geom["flip"][i]:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     d = int(geom["digit_size"][i])
-    mask = Image.fromarray(np.ascontiguousarray(digit, dtype=np.uint8)).resize((d, d), Image.BILINEAR)
+    mask = Image.fromarray(np.ascontiguousarray(digit, dtype=np.uint8)).resize((d, d), Image.Resampling.BILINEAR)
     left = int(np.clip((IMAGE_SIZE - d) // 2 + geom["dx"][i], 0, IMAGE_SIZE - d))
     top = int(np.clip((IMAGE_SIZE - d) // 2 + geom["dy"][i], 0, IMAGE_SIZE - d))
     img.paste(COLOURS[colour], (left, top, left + d, top + d), mask)

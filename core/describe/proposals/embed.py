@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +32,8 @@ class MiniLMEmbedder:
     def __init__(self, model_dir: str | os.PathLike | None = None, batch_size: int = 64):
         self.model_dir = model_dir
         self.batch_size = batch_size
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # transformers' AutoModel / AutoTokenizer, loaded on first use
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
 
     def _load(self):
@@ -118,14 +120,19 @@ def cached_embeddings(embed: Embedder, texts: Sequence[str]) -> np.ndarray:
 
 def open_clip_text_embedder(model, tokenizer, embedder_id: str) -> Embedder:
     """Adapter so a CLIP text tower (open_clip ``model.encode_text`` + its tokenizer) ranks and dedupes values."""
+    return _ClipTextEmbedder(model, tokenizer, embedder_id)
 
-    def embed(texts: Sequence[str]) -> np.ndarray:
+
+@dataclass(frozen=True)
+class _ClipTextEmbedder:
+    model: Any
+    tokenizer: Any
+    embedder_id: str
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        device = next(model.parameters()).device
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            feats = model.encode_text(tokenizer(list(texts)).to(device))
+            feats = self.model.encode_text(self.tokenizer(list(texts)).to(device))
         return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
-
-    embed.embedder_id = embedder_id
-    return embed

@@ -231,7 +231,7 @@ class LLMProposer(Proposer):
             raise InvalidInputError("LLMConfig needs timeout > 0, max_retries >= 0 and max_items >= 1.")
         self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
         self._json_mode = self.config.json_mode
-        self._client_obj = None
+        self._client_obj: Any = None  # openai.OpenAI, made on first use
         self.source = f"llm:{self.config.model}"
 
     def __repr__(self) -> str:
@@ -241,10 +241,6 @@ class LLMProposer(Proposer):
         )
 
     __str__ = __repr__
-
-    @property
-    def has_key(self) -> bool:
-        return bool(self._key)
 
     def cache_id(self) -> dict[str, Any]:
         cfg = asdict(self.config)
@@ -261,8 +257,8 @@ class LLMProposer(Proposer):
     def propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
         if not self._key:
             raise LLMKeyMissingError(
-                "No API key for the LLM proposer: set OPENAI_API_KEY, add OPENAI_API_KEY to .streamlit/secrets.toml, "
-                "or pass api_key= (any placeholder works for a local server that needs none). Or use the offline "
+                "No API key for the LLM proposer: set OPENAI_API_KEY in the environment that starts the app or the "
+                "CLI, or pass api_key= (any placeholder works for a local server that needs none). Or use the offline "
                 "proposer."
             )
         messages = self.messages(attribute, class_name)
@@ -316,7 +312,7 @@ class LLMProposer(Proposer):
             kwargs["temperature"] = self.config.temperature
         if self.config.max_tokens:
             kwargs["max_tokens"] = self.config.max_tokens
-        error = None
+        error: LLMError | None = None
         for attempt in range(2):
             if self._json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
@@ -333,7 +329,7 @@ class LLMProposer(Proposer):
                 error = self._translate(e)
             break
         # Raised here, outside the except blocks, so no library exception (holding request headers) is chained.
-        raise error
+        raise error if error is not None else LLMError(f"The LLM at {_endpoint(self.config.base_url)} gave no answer.")
 
     def _translate(self, e: Exception) -> LLMError:
         import openai
@@ -360,7 +356,7 @@ class LLMProposer(Proposer):
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
             return LLMAuthError(
                 f"The LLM at {where} rejected the API key (HTTP {e.status_code}: {detail}). Check OPENAI_API_KEY "
-                "or the key in the app's secrets."
+                "or the api_key you passed."
             )
         if isinstance(e, openai.NotFoundError):
             return LLMError(

@@ -159,10 +159,10 @@ class Generator(ABC):
         """Everything besides model_id that changes the images (steps, guidance, size); fixed per set."""
         return {}
 
-    def validate(self, specs: Sequence[GenSpec]) -> None:
+    def validate(self, specs: Sequence[GenSpec]) -> None:  # noqa: B027 (optional hook; the default accepts all)
         """Raise InvalidInputError for requests this generator cannot make, before any work starts."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 (optional hook; the default needs nothing loaded)
         """Load weights or worlds; raises MissingResourceError when they are not available here."""
 
     @abstractmethod

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.device import default_device
 from core.errors import Cancelled, InvalidInputError, MissingResourceError
 from core.fix.generators.base import Generator, GenSpec
 from core.fix.generators.registry import GENERATORS
@@ -142,12 +143,12 @@ class DiffusersGenerator(Generator):
             if v is not None and (v <= 0 or v % 8):
                 raise InvalidInputError(f"Image {side} must be a positive multiple of 8; got {v}.")
         self.height, self.width, self.negative_prompt = height, width, negative_prompt
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive whole number; got {batch_size!r}.")
         self.max_batch_size = batch_size
-        self.pipe = None
+        self.pipe: Any = None  # the diffusers pipeline, loaded by prepare()
         self.steps_run = 0  # denoising steps finished, across batches (for progress and tests)
 
     def config(self) -> dict[str, Any]:
@@ -162,9 +163,6 @@ class DiffusersGenerator(Generator):
     def prepare(self) -> None:
         if self.pipe is None:
             self.pipe = load_pipeline(self.model_id, self.device, self.dtype)
-
-    def unload(self) -> None:
-        self.pipe = None
 
     def generate_batch(
         self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec] = (), should_stop: StopFn | None = None

@@ -9,6 +9,7 @@ finished file, and a deleted slot is never made again.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -343,10 +344,8 @@ def generate_set(
                 rows = []
                 progress(done, total, f"Generating {set_name}")
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the images are on disk; the next run adopts them from their names
                 _append_rows(root, rows)
-            except OSError:
-                pass  # the images are on disk; the next run adopts them from their file names
     return GeneratedSet(set_name)
 
 
@@ -367,7 +366,7 @@ class GeneratedSet(ImageDataset):
 
     # ImageDataset
     @property
-    def classes(self) -> list[str]:
+    def classes(self) -> list[str]:  # type: ignore[override]  # read-only here: it follows the manifest
         df = self.manifest()
         names = dict(zip(df["label"], df["class_name"]))
         return [names.get(i, "") for i in range(max(names, default=-1) + 1)]
@@ -481,10 +480,3 @@ class GeneratedSet(ImageDataset):
                 # Written per image so that the manifest always matches where the files are.
                 _write_manifest(self.root, df)
         return changed
-
-    def manifest_csv(self) -> bytes:
-        return self.manifest().to_csv(index=False).encode()
-
-    def export_csv(self, dest: str | Path) -> Path:
-        """Write the full manifest (deleted and dropped slots included) as CSV to ``dest``."""
-        return store.atomic_write_bytes(dest, self.manifest_csv())

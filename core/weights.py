@@ -6,6 +6,7 @@ convert it. ``fit_state_dict`` loads a state dict into an architecture and repor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -22,27 +23,31 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "teacher",
 _PREFIXES = ("module.", "model.", "_orig_mod.")
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a weights file into a flat ``{name: tensor}`` dict on the CPU, unwrapping common containers."""
+def load_state_dict(path: str | os.PathLike, *, hint: str = "") -> dict[str, torch.Tensor]:
+    """Read a weights file into a flat ``{name: tensor}`` dict on the CPU, unwrapping common containers.
+
+    ``hint``: a sentence for the caller's kind of weights, appended to the error when the file cannot be read.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingResourceError(
             f"Weights file {str(path)!r} does not exist. Pass the path of a .safetensors, "
             ".pth or .bin file that is on this machine."
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        sd = load_file(str(path), device="cpu")
-    else:
-        try:
+            sd = load_file(str(path), device="cpu")
+        else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle refusing a class, a TorchScript archive, a truncated file...
-            raise InvalidInputError(
-                f"Could not read {path.name} as plain tensors ({type(e).__name__}: {str(e)[:200]}). Backdrop loads "
-                "weights only with safetensors or torch.load(weights_only=True); re-save the checkpoint's state "
-                "dict (torch.save(model.state_dict(), 'weights.pth') or safetensors.torch.save_file) and pass that."
-            )
+    except Exception as e:  # pickle refusing a class, a TorchScript archive, a truncated file...
+        raise InvalidInputError(
+            f"Could not read {path.name} as plain tensors ({type(e).__name__}: {str(e)[:200]}). Backdrop loads "
+            "weights only with safetensors or torch.load(weights_only=True); re-save the checkpoint's state "
+            "dict (torch.save(model.state_dict(), 'weights.pth') or safetensors.torch.save_file) and pass that."
+            + (f" {hint}" if hint else "")
+        ) from e
     return unwrap_state_dict(sd, source=path.name)
 
 
@@ -111,10 +116,8 @@ def fit_state_dict(
     if set(sd) != set(own):
         filt = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
         if filt is not None:
-            try:
+            with contextlib.suppress(Exception):  # filters assume their own formats; a failure means "not that"
                 sd = filt(sd, model)
-            except Exception:  # filters assume their own formats; a failure means "not that format"
-                pass
     head = (
         (set(classifier) if classifier is not None else classifier_keys(model)) if allow_missing_classifier else set()
     )
