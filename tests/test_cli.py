@@ -102,3 +102,31 @@ def test_sweeps_saved_by_older_versions_are_found_as_sweeps(fresh_cache):
 
     save_results(pd.DataFrame({"lam": [0.5]}), "sweep-lam", {"dataset": "d1", "over": "lam", "models": ["m"]})
     assert set(list_results("d1")) == {"lam"}
+
+
+def test_setup_pages_command_line_runs_what_its_button_runs(fresh_cache, monkeypatch):
+    import shlex
+
+    from core import jobs, steps
+    from core.job_kinds import prepare_shared
+
+    calls = []
+
+    def setup_world(dataset, **kw):  # records what it was asked to do instead of training for minutes
+        calls.append((dataset, kw["prepare"]))
+        return steps.SetupDone(models=[])
+
+    monkeypatch.setattr(steps, "setup_world", setup_world)
+    submitted = []
+    monkeypatch.setattr(jobs, "submit", lambda kind, restart=False, **kw: submitted.append((kind, kw)))
+
+    at = open_page("pages/setup.py")  # the world is not built in this cache: the page offers to build it
+    assert problems(at) == []
+    line = next(c.value for c in at.code if " setup" in c.value)
+    assert line == "python -m core setup --size tiny"
+    at.button(key="world-start").click().run()
+    kind, kw = submitted[-1]
+    assert jobs.run_inline(jobs.job_for(kind, **kw)) == {"models": []}
+    assert cli.main(shlex.split(line)[3:]) == 0
+    (button_spec, button_prepare), (cli_spec, cli_prepare) = calls
+    assert button_spec == cli_spec == TINY and button_prepare is cli_prepare is prepare_shared

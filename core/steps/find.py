@@ -90,7 +90,7 @@ def build_world(
         check_stop(should_stop)
         train_world_clip(ds, clip_config, progress=progress, should_stop=should_stop)
         clip = str(world_clip_dir(ds, clip_config))
-    return WorldBuilt(str(ds.folder), {p: len(ds.index(p)) for p in ds.pools()}, backbones, clip)
+    return WorldBuilt(str(getattr(ds, "folder", "")), {p: len(ds.index(p)) for p in ds.pools()}, backbones, clip)
 
 
 @dataclass
@@ -113,20 +113,17 @@ def run_models(
 
     if not models:
         raise InvalidInputError("Name at least one model to run (see `python -m core models`).")
-    ds, progress = open_ds(dataset), progress or no_progress
+    ds, report = open_ds(dataset), progress or no_progress
     runs = {}
     for i, m in enumerate(models):
         check_stop(should_stop)
-        progress(i, len(models), f"model {m} ({i + 1}/{len(models)})")
-        runs[m] = run_model(
-            ds,
-            m,
-            split,
-            head,
-            should_stop=should_stop,
-            progress=lambda d, t, msg="", i=i, m=m: progress(i, len(models), f"{m}: {msg} {d}/{t}"),
-        )
-    progress(len(models), len(models), "done")
+        report(i, len(models), f"model {m} ({i + 1}/{len(models)})")
+
+        def within(done: int, total: int, message: str = "", i: int = i, m: str = m) -> None:
+            report(i, len(models), f"{m}: {message} {done}/{total}")
+
+        runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
+    report(len(models), len(models), "done")
     return ModelsRun({m: r.summary["accuracy"] for m, r in runs.items()}, runs)
 
 

@@ -70,7 +70,7 @@ def generate(
     if (modes is None) == (model is None):
         raise InvalidInputError("Generate for given failure modes or for a model's modes: give one of the two.")
     ds = open_ds(dataset)
-    if modes is None:
+    if model is not None:
         modes = textualize(
             ds, model, attribute, debug.k_modes, split, head, clip=clip, progress=progress, should_stop=should_stop
         ).modes

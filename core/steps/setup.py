@@ -36,13 +36,14 @@ def setup_world(
         raise InvalidInputError(
             "The one-click setup builds the offline world; for another dataset, prepare it and run models."
         )
-    progress = progress or no_progress
+    report = progress or no_progress
     n = len(SETUP_STAGES)
 
     def stage(i: int) -> ProgressFn:
-        return lambda d, t, msg="": progress(
-            i * 1000 + int(1000 * d / max(t, 1)), n * 1000, f"{i + 1}/{n} {SETUP_STAGES[i]}: {msg}"
-        )
+        def within(done: int, total: int, message: str = "") -> None:
+            report(i * 1000 + int(1000 * done / max(total, 1)), n * 1000, f"{i + 1}/{n} {SETUP_STAGES[i]}: {message}")
+
+        return within
 
     stage(0)(0, 1, "rendering")
     spec = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
@@ -54,5 +55,5 @@ def setup_world(
     run_models(ds, names, progress=stage(3), should_stop=should_stop)
     stage(4)(0, 1, "proposing")
     propose(ds, DEFAULT_ATTRIBUTE, proposer="offline", should_stop=should_stop)
-    progress(n * 1000, n * 1000, "ready")
+    report(n * 1000, n * 1000, "ready")
     return SetupDone(names)
