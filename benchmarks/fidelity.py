@@ -52,72 +52,23 @@ def cell(summary, model: str, method: str, metric: str) -> str:
     return ci(*s[["mean", "ci_low", "ci_high"]].iloc[0]) if len(s) else "—"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="default", help="world size: default (what the app builds) or tiny")
-    ap.add_argument("--seeds", type=int, default=5, help="split/generation seeds 0..N-1")
-    ap.add_argument("--world-seed", type=int, default=0)
-    ap.add_argument("--models", nargs="+", help="default: every world-trained model")
-    ap.add_argument("--solver", default="fused", choices=["sgd", "fused", "lbfgs"])
-    ap.add_argument("--out", default="fidelity.md")
-    a = ap.parse_args()
-    command = "python benchmarks/fidelity.py " + shlex.join(sys.argv[1:])
+def render(d: dict) -> str:
+    """The markdown report from the raw tables ``main`` computed."""
+    from core.fix.repeats import METRICS, interval, paired_tests, summarize
 
-    import pandas as pd
-
-    from core.config import DebugConfig, HeadConfig
-    from core.datasets import create_dataset
-    from core.fix.experiments import KS, LAMBDAS, Experiment, collective, sweep
-    from core.fix.mitigate import relative_to_individual
-    from core.fix.repeats import METRICS, individual_repeats, interval, paired_tests, reseeded, summarize
-    from core.models import model_info
-    from core.threads import single_thread
-    from core.world.backbones import ARCHS, train_world_backbone
-    from core.world.clip import train_world_clip
-
-    t0 = time.perf_counter()
-    seeds = list(range(a.seeds))
-    models = a.models or list(ARCHS)
-    ds = create_dataset("scenes-mnist", size=a.size, seed=a.world_seed)
-    with single_thread():
-        for m in models:
-            train_world_backbone(m, ds)
-        clip = train_world_clip(ds)
-    t_setup = time.perf_counter() - t0
-    exp = Experiment(ds, DebugConfig(), clip=clip, head_cfg=HeadConfig(solver=a.solver))
-
-    with single_thread():
-        rep = individual_repeats(exp, models, seeds)
-    summary = summarize(rep.rows, metrics=[*METRICS, *DISCOVERY])
-    held = paired_tests(rep.predictions, split="heldout")
-    test = paired_tests(rep.predictions, split="test")
-    t_ind = time.perf_counter() - t0 - t_setup
-
-    sweeps, coll = [], []
-    families: dict[str, list[str]] = {}
-    for m in models:
-        families.setdefault(model_info(m)["family"], []).append(m)
-    with single_thread():
-        for s in seeds:
-            e = reseeded(exp, s)
-            for m in models:
-                sweeps += [sweep(e, m, "lam", LAMBDAS).assign(repeat=s), sweep(e, m, "k", KS).assign(repeat=s)]
-            ind = rep.rows[rep.rows["repeat"] == s]
-            for ms in families.values():
-                if len(ms) < 2:
-                    continue
-                rows = pd.concat([ind[ind["model"].isin(ms)], collective(e, ms, 1), collective(e, ms, 2)])
-                coll.append(relative_to_individual(rows).assign(repeat=s, reference=ms[0]))
-    t_rest = time.perf_counter() - t0 - t_setup - t_ind
-    sw = pd.concat(sweeps, ignore_index=True)
-    rel = pd.concat(coll, ignore_index=True) if coll else pd.DataFrame()
-
+    models, seeds, size, solver = d["models"], d["seeds"], d["size"], d["solver"]
+    t_setup, t_ind, t_rest = d["times"]
+    summary = summarize(d["rows"], metrics=[*METRICS, *DISCOVERY])
+    held = paired_tests(d["predictions"], split="heldout")
+    test = paired_tests(d["predictions"], split="test")
+    sw, rel = d["sweeps"], d["rel"]
+    lambdas, ks = sorted(set(sw.loc[sw["sweep"] == "lam", "lam"])), sorted(set(sw.loc[sw["sweep"] == "k", "k"]))
     lines = [
-        f"# Fidelity on the offline world ({a.size}, world seed {a.world_seed}, {len(seeds)} split seeds)",
+        f"# Fidelity on the offline world ({size}, world seed {d['world_seed']}, {len(seeds)} split seeds)",
         "",
-        f"Command: `{command}`",
+        f"Command: `{d['command']}`",
         "",
-        f"Paper defaults (k = 3, 5 images per mode, λ = 0.5), head solver {a.solver}. Mean [95% t-interval] over "
+        f"Paper defaults (k = 3, 5 images per mode, λ = 0.5), head solver {solver}. Mean [95% t-interval] over "
         f"seeds {seeds}; p: McNemar's test of ours against the method on the same images, pooled over seeds. "
         f"Time: setup {t_setup:.0f} s, individual {t_ind:.0f} s, sweeps and collective {t_rest:.0f} s.",
         "",
@@ -161,7 +112,7 @@ def main() -> None:
         ),
     ]
     lines += ["", "## λ and k sweeps (Random_debugging with the same image count at every point)", ""]
-    for what, vals in (("lam", LAMBDAS), ("k", KS)):
+    for what, vals in (("lam", lambdas), ("k", ks)):
         pts = sw[(sw["sweep"] == what) & (sw["method"] != "before")]
         col = "lam" if what == "lam" else "k"
         sm = summarize(pts, metrics=["acc_heldout", "acc_test", "n_generated"], by=("model", "method", col))
@@ -216,10 +167,79 @@ def main() -> None:
              ours.at["assignment_accuracy", "mean"] >= 0.8],
         ]  # fmt: skip
     lines += [md_table(["model", "target", "measured", "met"], [[*c[:3], "yes" if c[3] else "no"] for c in checks])]
-    text = "\n".join(lines) + "\n"
-    Path(a.out).write_text(text)
-    print(text)
-    print(f"wrote {a.out} in {time.perf_counter() - t0:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="default", help="world size: default (what the app builds) or tiny")
+    ap.add_argument("--seeds", type=int, default=5, help="split/generation seeds 0..N-1")
+    ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--models", nargs="+", help="default: every world-trained model")
+    ap.add_argument("--solver", default="fused", choices=["sgd", "fused", "lbfgs"])
+    ap.add_argument("--out", default="fidelity.md")
+    ap.add_argument("--render-only", metavar="PKL", help="redraw the markdown from the raw tables of an earlier run")
+    a = ap.parse_args()
+    command = "python benchmarks/fidelity.py " + shlex.join(sys.argv[1:])
+
+    import pandas as pd
+
+    from core.config import DebugConfig, HeadConfig
+    from core.datasets import create_dataset
+    from core.fix.experiments import KS, LAMBDAS, Experiment, collective, sweep
+    from core.fix.mitigate import relative_to_individual
+    from core.fix.repeats import individual_repeats, reseeded
+    from core.models import model_info
+    from core.threads import single_thread
+    from core.world.backbones import ARCHS, train_world_backbone
+    from core.world.clip import train_world_clip
+
+    if a.render_only:
+        d = pd.read_pickle(a.render_only)
+        Path(a.out).write_text(render(d))
+        print(Path(a.out).read_text())
+        return
+    t0 = time.perf_counter()
+    seeds = list(range(a.seeds))
+    models = a.models or list(ARCHS)
+    ds = create_dataset("scenes-mnist", size=a.size, seed=a.world_seed)
+    with single_thread():
+        for m in models:
+            train_world_backbone(m, ds)
+        clip = train_world_clip(ds)
+    t_setup = time.perf_counter() - t0
+    exp = Experiment(ds, DebugConfig(), clip=clip, head_cfg=HeadConfig(solver=a.solver))
+
+    with single_thread():
+        rep = individual_repeats(exp, models, seeds)
+    t_ind = time.perf_counter() - t0 - t_setup
+
+    sweeps, coll = [], []
+    families: dict[str, list[str]] = {}
+    for m in models:
+        families.setdefault(model_info(m)["family"], []).append(m)
+    with single_thread():
+        for s in seeds:
+            e = reseeded(exp, s)
+            for m in models:
+                sweeps += [sweep(e, m, "lam", LAMBDAS).assign(repeat=s), sweep(e, m, "k", KS).assign(repeat=s)]
+            ind = rep.rows[rep.rows["repeat"] == s]
+            for ms in families.values():
+                if len(ms) < 2:
+                    continue
+                rows = pd.concat([ind[ind["model"].isin(ms)], collective(e, ms, 1), collective(e, ms, 2)])
+                coll.append(relative_to_individual(rows).assign(repeat=s, reference=ms[0]))
+    t_rest = time.perf_counter() - t0 - t_setup - t_ind
+    d = dict(
+        command=command, size=a.size, world_seed=a.world_seed, seeds=seeds, models=models, solver=a.solver,
+        times=(t_setup, t_ind, t_rest), rows=rep.rows, predictions=rep.predictions,
+        sweeps=pd.concat(sweeps, ignore_index=True), rel=pd.concat(coll, ignore_index=True) if coll else pd.DataFrame(),
+    )  # fmt: skip
+    raw = Path(a.out).with_suffix(".pkl")
+    pd.to_pickle(d, raw)  # the raw tables, so the markdown can be redrawn with --render-only
+    Path(a.out).write_text(render(d))
+    print(Path(a.out).read_text())
+    print(f"wrote {a.out} (raw tables: {raw}) in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":
