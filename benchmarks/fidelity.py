@@ -58,7 +58,7 @@ def render(d: dict) -> str:
 
     models, seeds, size, solver = d["models"], d["seeds"], d["size"], d["solver"]
     t_setup, t_ind, t_rest = d["times"]
-    summary = summarize(d["rows"], metrics=[*METRICS, *DISCOVERY])
+    summary = summarize(d["rows"], metrics=list(dict.fromkeys([*METRICS, *DISCOVERY])))
     held = paired_tests(d["predictions"], split="heldout")
     test = paired_tests(d["predictions"], split="test")
     sw, rel = d["sweeps"], d["rel"]
@@ -126,7 +126,7 @@ def render(d: dict) -> str:
                     return ci(*r[["mean", "ci_low", "ci_high"]].iloc[0]) if len(r) else "—"
 
                 rows.append(
-                    [m, v, get("ours", "n_generated").split(" ")[0], get("ours", "acc_heldout"),
+                    [m, v, get("ours", "n_generated").split(".")[0], get("ours", "acc_heldout"),
                      get("random", "acc_heldout"), get("ours", "acc_test"), get("random", "acc_test")]
                 )  # fmt: skip
         name = "λ" if what == "lam" else "k"

@@ -1,4 +1,5 @@
-"""The paper's experiments over one or more models: individual debugging vs Random_debugging (Table 2),
+"""The paper's experiments over one or more models: individual debugging vs Random_debugging, real_failures and
+(offline world) the oracle, with discovery scored against ground truth (Table 2),
 collective debugging types 1 and 2 (Table 3, Figure 6), and λ / k sweeps (Figure 5).
 
 Each function runs every cached step it needs (features, heads, failures, assignments, generated images)

@@ -1,5 +1,8 @@
 """Failure mitigation (paper §4.3, §5.3): retrain a model's head on its original head-training set plus images
-generated for its failure modes, weighted L(orig) + λ·L(generated), and score it against Random_debugging.
+generated for its failure modes, weighted L(orig) + λ·L(generated), and score it against the baselines a user
+would try: Random_debugging (as many generated images of the class alone), real_failures (the debug_seed failures'
+own images, same λ) and, on the offline world, an oracle (images of the model's true worst slices). Evaluations
+keep per-image predictions so methods can be compared on the same images (:mod:`core.fix.repeats`).
 
 Generated images live in one set per (dataset, generator, attribute) and one per (dataset, generator) for the
 random baseline; every experiment picks its images from those sets by (class, value, index), so sweeps over λ
