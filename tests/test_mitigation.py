@@ -1,23 +1,30 @@
 """The mitigation loop on the tiny offline world: failure modes -> rendered images -> retrained heads.
 
-Asserts the paper's effects from ground truth: ours beats Random_debugging on debug_heldout for every model
-tested, λ trades test accuracy for heldout accuracy, more modes help, and collective debugging (types 1 and 2)
-recovers most of individual debugging's gain.
+Asserts the paper's effects from ground truth, each against the baseline that could explain it away: ours beats
+Random_debugging on debug_heldout with the same images per class and keeps test accuracy; λ raises heldout
+accuracy without costing test accuracy; naming modes beats random images at every k with equal image counts;
+collective debugging (type 1, and type 2 for the models whose modes were not used) recovers most of individual
+debugging's gain; CLIP names the failures' true backgrounds as often as the README says. Baselines (real
+failures, oracle) are reported side by side, and per-image predictions support paired tests over repeats.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from core.config import DebugConfig
 from core.errors import InvalidInputError
-from core.fix.experiments import Experiment, collective_study, sweep
+from core.fix.experiments import Experiment, collective, individual, sweep
 from core.fix.mitigate import check_config, relative_to_individual, save_results
+from core.fix.repeats import interval, mcnemar_test, paired_tests, summarize, verdict
 from core.threads import single_thread
 from core.world.backbones import train_world_backbone
 
 MODELS = ["world-resnet-s", "world-mobilenet-s"]  # one per world family
+MARGIN = 0.03  # heldout accuracy ours must beat Random_debugging by (≈6 of the ≈200 heldout failures)
+TEST_TOLERANCE = 0.01  # test accuracy may fall by at most this much (the issue's target)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +32,21 @@ def exp(tiny_world, world_clip):
     with single_thread():
         for m in MODELS:
             train_world_backbone(m, tiny_world)
-    return Experiment(tiny_world, DebugConfig())
+    return Experiment(tiny_world, DebugConfig(), clip=world_clip)
 
 
 @pytest.fixture(scope="module")
-def study(exp):
-    return collective_study(exp, MODELS)
+def predictions(exp):
+    preds: list[pd.DataFrame] = []
+    with single_thread():
+        rows = individual(exp, MODELS, preds)
+    return rows, pd.concat(preds, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def study(exp, predictions):
+    with single_thread():
+        return pd.concat([predictions[0], collective(exp, MODELS, 1), collective(exp, MODELS, 2)], ignore_index=True)
 
 
 def by(df, model, method):
@@ -44,14 +60,62 @@ def test_ours_beats_random_debugging_on_heldout(study, model):
     assert before["acc_seed"] == 0 and before["acc_heldout"] == 0  # they are the failures
     assert ours["n_generated"] == rand["n_generated"] > 0  # same images per class
     # measured on the tiny world: resnet-s 0.126 vs 0.075, mobilenet-s 0.095 vs 0.016
-    assert ours["acc_heldout"] >= rand["acc_heldout"] + 0.03
+    assert ours["acc_heldout"] >= rand["acc_heldout"] + MARGIN
     assert ours["acc_seed"] > rand["acc_seed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(
+            MODELS[0],
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="measured on the tiny world (split seed 0): world-resnet-s test accuracy 0.431 before, "
+                "0.421 after ours (−0.0104, 5 of 480 test images), just past the 0.01 tolerance",
+            ),
+        ),
+        MODELS[1],
+    ],
+)
+def test_ours_keeps_test_accuracy(study, model):
+    before, ours = by(study, model, "before"), by(study, model, "ours")
+    assert ours["acc_test"] >= before["acc_test"] - TEST_TOLERANCE, (before["acc_test"], ours["acc_test"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_baselines_are_reported_side_by_side(study, model):
+    """Every individual row set has before / ours / random / real_failures / oracle; the oracle has ours' image
+    count per class, real_failures the debug_seed failures themselves."""
+    ind = study[(study["model"] == model) & ~study["method"].str.startswith("collective")]
+    assert list(ind["method"]) == ["before", "ours", "random", "real_failures", "oracle"]
+    ours, real, oracle = by(study, model, "ours"), by(study, model, "real_failures"), by(study, model, "oracle")
+    assert oracle["n_generated"] == ours["n_generated"] and oracle["n_real"] == 0
+    assert real["n_generated"] == 0 and real["n_real"] > 0
+    # the head saw these very images, so it gets more of debug_seed right than any generated set gives it
+    assert real["acc_seed"] > max(ours["acc_seed"], by(study, model, "random")["acc_seed"], oracle["acc_seed"])
+
+
+@pytest.mark.slow
+def test_real_failure_baseline_trains_on_the_debug_seed_failures(exp, study):
+    ctx = exp.context(MODELS[0])
+    n_seed = int((ctx.run.table["split"] == "seed").sum())
+    assert by(study, MODELS[0], "real_failures")["n_real"] == n_seed
+    ev = ctx.retrain_on_failures(exp.cfg.lam)
+    assert ev.head.meta["n_extra"] == n_seed and ev.head.meta["lam"] == exp.cfg.lam
 
 
 @pytest.mark.slow
 def test_results_record_their_provenance_and_round_trip(study, exp):
     row = by(study, MODELS[0], "ours")
     assert row["generator"] == "world" and row["list_version"] and row["prompt_template"] == exp.cfg.prompt_template
+    # discovery is recorded on every row (recall is undefined, NaN, when the model has no true failure slice)
+    for col in ("discovery_precision", "assignment_accuracy", "assignment_chance"):
+        assert 0.0 <= row[col] <= 1.0, col
+    assert row["n_true_slices"] >= 0 and row["discovery_alpha"] == 0.05
+    assert 0.0 <= row["discovery_recall"] <= 1.0 if row["n_true_slices"] else np.isnan(row["discovery_recall"])
     pq, csv = save_results(study, "test-study", exp.meta(models=MODELS))
     back = pd.read_parquet(pq)
     pd.testing.assert_frame_equal(back, study.reset_index(drop=True), check_dtype=False)
@@ -59,32 +123,84 @@ def test_results_record_their_provenance_and_round_trip(study, exp):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_assignment_accuracy_matches_the_readme(study, model):
+    """The README: the world CLIP names the true background of the debug_seed failures 99.0% / 99.4% of the
+    time (chance 10%). Asserted at 0.95 over the world's closed list of 10 backgrounds."""
+    row = by(study, model, "ours")
+    assert row["assignment_chance"] == pytest.approx(0.1, abs=0.01)
+    assert row["assignment_accuracy"] >= 0.95, row["assignment_accuracy"]
+
+
+@pytest.mark.slow
+def test_per_image_predictions_reproduce_the_scores(study, predictions):
+    _, preds = predictions
+    assert set(preds["method"]) == {"before", "ours", "random", "real_failures", "oracle"}
+    for (model, method), g in preds.groupby(["model", "method"]):
+        row = by(study, model, method)
+        for split, col in (("heldout", "acc_heldout"), ("seed", "acc_seed"), ("test", "acc_test")):
+            assert g[g["split"] == split]["correct"].mean() == pytest.approx(row[col]), (model, method, split)
+    tests = paired_tests(preds.assign(repeat=0))
+    assert set(tests["method"]) == {"before", "random", "real_failures", "oracle"}
+    t = tests[(tests["model"] == MODELS[0]) & (tests["method"] == "random")].iloc[0]
+    assert t["acc_ours"] == pytest.approx(by(study, MODELS[0], "ours")["acc_heldout"])
+    assert 0.0 <= t["p_value"] <= 1.0 and "ours − random" in verdict(t)
+
+
+@pytest.mark.slow
 def test_collective_types_recover_most_of_individual_gain(study):
     rel = relative_to_individual(study)
-    assert set(rel["method"]) == {"collective1", "collective2"} and len(rel) == 2 * len(MODELS)
+    # type 2 uses MODELS[0]'s modes, so it is reported for the other model only (for MODELS[0] it IS individual)
+    assert sorted(rel["method"]) == ["collective1"] * len(MODELS) + ["collective2"] * (len(MODELS) - 1)
+    assert MODELS[0] not in set(rel[rel["method"] == "collective2"]["model"])
     # measured: 0.83-1.08 of individual debugging's heldout gain
     assert (rel["relative"] >= 0.6).all(), rel
 
 
 @pytest.mark.slow
-def test_lambda_trades_test_for_heldout_and_zero_is_undebugged(exp):
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured on the tiny world (split seed 0), world-resnet-s test accuracy: 0.431 before, 0.421 at "
+    "λ 0.5, 0.425 at λ 1 (λ 0.5 is 0.0104 below before, past the 0.01 tolerance); heldout rises as claimed",
+)
+def test_lambda_raises_heldout_without_losing_test_accuracy(exp):
     s = sweep(exp, MODELS[0], "lam", [0.0, 0.5, 1.0])
     before = s[s["method"] == "before"].iloc[0]
     ours = s[s["method"] == "ours"].set_index("lam")
     for col in ("acc_test", "acc_seed", "acc_heldout"):
         assert abs(ours.loc[0.0, col] - before[col]) < 1e-9, col  # λ = 0 reproduces the un-debugged head
     assert ours.loc[1.0, "acc_heldout"] > ours.loc[0.0, "acc_heldout"] + 0.05
-    assert (
-        ours.loc[1.0, "acc_test"] <= ours.loc[0.0, "acc_test"] + 0.01
-    )  # measured: 0.415 -> 0.417 (test does not fall here)
+    assert (ours["acc_test"] >= before["acc_test"] - TEST_TOLERANCE).all(), ours["acc_test"]
 
 
 @pytest.mark.slow
-def test_more_modes_raise_heldout_accuracy(exp):
+def test_named_modes_beat_random_images_at_every_k(exp):
+    """More modes also means more images; so at each k ours is compared with Random_debugging given exactly as
+    many images per class (measured, README: k=1 0.111 vs 0.050, k=5 0.191 vs 0.111)."""
     s = sweep(exp, MODELS[0], "k", [1, 5])
     ours = s[s["method"] == "ours"].set_index("k")
+    rand = s[s["method"] == "random"].set_index("k")
     assert ours.loc[5, "n_generated"] == 5 * ours.loc[1, "n_generated"]
-    assert ours.loc[5, "acc_heldout"] > ours.loc[1, "acc_heldout"]  # measured: 0.111 -> 0.191
+    assert (ours["n_generated"] == rand["n_generated"]).all()
+    for k in (1, 5):
+        assert ours.loc[k, "acc_heldout"] >= rand.loc[k, "acc_heldout"] + MARGIN, (k, ours, rand)
+
+
+def test_intervals_and_paired_tests_on_known_numbers():
+    mean, low, high = interval([0.1, 0.2, 0.3])
+    # t(0.975, 2) = 4.303, sem = 0.1 / sqrt(3)
+    assert mean == pytest.approx(0.2) and high - mean == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-3)
+    assert np.isnan(interval([0.5])[1]) and interval([0.4, 0.4]) == (0.4, 0.4, 0.4)
+    a = np.array([True] * 30 + [False] * 10)
+    b = np.array([True] * 20 + [False] * 20)  # a right on 10 images b gets wrong, never the reverse
+    res = mcnemar_test(a, b)
+    assert (res["a_only"], res["b_only"]) == (10, 0) and res["p_value"] == pytest.approx(2 * 0.5**10)
+    assert mcnemar_test(a, a)["p_value"] == 1.0
+    with pytest.raises(InvalidInputError):
+        mcnemar_test(a, b[:5])
+    rows = pd.DataFrame({"model": "m", "method": ["ours"] * 3, "repeat": [0, 1, 2], "acc_heldout": [0.1, 0.2, 0.3]})
+    s = summarize(rows, metrics=["acc_heldout"]).iloc[0]
+    assert (s["mean"], s["n"]) == (pytest.approx(0.2), 3) and s["ci_low"] < 0.2 < s["ci_high"]
 
 
 def test_bad_settings_are_clear_errors(tiny_world):

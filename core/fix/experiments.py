@@ -1,4 +1,5 @@
-"""The paper's experiments over one or more models: individual debugging vs Random_debugging (Table 2),
+"""The paper's experiments over one or more models: individual debugging vs Random_debugging, real_failures and
+(offline world) the oracle, with discovery scored against ground truth (Table 2),
 collective debugging types 1 and 2 (Table 3, Figure 6), and λ / k sweeps (Figure 5).
 
 Each function runs every cached step it needs (features, heads, failures, assignments, generated images)
@@ -14,6 +15,7 @@ import pandas as pd
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.datasets.registry import is_offline_world
+from core.describe.discovery import discovery_report, failure_slices, worst_slices
 from core.describe.textualize import Textualization, textualize
 from core.errors import InvalidInputError
 from core.find.runs import run_model
@@ -132,22 +134,48 @@ def skipped_modes(rows: pd.DataFrame) -> str:
     return "; ".join(f"{s['class_name']} · {s['value']}" for s in rows.attrs.get("skipped", []))
 
 
-def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
-    """Table 2: per model, before / ours / Random_debugging on test, debug_seed and debug_heldout."""
+def has_ground_truth(exp: Experiment) -> bool:
+    """Whether discovery and the oracle can be scored: the offline world, with the experiment's attribute known."""
+    return is_offline_world(exp.dataset) and exp.attribute in getattr(exp.dataset, "attributes", ())
+
+
+def oracle_modes(slices: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """The oracle's modes: per class, the model's worst true cells, as many as ours rendered for that class, so
+    the oracle gets ours' image count per class."""
+    per_class = ours.groupby("label")["value"].nunique().to_dict() if len(ours) else {}
+    return worst_slices(slices, {int(lab): int(m) for lab, m in per_class.items()})
+
+
+def individual(exp: Experiment, models: list[str], predictions: list[pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Table 2: per model, before / ours / Random_debugging / real_failures (and on the offline world the oracle)
+    on test, debug_seed and debug_heldout. On the offline world every row also records discovery against
+    ground truth (precision@k, recall@k, assignment accuracy; :mod:`core.describe.discovery`). Per-image
+    predictions are appended to ``predictions`` when a list is given (see :mod:`core.fix.repeats`)."""
     rows = []
     for i, m in enumerate(models):
         check_stop(exp.should_stop)
         exp.progress(i, len(models), f"debugging {m}")
         text = exp.textualization(m)
         ours, rand = exp.images(text.modes)
+        ctx = exp.context(m)
+        found, oracle = {}, None
+        if has_ground_truth(exp):
+            slices = failure_slices(ctx.run.table, exp.dataset, exp.attribute)
+            found = discovery_report(exp.dataset, ctx.run.table, text, exp.cfg.k_modes, exp.attribute, slices=slices)
+            oracle, _ = exp.images(oracle_modes(slices, ours))
         rows += debug_model(
-            exp.context(m),
+            ctx,
             ours,
             rand,
             exp.cfg,
             should_stop=exp.should_stop,
+            oracle=oracle,
+            predictions=predictions,
             **exp.provenance(
-                list_version=text.provenance["list_version"], modes_from=m, skipped_modes=skipped_modes(ours)
+                list_version=text.provenance["list_version"],
+                modes_from=m,
+                skipped_modes=skipped_modes(ours),
+                **found,
             ),
         )
     exp.progress(len(models), len(models), "done")
@@ -156,7 +184,9 @@ def individual(exp: Experiment, models: list[str]) -> pd.DataFrame:
 
 def collective(exp: Experiment, models: list[str], kind: int, reference: str | None = None) -> pd.DataFrame:
     """Table 3. Type 1: pool all models' assigned failures and take the k modes of the pooled counts. Type 2:
-    one model's (``reference``, default the first) modes. One generated set then debugs every model."""
+    one model's (``reference``, default the first) modes. One generated set then debugs every model. Type 2 has
+    rows only for the models other than the reference: for the reference it is individual debugging by
+    construction, not a result."""
     from core.describe.assign import failure_modes
 
     if kind not in (1, 2):
@@ -177,6 +207,8 @@ def collective(exp: Experiment, models: list[str], kind: int, reference: str | N
     rows = []
     for i, m in enumerate(models):
         check_stop(exp.should_stop)
+        if kind == 2 and m == reference:
+            continue
         exp.progress(i, len(models), f"collective type {kind}: {m}")
         ctx = exp.context(m)
         ev = ctx.retrain(ours, exp.cfg.lam, should_stop=exp.should_stop)
@@ -240,6 +272,8 @@ __all__ = [
     "default_generator",
     "save_results",
     "skipped_modes",
+    "has_ground_truth",
+    "oracle_modes",
     "LAMBDAS",
     "KS",
 ]

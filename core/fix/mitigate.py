@@ -1,5 +1,8 @@
 """Failure mitigation (paper §4.3, §5.3): retrain a model's head on its original head-training set plus images
-generated for its failure modes, weighted L(orig) + λ·L(generated), and score it against Random_debugging.
+generated for its failure modes, weighted L(orig) + λ·L(generated), and score it against the baselines a user
+would try: Random_debugging (as many generated images of the class alone), real_failures (the debug_seed failures'
+own images, same λ) and, on the offline world, an oracle (images of the model's true worst slices). Evaluations
+keep per-image predictions so methods can be compared on the same images (:mod:`core.fix.repeats`).
 
 Generated images live in one set per (dataset, generator, attribute) and one per (dataset, generator) for the
 random baseline; every experiment picks its images from those sets by (class, value, index), so sweeps over λ
@@ -32,11 +35,14 @@ RESULT_COLUMNS = [
     "k",
     "images_per_mode",
     "n_generated",
+    "n_real",
     "acc_test",
     "acc_seed",
     "acc_heldout",
     "acc_debug",
 ]
+# n_generated: generated images added to the head's training set; n_real: real images added (the real_failures
+# baseline retrains with the debug_seed failures themselves).
 
 
 def check_config(cfg: DebugConfig) -> None:
@@ -140,25 +146,37 @@ def generated_features(backbone, rows: pd.DataFrame, progress=None, should_stop=
     return out
 
 
+PREDICTION_COLUMNS = ["model", "method", "image_id", "split", "label", "pred", "correct"]
+
+
 @dataclass
 class Evaluation:
     head: LinearHead
     scores: dict
+    pred_debug: np.ndarray  # the head's prediction for every debug image (run.table's rows)
+    pred_test: np.ndarray  # and for every test image
 
 
 def evaluate(head: LinearHead, run: ModelRun, feats: dict[str, np.ndarray], test_labels: np.ndarray) -> dict:
     """Accuracy on test, the whole debug set, and the debug_seed / debug_heldout failures."""
+    return evaluation(head, run, feats, test_labels).scores
+
+
+def evaluation(head: LinearHead, run: ModelRun, feats: dict[str, np.ndarray], test_labels: np.ndarray) -> Evaluation:
+    """:func:`evaluate`'s scores together with the per-image predictions they came from."""
     table = run.table
-    pred = head.predict(feats["debug"])
+    pred, pred_test = head.predict(feats["debug"]), head.predict(feats["test"])
     correct = pred == table["label"].to_numpy()
     seed, held = (table["split"] == "seed").to_numpy(), (table["split"] == "heldout").to_numpy()
     nan = float("nan")
-    return {
-        "acc_test": head.accuracy(feats["test"], test_labels),
+    test_labels = np.asarray(test_labels)
+    scores = {
+        "acc_test": float((pred_test == test_labels).mean()) if len(test_labels) else nan,
         "acc_debug": float(correct.mean()),
         "acc_seed": float(correct[seed].mean()) if seed.any() else nan,
         "acc_heldout": float(correct[held].mean()) if held.any() else nan,
     }
+    return Evaluation(head, scores, pred, pred_test)
 
 
 class ModelContext:
@@ -174,24 +192,62 @@ class ModelContext:
         }
         self.y_train = splits.head_train["label"].to_numpy()
         self.y_test = splits.test["label"].to_numpy()
+        self.test_ids = splits.test["image_id"].astype(str).to_numpy()
 
     def before(self) -> dict:
-        return evaluate(self.run.head, self.run, self.feats, self.y_test)
+        return self.before_evaluation().scores
+
+    def before_evaluation(self) -> Evaluation:
+        return evaluation(self.run.head, self.run, self.feats, self.y_test)
 
     def retrain(self, rows: pd.DataFrame, lam: float, progress=None, should_stop=None) -> Evaluation:
+        """The head retrained on head_train plus the generated images ``rows`` (from any sets), weighted by λ."""
         Xe = generated_features(self.backbone, rows, progress, should_stop)
+        y = rows["label"].to_numpy() if len(rows) else None
+        return self.retrain_on(Xe, y, lam, {"generated_sets": sorted(set(rows.get("set", [])))}, should_stop)
+
+    def retrain_on_failures(self, lam: float, should_stop=None) -> Evaluation:
+        """The real-failure baseline: the head retrained with the debug_seed failures' own images (their cached
+        features), weighted by λ as generated images would be."""
+        seed = (self.run.table["split"] == "seed").to_numpy()
+        y = self.run.table["label"].to_numpy()[seed]
+        return self.retrain_on(self.feats["debug"][seed], y, lam, {"extra": "debug_seed failures"}, should_stop)
+
+    def retrain_on(self, X_extra, y_extra, lam: float, meta: dict, should_stop=None) -> Evaluation:
         head = train_head(
             self.feats["head_train"],
             self.y_train,
             self.dataset.classes,
             self.head_cfg,
-            X_extra=Xe,
-            y_extra=rows["label"].to_numpy() if len(rows) else None,
+            X_extra=X_extra,
+            y_extra=y_extra,
             lam=lam,
-            meta=dict(self.run.head.meta, generated_sets=sorted(set(rows.get("set", [])))),
+            meta=dict(self.run.head.meta, **meta),
             should_stop=should_stop,
         )
-        return Evaluation(head, evaluate(head, self.run, self.feats, self.y_test))
+        return evaluation(head, self.run, self.feats, self.y_test)
+
+    def predictions(self, ev: Evaluation, method: str) -> pd.DataFrame:
+        """Per-image predictions of ``ev`` on the debug failures (seed and heldout halves) and the test set, for
+        paired tests between methods on the same images (columns :data:`PREDICTION_COLUMNS`)."""
+        t = self.run.table
+        fail = (t["split"] != "").to_numpy()
+        parts = [
+            pd.DataFrame(
+                {
+                    "image_id": t["image_id"].astype(str).to_numpy()[fail],
+                    "split": t["split"].to_numpy()[fail],
+                    "label": t["label"].to_numpy()[fail],
+                    "pred": ev.pred_debug[fail],
+                }
+            ),
+            pd.DataFrame({"image_id": self.test_ids, "split": "test", "label": self.y_test, "pred": ev.pred_test}),
+        ]
+        out = pd.concat(parts, ignore_index=True)
+        out.insert(0, "method", method)
+        out.insert(0, "model", self.run.model)
+        out["correct"] = out["pred"].to_numpy() == out["label"].to_numpy()
+        return out[PREDICTION_COLUMNS]
 
 
 def result_row(ctx: ModelContext, method: str, cfg: DebugConfig, rows: pd.DataFrame, scores: dict, **extra) -> dict:
@@ -203,6 +259,7 @@ def result_row(ctx: ModelContext, method: str, cfg: DebugConfig, rows: pd.DataFr
         "k": cfg.k_modes,
         "images_per_mode": cfg.images_per_mode,
         "n_generated": len(rows),
+        "n_real": 0,
         **scores,
         **extra,
     }
@@ -215,17 +272,38 @@ def debug_model(
     cfg: DebugConfig,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    *,
+    oracle: pd.DataFrame | None = None,
+    predictions: list[pd.DataFrame] | None = None,
     **provenance,
 ) -> list[dict]:
-    """Table 2 rows for one model: before, ours and Random_debugging with the same images per class."""
+    """Table 2 rows for one model, side by side: before; ours; Random_debugging with the same images per class;
+    real_failures (the debug_seed failures' own images, same λ); and, given its images, the oracle (images
+    for the model's true worst slices, as many per class as ours). Each method's per-image predictions are
+    appended to ``predictions`` when a list is given."""
     progress = progress or no_progress
     empty = ours.iloc[:0]
-    rows = [result_row(ctx, "before", cfg, empty, ctx.before(), **provenance)]
-    for method, imgs in (("ours", ours), ("random", random)):
-        progress(len(rows), 3, f"{ctx.run.model}: retraining ({method})")
-        ev = ctx.retrain(imgs, cfg.lam, should_stop=should_stop)
-        rows.append(result_row(ctx, method, cfg, imgs, ev.scores, **provenance))
-    progress(3, 3, f"{ctx.run.model}: done")
+    methods = [("ours", ours), ("random", random), ("real_failures", None)]
+    if oracle is not None:
+        methods.append(("oracle", oracle))
+    total = len(methods) + 1
+    before = ctx.before_evaluation()
+    rows = [result_row(ctx, "before", cfg, empty, before.scores, **provenance)]
+    evs = [("before", before)]
+    for method, imgs in methods:
+        progress(len(rows), total, f"{ctx.run.model}: retraining ({method})")
+        if imgs is None:
+            ev = ctx.retrain_on_failures(cfg.lam, should_stop=should_stop)
+            row = result_row(ctx, method, cfg, empty, ev.scores, **provenance)
+            row["n_real"] = int((ctx.run.table["split"] == "seed").sum())
+        else:
+            ev = ctx.retrain(imgs, cfg.lam, should_stop=should_stop)
+            row = result_row(ctx, method, cfg, imgs, ev.scores, **provenance)
+        rows.append(row)
+        evs.append((method, ev))
+    if predictions is not None:
+        predictions += [ctx.predictions(ev, method) for method, ev in evs]
+    progress(total, total, f"{ctx.run.model}: done")
     return rows
 
 
@@ -302,5 +380,8 @@ __all__ = [
     "save_results",
     "list_results",
     "evaluate",
+    "evaluation",
+    "Evaluation",
+    "PREDICTION_COLUMNS",
     "provenance",
 ]
