@@ -10,10 +10,13 @@ from core.find.failures import family_average
 from ui import data
 from ui.feedback import guard
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.report import build_report
 from ui.state import dataset_spec
 from ui.tables import fmt_matrix
 from ui.text import md
+
+within_app()
 
 DEFAULTS = DebugConfig()
 METRICS = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}

@@ -8,8 +8,11 @@ from ui import data
 from ui.cli import cli
 from ui.feedback import guard
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.state import dataset_spec, spec_label
 from ui.text import md
+
+within_app()
 
 st.title("Setup")
 spec = dataset_spec()
