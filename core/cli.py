@@ -200,7 +200,7 @@ def _failures_parser(p):
 
 @command("overlap", "intersection-over-union of failure sets across models")
 def cmd_overlap(a):
-    from core.find.failures import iou_matrix
+    from core.find.overlap import iou_matrix
     from core.find.runs import failure_ids, run_model
 
     ds = open_ds(a)
