@@ -66,37 +66,13 @@ def prepare_dataset(progress, should_stop, dataset: dict):
     return {"classes": len(ds.classes), "images": sizes}
 
 
-def embedding_map_path(backbone_key: str, dataset_key: str, split_config: dict):
-    """Where the 2-D map of a model's debug features lives (keyed like the features it projects)."""
-    from core import store
-
-    return store.cache_root() / "embedding_maps" / f"{store.make_key(backbone_key, dataset_key, split_config)}.parquet"
-
-
 @job_kind("embedding_map")
 def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict | None = None):
-    """2-D PCA (scikit-learn) of a model's cached debug-set features, for the Failures page's linked map."""
-    from dataclasses import asdict
+    """2-D PCA of a model's cached debug-set features, for the Failures page's linked map (core.find.embedding)."""
+    from core.find.embedding import compute_embedding_map
 
-    import numpy as np
-    import pandas as pd
-    from sklearn.decomposition import PCA
-
-    from core import store
-    from core.find.features import extract_features
-    from core.find.runs import get_splits, load_backbone
-
-    ds = open_dataset(dataset)
     split_cfg = SplitConfig(**(split or {}))
-    debug = get_splits(ds, split_cfg).debug
-    backbone = load_backbone(model, ds)
-    feats = np.asarray(extract_features(backbone, ds, debug, progress=progress, should_stop=should_stop), np.float32)
-    xy = PCA(n_components=2, random_state=0).fit_transform(feats)
-    out = pd.DataFrame({"image_id": debug["image_id"].astype(str).to_numpy(), "x": xy[:, 0], "y": xy[:, 1]})
-    path = embedding_map_path(backbone.key, ds.key, asdict(split_cfg))
-    with store.atomic_path(path) as tmp:
-        out.to_parquet(tmp, index=False)
-    return {"path": str(path), "points": len(out)}
+    return compute_embedding_map(open_dataset(dataset), model, split_cfg, progress=progress, should_stop=should_stop)
 
 
 @job_kind("propose_values")
