@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.find.failures import family_average
+from core.find.overlap import family_average
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
