@@ -97,6 +97,15 @@ def _index(values: list[str], value: str) -> int:
     return -1
 
 
+def _read_text(path: str | os.PathLike, what: str) -> str:
+    """A file the user gave, as text (line endings kept for the CSV reader); says which file could not be read."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"Could not read {path} as {what} ({e}).") from None
+
+
 def content_id(*parts: Any) -> str:
     return store.make_key("curated", SCHEMA, *parts)
 
@@ -417,11 +426,7 @@ class CuratedLists:
         return self.import_csv_text(text, name, who)
 
     def import_csv(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise InvalidInputError(f"Could not read {path} as a UTF-8 CSV file ({e}).") from None
+        text = _read_text(path, "a UTF-8 CSV file")
         return self.import_csv_text(text, Path(path).name, who, where=str(path))
 
     def import_csv_text(
@@ -447,10 +452,7 @@ class CuratedLists:
         return self._import(lists, f"import:{name}", who)
 
     def import_json(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise InvalidInputError(f"Could not read {path} as UTF-8 JSON ({e}).") from None
+        text = _read_text(path, "UTF-8 JSON")
         return self.import_json_text(text, Path(path).name, who, where=str(path))
 
     def import_json_text(
