@@ -166,10 +166,10 @@ def _lists(ds) -> None:
 def _assignments(ds, model: str) -> None:
     """A synthetic CLIP assignment of the model's debug_seed failures, stored where core.describe.textualize keeps them."""
     from core.describe.curation import CuratedLists
-    from core.find.runs import list_runs
+    from core.find.runs import latest_runs, read_failure_table
 
-    summary = next(s for s in list_runs(ds) if s["model"] == model)
-    table = pd.read_parquet(Path(summary["folder"]) / "failures.parquet")
+    summary = latest_runs(ds)[model]
+    table = read_failure_table(summary["folder"])
     seed = table[table["split"] == "seed"]
     rng = np.random.default_rng(2)
     values = np.array(ds.world.backgrounds)

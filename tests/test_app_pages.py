@@ -36,12 +36,8 @@ def test_setup_model_table_is_cores_availability_table(populated_world):
     shown = next(d.value for d in open_page().dataframe if "run cached" in d.value)
     expected = availability_table(dataset=open_dataset(TINY))
     pd.testing.assert_frame_equal(shown.reset_index(drop=True), expected, check_dtype=False)
-    world = shown[shown["source"] == "world"]
-    assert (
-        len(world)
-        and world["weights here"].all()
-        and world.set_index("model").loc[populated_world.models, "run cached"].all()
-    )
+    ran = shown.set_index("model").loc[populated_world.models]
+    assert ran["weights here"].all() and ran["run cached"].all() and ran["test acc"].between(0, 1).all()
 
 
 def test_failures_gallery_filters_by_class(populated_world):
