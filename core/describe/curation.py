@@ -387,7 +387,7 @@ class CuratedLists:
 
     def export_csv(self, path: str | os.PathLike) -> Path:
         """``class_name,value`` rows; a class whose list is empty gets one row with an empty value."""
-        return store.atomic_write_bytes(path, self.export_csv_bytes())
+        return store.atomic_write_bytes(Path(path), self.export_csv_bytes())
 
     def export_csv_bytes(self) -> bytes:
         """What ``export_csv`` writes, as UTF-8 bytes (for a download)."""
@@ -399,7 +399,7 @@ class CuratedLists:
         return out.getvalue().encode("utf-8")
 
     def export_json(self, path: str | os.PathLike) -> Path:
-        return store.atomic_write_bytes(path, self.export_json_bytes())
+        return store.atomic_write_bytes(Path(path), self.export_json_bytes())
 
     def export_json_bytes(self) -> bytes:
         """What ``export_json`` writes, as UTF-8 bytes (for a download)."""
