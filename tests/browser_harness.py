@@ -50,29 +50,29 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
     """``streamlit run app.py`` on 127.0.0.1 with its own cache; yields the base URL, stops the server after."""
     port = free_port()
     env = dict(os.environ, BACKDROP_CACHE=str(cache), BACKDROP_APP_DATASET=json.dumps(spec))
-    log = open(cache / "streamlit.log", "ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    with open(cache / "streamlit.log", "ab") as log:  # the server writes to its own copy of the handle
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         end = time.time() + timeout
@@ -93,7 +93,6 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
 
 
 def settle(page, timeout: float = 90_000) -> None:
@@ -107,8 +106,9 @@ def settle(page, timeout: float = 90_000) -> None:
     page.wait_for_timeout(300)
 
 
-def shot(page, name: str) -> Path:
+def shot(page, name: str, timeout: float = 120_000) -> Path:
+    """A full-page screenshot (rendering one can take long on a busy machine, hence the generous timeout)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=True, timeout=timeout)
     return path

@@ -67,11 +67,11 @@ def test_deep_link_on_a_cold_server_renders_the_app(browser, populated_world):
     # A server of its own: the deep link is the first request it ever gets, before app.py has run.
     with serve_app(populated_world.cache, TINY) as url:
         page = open_page(browser, url, "overlap")
-        page.get_by_role("heading", name="Overlap", exact=True).wait_for()
+        page.get_by_role("heading", name="Overlap", exact=True).wait_for(timeout=120_000)
         settle(page)
-        shot(page, "0-deep-link-overlap-cold")
         deep = app_frame(page)
         no_exception(page)
+        shot(page, "0-deep-link-overlap-cold")
         assert page.url.endswith("/overlap"), page.url
         start = app_frame(open_page(browser, url))
     assert deep == start, (deep, start)
