@@ -35,8 +35,9 @@ from core import jobs, store  # noqa: E402
 from core.config import HeadConfig, SplitConfig  # noqa: E402
 from core.datasets import DATASETS  # noqa: E402
 from core.datasets.base import ImageDataset  # noqa: E402
-from core.find.failures import failure_table, iou_matrix, per_class_counts  # noqa: E402
+from core.find.failures import failure_table, per_class_counts  # noqa: E402
 from core.find.heads import LinearHead  # noqa: E402
+from core.find.overlap import iou_matrix  # noqa: E402
 from core.workspace import open_dataset  # noqa: E402
 
 TINY = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
@@ -143,12 +144,13 @@ def populate(n_debug: int, n_models: int) -> dict:
 
 
 def _embedding_map(ds, model: str) -> None:
-    from core.job_kinds import embedding_map_path
+    from core.find.embedding import embedding_map_path
 
     rng = np.random.default_rng(1)
     ids = ds.index("val")["image_id"]
     pts = pd.DataFrame({"image_id": ids, "x": rng.normal(size=len(ids)), "y": rng.normal(size=len(ids))})
-    path = embedding_map_path(f"bench-{model}", ds.key, asdict(SplitConfig()))
+    summary = {"backbone_key": f"bench-{model}", "dataset_key": ds.key, "split_config": asdict(SplitConfig())}
+    path = embedding_map_path(summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     pts.to_parquet(path, index=False)
 
@@ -164,10 +166,10 @@ def _lists(ds) -> None:
 def _assignments(ds, model: str) -> None:
     """A synthetic CLIP assignment of the model's debug_seed failures, stored where core.describe.textualize keeps them."""
     from core.describe.curation import CuratedLists
-    from core.find.runs import list_runs
+    from core.find.runs import latest_runs, read_failure_table
 
-    summary = next(s for s in list_runs(ds) if s["model"] == model)
-    table = pd.read_parquet(Path(summary["folder"]) / "failures.parquet")
+    summary = latest_runs(ds)[model]
+    table = read_failure_table(summary["folder"])
     seed = table[table["split"] == "seed"]
     rng = np.random.default_rng(2)
     values = np.array(ds.world.backgrounds)
@@ -274,18 +276,16 @@ def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
 
 
 def iou_time(n_models: int, n_images: int, repeats: int = 5) -> tuple[float, float]:
-    """Best-of-``repeats`` seconds: core.find.failures.iou_matrix on id sets, and the app's path (one boolean
-    matrix of the models' wrong-prediction masks over the shared debug set, core.find.failures.overlap_from_matrix)."""
-    from core.find.failures import overlap_from_matrix
-
+    """Best-of-``repeats`` seconds of core.find.overlap.iou_matrix on id sets, and on its fast path (the models'
+    wrong-prediction masks over the shared debug set, what the app's overlap_of_runs passes)."""
     rng = np.random.default_rng(0)
     ids = np.array([f"val/{i:06d}" for i in range(n_images)])
     difficulty = rng.normal(size=n_images)
     masks = [difficulty + rng.normal(size=n_images) > 0.8 for _ in range(n_models)]
     sets = {f"m{m}": ids[mask] for m, mask in enumerate(masks)}
-    names = list(sets)
+    by_mask = dict(zip(sets, masks))
     times = []
-    for fn in (lambda: iou_matrix(sets), lambda: overlap_from_matrix(names, np.stack(masks))):
+    for fn in (lambda: iou_matrix(sets), lambda: iou_matrix(by_mask)):
         best = float("inf")
         for _ in range(repeats):
             t = time.perf_counter()
@@ -309,8 +309,8 @@ def main(argv=None) -> None:
     by_ids, by_masks = iou_time(a.models, a.debug)
     print(
         f"IoU matrix, {a.models} models x {a.debug:,} images (target < 100 ms):\n"
-        f"  core.find.failures.iou_matrix over id sets:             {by_ids * 1000:8.1f} ms\n"
-        f"  app path, stacked masks + overlap_from_matrix:     {by_masks * 1000:8.1f} ms"
+        f"  core.find.overlap.iou_matrix over id sets:           {by_ids * 1000:8.1f} ms\n"
+        f"  core.find.overlap.iou_matrix over shared-set masks:  {by_masks * 1000:8.1f} ms"
     )
 
 

@@ -1,9 +1,6 @@
 """Backgrounds: per class the proposed list of uncommon values and its source, edited in place, versioned,
 imported/exported; then which values the failures show (CLIP assignment) as failure modes with examples."""
 
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -13,8 +10,11 @@ from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.state import dataset_spec
 from ui.text import md
+
+within_app()
 
 st.title("Backgrounds")
 spec = dataset_spec()
@@ -131,9 +131,8 @@ st.header("Import and export", divider="gray")
 with guard("Importing or exporting lists"):
     x1, x2 = st.columns(2)
     with x1:
-        with tempfile.TemporaryDirectory() as tmp:
-            csv_bytes = lists.export_csv(Path(tmp) / "lists.csv").read_bytes() if current else b""
-            json_bytes = lists.export_json(Path(tmp) / "lists.json").read_bytes() if current else b""
+        csv_bytes = lists.export_csv_bytes() if current else b""
+        json_bytes = lists.export_json_bytes() if current else b""
         st.download_button(
             "Export CSV",
             csv_bytes,
@@ -153,10 +152,7 @@ with guard("Importing or exporting lists"):
     with x2:
         up = st.file_uploader("Import a CSV (class_name,value) or JSON file", type=["csv", "json"], key="bg-upload")
         if up is not None and st.button("Import", key="bg-import"):
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / Path(up.name).name
-                path.write_bytes(up.getvalue())
-                report = (lists.import_json if path.suffix.lower() == ".json" else lists.import_csv)(path)
+            report = lists.import_bytes(up.getvalue(), up.name)
             st.success("Imported: " + ", ".join(f"{md(c)} {md(r)}" for c, r in report.items()))
 
 st.header("Failure modes", divider="gray")

@@ -8,9 +8,12 @@ from ui import data
 from ui.feedback import guard
 from ui.gallery import grid, page_slice
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.state import dataset_spec
 from ui.tables import export_csv, named, select_rows
 from ui.text import md
+
+within_app()
 
 PER_PAGE = 30
 MAP_POINTS = 8_000

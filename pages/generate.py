@@ -14,8 +14,11 @@ from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.state import dataset_spec
 from ui.text import md
+
+within_app()
 
 PER_MODE_SHOWN = 12
 DIFFUSION = ("diffusers", "sd-turbo")

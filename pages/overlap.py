@@ -3,13 +3,16 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.find.failures import family_average
+from core.find.overlap import family_average
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
+from ui.nav import within_app
 from ui.state import dataset_spec
 from ui.tables import fmt_matrix
 from ui.text import md
+
+within_app()
 
 EXAMPLES = 12
 

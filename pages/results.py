@@ -5,15 +5,18 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.find.failures import family_average
+from core.find.overlap import family_average, mean_pairwise_iou
 from core.settings import load_settings, save_settings
 from ui import data
 from ui.feedback import guard
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.report import build_report
 from ui.state import dataset_spec
 from ui.tables import fmt_matrix
 from ui.text import md
+
+within_app()
 
 METRICS = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
 
@@ -162,10 +165,7 @@ with tabs[3], guard("Showing the IoU summary"):
     chosen = models if len(models) >= 2 else ordered
     if len(chosen) >= 2:
         iou, inter = data.overlap([runs[m] for m in chosen])
-        off = iou.where(
-            ~pd.DataFrame([[a == b for b in iou.columns] for a in iou.index], index=iou.index, columns=iou.columns)
-        )
-        st.metric("Mean IoU of failure sets across model pairs", f"{off.stack().mean():.3f}")
+        st.metric("Mean IoU of failure sets across model pairs", f"{mean_pairwise_iou(iou):.3f}")
         fam = family_average(iou, {m: runs[m]["family"] for m in chosen})
         st.dataframe(fmt_matrix(fam))
         report += [("IoU of failure sets, family averages", fam.reset_index(names="family"))]

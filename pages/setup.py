@@ -9,8 +9,11 @@ from ui import data
 from ui.cli import cli
 from ui.feedback import guard
 from ui.jobs import job_panel
+from ui.nav import within_app
 from ui.state import dataset_spec, spec_label
 from ui.text import md
+
+within_app()
 
 st.title("Setup")
 spec = dataset_spec()
@@ -64,41 +67,10 @@ with guard("Checking the dataset"):
 if ds is not None:
     st.header("Models", divider="gray")
     with guard("Listing models"):
-        from core.models import families, list_models, model_info
+        from core.models import families
+        from core.models.availability import availability_table
 
-        runs = data.latest_runs(ds)
-        rows = []
-        for name in list_models():
-            info = model_info(name)
-            if info.get("source") == "world":  # whether its weights exist depends on the world
-                info = model_info(name, dataset=ds)
-            run = runs.get(name)
-            acc = (run or {}).get("accuracy", {})
-            here = bool(info.get("available", True))
-            todo = (
-                ""
-                if here
-                else (
-                    f"train: {info['train']}"
-                    if info.get("train")
-                    else "download: " + "; or ".join(info.get("downloads") or ["(no source known)"])
-                )
-            )
-            rows.append(
-                {
-                    "model": name,
-                    "family": info.get("family", ""),
-                    "source": info.get("source", ""),
-                    "paper preset": bool(info.get("paper_name")),
-                    "weights here": here,
-                    "run cached": run is not None,
-                    "test acc": acc.get("test"),
-                    "debug acc": acc.get("debug"),
-                    "failures": (run or {}).get("n_failures"),
-                    "to get the weights": todo,
-                }
-            )
-        table = pd.DataFrame(rows)
+        table = availability_table(dataset=ds)
         st.dataframe(
             table,
             hide_index=True,

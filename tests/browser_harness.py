@@ -106,8 +106,9 @@ def settle(page, timeout: float = 90_000) -> None:
     page.wait_for_timeout(300)
 
 
-def shot(page, name: str) -> Path:
+def shot(page, name: str, timeout: float = 120_000) -> Path:
+    """A full-page screenshot (rendering one can take long on a busy machine, hence the generous timeout)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=True, timeout=timeout)
     return path

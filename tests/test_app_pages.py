@@ -30,6 +30,17 @@ def test_setup_lists_models_and_shares_the_run_job(populated_world):
     assert "python -m core run --size tiny --models " + " ".join(populated_world.models) in [c.value for c in at.code]
 
 
+def test_setup_model_table_is_cores_availability_table(populated_world):
+    from core.models.availability import availability_table
+    from core.workspace import open_dataset
+
+    shown = next(d.value for d in open_page().dataframe if "run cached" in d.value)
+    expected = availability_table(dataset=open_dataset(TINY))
+    pd.testing.assert_frame_equal(shown.reset_index(drop=True), expected, check_dtype=False)
+    ran = shown.set_index("model").loc[populated_world.models]
+    assert ran["weights here"].all() and ran["run cached"].all() and ran["test acc"].between(0, 1).all()
+
+
 def test_failures_gallery_filters_by_class(populated_world):
     at = open_page("pages/failures.py")
     assert len(at.image) > 0
@@ -57,6 +68,12 @@ def test_failures_embedding_map_job(populated_world):
     at.run()
     assert problems(at) == []
     assert at.get("plotly_chart"), "the map is drawn once its job is done"
+    from core.find.embedding import load_embedding_map
+
+    summary = next(s for s in _runs() if s["model"] == model)
+    points = load_embedding_map(summary)
+    assert points is not None and list(points.columns) == ["image_id", "x", "y"]
+    assert set(points["image_id"]) >= set(_failures(summary)), "every failure has a point on the map"
 
 
 def test_overlap_counts_match_the_failure_tables(populated_world):
@@ -69,6 +86,8 @@ def test_overlap_counts_match_the_failure_tables(populated_world):
     labels = [t.label for t in at.tabs]
     assert f"Both fail ({len(fa & fb):,})" in labels
     assert f"Only {md(a)} ({len(fa - fb):,})" in labels and f"Only {md(b)} ({len(fb - fa):,})" in labels
+    by_hand = len(fa & fb) / len(fa | fb)
+    assert f"IoU {by_hand:.3f}" in next(h.value for h in at.subheader if " × " in h.value)
 
 
 def test_backgrounds_add_value_is_versioned_and_escaped(populated_world):
@@ -100,7 +119,9 @@ def _runs():
 
 
 def _failures(summary):
-    t = pd.read_parquet(f"{summary['folder']}/failures.parquet", columns=["image_id", "correct"])
+    from core.find.runs import read_failure_table
+
+    t = read_failure_table(summary["folder"], ["image_id", "correct"])
     return t.loc[~t["correct"], "image_id"]
 
 
@@ -112,6 +133,28 @@ def test_backgrounds_shows_failure_modes_with_examples(assigned_world):
     cls = at.selectbox(key="bg-examples").value
     assert any(c.value.startswith(f"**{cls} · ") for c in at.caption), "the class's modes are captioned"
     assert len(at.image) > 0, "with example failures"
+    from core.describe.textualize import latest_failure_modes
+
+    summary = next(s for s in _runs() if s["model"] == at.selectbox(key="bg-model").value)
+    expected = latest_failure_modes(summary["folder"], "background", at.number_input(key="bg-k").value)
+    pd.testing.assert_frame_equal(
+        modes.reset_index(drop=True), expected.drop(columns=["example_ids"]), check_dtype=False
+    )
+
+
+def test_failures_show_the_values_clip_assigned(assigned_world):
+    from core.describe.textualize import failures_with_values, latest_assignments
+
+    at = open_page("pages/failures.py")
+    model = at.selectbox(key="failures-model").value
+    summary = next(s for s in _runs() if s["model"] == model)
+    assigned, _ = latest_assignments(summary["folder"], "background")
+    fails = failures_with_values(summary["folder"], "background")
+    seed = fails[fails["split"] == "seed"]
+    assert len(seed) == len(assigned) and seed["value"].notna().all()
+    assert fails.loc[fails["split"] == "heldout", "value"].isna().all(), "only debug_seed failures are assigned"
+    choices = at.multiselect(key="f-value").options
+    assert sorted(choices) == sorted(map(str, seed["value"].unique()))
 
 
 def test_generate_runs_the_renderer_and_deletes(assigned_world):

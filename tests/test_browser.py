@@ -50,6 +50,42 @@ def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
 
 
+def app_frame(page) -> dict:
+    """What makes the page part of the app rather than a bare script: grouped navigation, the shared sidebar's
+    dataset selector, the wide layout."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    return {
+        "sections": page.locator('[data-testid="stNavSectionHeader"]').all_inner_texts(),
+        "links": [t.strip() for t in page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()],
+        "dataset selector": sidebar.get_by_text("Dataset", exact=True).count(),
+        "wide": page.locator('[data-testid="stMainBlockContainer"]').first.bounding_box()["width"] > 1000,
+    }
+
+
+def test_deep_link_on_a_cold_server_renders_the_app(browser, populated_world):
+    # A server of its own: the deep link is the first request it ever gets, before app.py has run.
+    with serve_app(populated_world.cache, TINY) as url:
+        page = open_page(browser, url, "overlap")
+        page.get_by_role("heading", name="Overlap", exact=True).wait_for(timeout=120_000)
+        settle(page)
+        deep = app_frame(page)
+        no_exception(page)
+        shot(page, "0-deep-link-overlap-cold")
+        assert page.url.endswith("/overlap"), page.url
+        start = app_frame(open_page(browser, url))
+    assert deep == start, (deep, start)
+    assert deep["sections"] == ["Prepare", "Find", "Describe", "Fix"]
+    assert [link.split("\n")[-1] for link in deep["links"]] == [
+        "Setup",
+        "Failures",
+        "Overlap",
+        "Backgrounds",
+        "Generate",
+        "Results",
+    ]
+    assert deep["dataset selector"] == 1 and deep["wide"]
+
+
 def test_walk_the_offline_world_flow(browser, app_url, results_world):
     populated_world = results_world
     page = open_page(browser, app_url)

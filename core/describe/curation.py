@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import getpass
+import io
 import json
 import os
 import re
@@ -94,6 +95,15 @@ def _index(values: list[str], value: str) -> int:
         if case_key(v) == key:
             return i
     return -1
+
+
+def _read_text(path: str | os.PathLike, what: str) -> str:
+    """A file the user gave, as text (line endings kept for the CSV reader); says which file could not be read."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInputError(f"Could not read {path} as {what} ({e}).") from None
 
 
 def content_id(*parts: Any) -> str:
@@ -377,14 +387,22 @@ class CuratedLists:
 
     def export_csv(self, path: str | os.PathLike) -> Path:
         """``class_name,value`` rows; a class whose list is empty gets one row with an empty value."""
+        return store.atomic_write_bytes(Path(path), self.export_csv_bytes())
+
+    def export_csv_bytes(self) -> bytes:
+        """What ``export_csv`` writes, as UTF-8 bytes (for a download)."""
         lines = [CSV_HEADER]
         for class_name, values in self.as_dict().items():
             lines += [[class_name, v] for v in values] or [[class_name, ""]]
-        with store.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(lines)
-        return Path(path)
+        out = io.StringIO(newline="")
+        csv.writer(out).writerows(lines)
+        return out.getvalue().encode("utf-8")
 
     def export_json(self, path: str | os.PathLike) -> Path:
+        return store.atomic_write_bytes(Path(path), self.export_json_bytes())
+
+    def export_json_bytes(self) -> bytes:
+        """What ``export_json`` writes, as UTF-8 bytes (for a download)."""
         doc = {
             "schema": SCHEMA,
             "dataset": self.dataset,
@@ -392,38 +410,66 @@ class CuratedLists:
             "version_id": self.current_version_id(),
             "lists": self.as_dict(),
         }
-        return store.atomic_write_bytes(path, json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8"))
+        return json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+
+    def import_bytes(self, data: bytes, filename: str, who: str | None = None) -> dict[str, str]:
+        """An uploaded file's content: JSON when ``filename`` ends in .json, CSV otherwise."""
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidInputError(
+                f"{filename} is not UTF-8 text ({e}); save it as UTF-8 and import it again."
+            ) from None
+        name = Path(filename).name
+        if name.lower().endswith(".json"):
+            return self.import_json_text(text, name, who)
+        return self.import_csv_text(text, name, who)
 
     def import_csv(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
+        text = _read_text(path, "a UTF-8 CSV file")
+        return self.import_csv_text(text, Path(path).name, who, where=str(path))
+
+    def import_csv_text(
+        self, text: str, name: str = "lists.csv", who: str | None = None, *, where: str | None = None
+    ) -> dict[str, str]:
+        """``class_name,value`` rows (as ``export_csv`` writes them); ``name`` is recorded as the source."""
+        where = where or name
         try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise InvalidInputError(f"Could not read {path} as a UTF-8 CSV file ({e}).") from None
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as e:
+            raise InvalidInputError(f"Could not read {where} as a CSV file ({e}).") from None
         if not rows or [c.strip().lower() for c in rows[0]] != CSV_HEADER:
-            raise InvalidInputError(f"{path} must start with the header row 'class_name,value'.")
+            raise InvalidInputError(f"{where} must start with the header row 'class_name,value'.")
         lists: dict[str, list[str]] = {}
         for n, row in enumerate(rows[1:], start=2):
             if not any(c.strip() for c in row):
                 continue
             if len(row) != 2 or not row[0].strip():
-                raise InvalidInputError(f"{path} line {n}: expected 'class_name,value', got {row!r}.")
+                raise InvalidInputError(f"{where} line {n}: expected 'class_name,value', got {row!r}.")
             values = lists.setdefault(row[0], [])
             if row[1] != "":
-                values.append(self._clean_at(row[1], f"{path} line {n}"))
-        return self._import(lists, f"import:{Path(path).name}", who)
+                values.append(self._clean_at(row[1], f"{where} line {n}"))
+        return self._import(lists, f"import:{name}", who)
 
     def import_json(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
+        text = _read_text(path, "UTF-8 JSON")
+        return self.import_json_text(text, Path(path).name, who, where=str(path))
+
+    def import_json_text(
+        self, text: str, name: str = "lists.json", who: str | None = None, *, where: str | None = None
+    ) -> dict[str, str]:
+        """``{"lists": {class_name: [values, ...]}}`` (as ``export_json`` writes it) or the bare mapping."""
+        where = where or name
         try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InvalidInputError(f"Could not read {path} as UTF-8 JSON ({e}).") from None
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(f"Could not read {where} as JSON ({e}).") from None
         lists = doc.get("lists", doc) if isinstance(doc, dict) else None
         if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
-            raise InvalidInputError(f'{path} must hold {{"lists": {{class_name: [values, ...]}}}}.')
+            raise InvalidInputError(f'{where} must hold {{"lists": {{class_name: [values, ...]}}}}.')
         return self._import(
-            {c: [self._clean_at(v, f"{path} class {c!r}") for v in vals] for c, vals in lists.items()},
-            f"import:{Path(path).name}",
+            {c: [self._clean_at(v, f"{where} class {c!r}") for v in vals] for c, vals in lists.items()},
+            f"import:{name}",
             who,
         )
 

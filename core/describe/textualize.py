@@ -84,11 +84,9 @@ def assignments_for(
         "model": run.model,
     }
     path = run.folder / "assignments" / f"{store.make_key(prov)}.parquet"
-    if path.is_file():
-        try:
-            return pd.read_parquet(path), prov
-        except Exception:
-            pass  # corrupt: recompute
+    cached = read_assignments(path)
+    if cached is not None:
+        return cached, prov
     seed = failures(run.table, "seed")
     out = assign(
         seed,
@@ -126,3 +124,49 @@ def list_assignments(run_folder: str | Path, attribute: str) -> list[tuple[dict,
         if prov.get("attribute") == attribute and pq.is_file():
             found.append((prov, pq))
     return sorted(found, key=lambda pp: -pp[1].stat().st_mtime)
+
+
+def read_assignments(path: str | Path) -> pd.DataFrame | None:
+    """One cached assignment table (see ``assignments_for``), or None when it is missing or damaged."""
+    if not Path(path).is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception:  # damaged: the caller recomputes or reports no assignment
+        return None
+
+
+def latest_assignments(run_folder: str | Path, attribute: str) -> tuple[pd.DataFrame, dict] | None:
+    """The newest cached assignment of a finished run's debug_seed failures to ``attribute`` values, with its
+    provenance (list version, CLIP, prompt); None before the textualize step has run."""
+    for prov, path in list_assignments(run_folder, attribute):
+        table = read_assignments(path)
+        if table is not None:
+            return table, prov
+    return None
+
+
+def latest_failure_modes(run_folder: str | Path, attribute: str, k: int = 3) -> pd.DataFrame | None:
+    """The k most frequent assigned values per class of a finished run (core.describe.assign.failure_modes),
+    or None before assignment."""
+    from core.describe.assign import failure_modes
+
+    got = latest_assignments(run_folder, attribute)
+    return None if got is None else failure_modes(got[0], k=k)
+
+
+def with_values(table: pd.DataFrame, assigned: pd.DataFrame | None) -> pd.DataFrame:
+    """The failures of a run's table, with the assigned value and its probability where CLIP assigned one."""
+    fails = failures(table)
+    if assigned is None:
+        return fails
+    return fails.merge(assigned[["image_id", "value", "prob"]], on="image_id", how="left")
+
+
+def failures_with_values(run_folder: str | Path, attribute: str) -> pd.DataFrame:
+    """A finished run's failures with the ``attribute`` value CLIP assigned to each (debug_seed failures, once
+    the textualize step has run; NaN elsewhere)."""
+    from core.find.runs import read_failure_table
+
+    got = latest_assignments(run_folder, attribute)
+    return with_values(read_failure_table(run_folder), None if got is None else got[0])

@@ -1,6 +1,8 @@
 """One model's pass through the foundation pipeline: splits -> features -> linear head -> failures, all cached.
 
-``run_model`` is what the CLI, the app's jobs and the mitigation code call.
+``run_model`` is what the CLI, the app's jobs and the mitigation code call. Reading finished runs without computing
+anything (what the app renders) goes through ``list_runs`` / ``latest_runs`` and ``read_failure_table``, the one
+reader of a run's failure table.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pandas as pd
 from core import store
 from core.config import HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
+from core.errors import MissingResourceError
 from core.find.failures import failure_table, per_class_counts
 from core.find.features import extract_features, feature_key
 from core.find.heads import LinearHead, train_head
@@ -144,11 +147,41 @@ def _load(folder: Path, model: str, family: str) -> ModelRun | None:
         return None
     try:
         head = LinearHead.load(folder / "head.safetensors")
-        table = pd.read_parquet(folder / "failures.parquet")
+        table = read_failure_table(folder)
     except Exception:  # a corrupt or partial run is recomputed
         return None
-    table["top5"] = table["top5"].map(lambda v: list(map(int, v)))
     return ModelRun(model, family, folder, head, table, summary)
+
+
+def read_failure_table(folder: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A finished run's failure table (see core.find.failures.failure_table), or only ``columns`` of it.
+
+    Top-5 predictions are int columns top1..top5; runs saved before that held them as one list column ``top5``,
+    which is unpacked here, so every reader sees one schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / "failures.parquet"
+    try:
+        names = pq.read_schema(path).names
+        legacy = "top5" in names and "top1" not in names
+        wanted = columns
+        if legacy and columns is not None and any(c.startswith("top") for c in columns):
+            wanted = [c for c in columns if not c.startswith("top")] + ["top5"]
+        tbl = pq.read_table(path, columns=wanted)
+    except (OSError, pa.ArrowException) as e:
+        raise MissingResourceError(
+            f"The failure table of the run in {folder} cannot be read ({e}); run the model again to recompute it."
+        ) from None
+    if not legacy or "top5" not in tbl.column_names:
+        return tbl.to_pandas()
+    col = tbl.column("top5").combine_chunks()
+    top = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1) if len(col) else np.zeros((0, 5))
+    df = tbl.drop_columns(["top5"]).to_pandas()
+    for j in range(top.shape[1]):
+        if columns is None or f"top{j + 1}" in columns:
+            df[f"top{j + 1}"] = top[:, j].astype(np.int32)
+    return df
 
 
 def list_runs(dataset: ImageDataset) -> list[dict]:
@@ -162,5 +195,9 @@ def list_runs(dataset: ImageDataset) -> list[dict]:
     return sorted(out, key=lambda s: -s["mtime"])
 
 
-def failure_ids(runs: list[ModelRun]) -> dict[str, np.ndarray]:
-    return {r.model: r.failures["image_id"].to_numpy() for r in runs}
+def latest_runs(dataset: ImageDataset) -> dict[str, dict]:
+    """The newest finished run per model: model -> run summary (with its ``folder`` and ``mtime``)."""
+    out: dict[str, dict] = {}
+    for s in list_runs(dataset):  # newest first
+        out.setdefault(s["model"], s)
+    return out

@@ -368,6 +368,11 @@ def list_results(dataset_key: str) -> dict[str, tuple[Path, dict]]:
     return {w: (pq, meta) for w, (_, pq, meta) in found.items()}
 
 
+def read_results(path: str | Path) -> pd.DataFrame:
+    """One saved results table (a path ``list_results`` gave)."""
+    return pd.read_parquet(path)
+
+
 __all__ = [
     "check_config",
     "set_name",
@@ -379,6 +384,7 @@ __all__ = [
     "relative_to_individual",
     "save_results",
     "list_results",
+    "read_results",
     "evaluate",
     "evaluation",
     "Evaluation",

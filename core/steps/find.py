@@ -143,11 +143,10 @@ def overlap(
     should_stop: StopFn | None = None,
 ) -> Overlap:
     """Intersection-over-union of the models' debug failure sets (paper §5.1)."""
-    from core.find.failures import iou_matrix  # moves to core.find.overlap.iou_matrix (same signature)
-    from core.find.runs import failure_ids
+    from core.find.overlap import overlap_of_runs
 
     runs = run_models(dataset, models, split, head, progress=progress, should_stop=should_stop).runs
-    return Overlap(*iou_matrix(failure_ids(list(runs.values()))))
+    return Overlap(*overlap_of_runs({name: run.folder for name, run in runs.items()}))
 
 
 def embedding_map(
