@@ -398,7 +398,7 @@ def cmd_sweep(a):
     ds = open_ds(a)
     models = model_list(a, ds)
     exp = _experiment(a, ds)
-    values = [int(v) if a.over == "k" else v for v in a.values] if a.values else None
+    values = a.values or None  # core checks them (k must be whole: 2.7 is refused, not truncated)
     df = pd.concat([sweep(exp, m, a.over, values) for m in models], ignore_index=True)
     _report(df, f"sweep-{a.over}", exp, a, models=models, over=a.over)
 

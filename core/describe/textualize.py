@@ -7,7 +7,7 @@ instead of recomputing; the list versions they used are recorded in every result
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +54,7 @@ class Textualization:
     assignments: pd.DataFrame  # one row per debug_seed failure: value, prob, margin, probs
     modes: pd.DataFrame  # k most frequent values per class
     provenance: dict  # list versions, CLIP key, prompt
+    warnings: list[str] = field(default_factory=list)  # e.g. classes whose curated list is empty
 
 
 def assignments_for(
@@ -109,9 +110,12 @@ def assignments_for(
 
 def textualize(dataset: ImageDataset, run: ModelRun, k: int = 3, **kw) -> Textualization:
     from core.describe.assign import failure_modes
+    from core.describe.curation import CuratedLists, empty_list_warning
 
     assignments, prov = assignments_for(dataset, run, **kw)
-    return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k))
+    lists = CuratedLists(dataset, kw.get("attribute", "background")).as_dict()
+    warning = empty_list_warning(lists, dataset.classes)
+    return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k), [warning] if warning else [])
 
 
 def list_assignments(run_folder: str | Path, attribute: str) -> list[tuple[dict, Path]]:

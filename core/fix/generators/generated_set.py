@@ -23,7 +23,7 @@ from filelock import Timeout
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from core import store
+from core import store, validate
 from core.datasets.base import ImageDataset
 from core.errors import BackdropError, InvalidInputError
 from core.fix.generators.base import Generator, GenSpec
@@ -250,8 +250,7 @@ def generate_set(
     requests = list(requests)
     root = set_dir(set_name)
     batch_size = batch_size if batch_size is not None else generator.max_batch_size
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise InvalidInputError(f"Batch size must be a positive whole number; got {batch_size!r}.")
+    batch_size = validate.whole("Batch size", batch_size, 1, validate.MAX_BATCH)
     root.mkdir(parents=True, exist_ok=True)
     try:
         run_lock = store.lock(root / "generating", timeout=0).acquire()
