@@ -395,7 +395,9 @@ class LLMProposer(Proposer):
                     self._json_mode = False  # the server has no JSON mode; the parser copes with prose
                     continue
                 error = self._translate(e)
-            except openai.OpenAIError as e:
+            except LLMError:
+                raise
+            except Exception as e:  # OpenAIError, and what the library lets through (a non-JSON body, say)
                 error = self._translate(e)
             break
         # Raised here, outside the except blocks, so no library exception (holding request headers) is chained.
