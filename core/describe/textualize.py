@@ -33,9 +33,11 @@ def ensure_lists(
     proposer: str | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    proposer_options: dict | None = None,
 ):
     """Curated lists for every class; classes without one are proposed (LLM if a key is set, else offline)
-    and deduplicated. Lists a user edited are never touched."""
+    and deduplicated. Lists a user edited are never touched. ``proposer_options`` go to the proposer
+    (e.g. ``{"base_url": ..., "model": ...}`` for the LLM)."""
     from core.describe.curation import CuratedLists
     from core.describe.proposals import choose_proposer, dedupe_proposals, propose
 
@@ -44,6 +46,7 @@ def ensure_lists(
     if missing:
         proposer = proposer or choose_proposer()
         kw = {"vocab": "world"} if proposer == "offline" and is_offline_world(dataset) else {}
+        kw.update(proposer_options or {})
         props = propose(attribute, missing, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
         lists.seed_from_proposals(props, dedupe_proposals(props))
     return lists
