@@ -108,13 +108,19 @@ def propose_values(
     proposer: str = "offline",
     top_n: int = 10,
     vocab: str = "builtin",
+    base_url: str | None = None,
+    model: str | None = None,
 ):
-    """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited."""
+    """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited.
+    ``base_url`` and ``model`` choose the LLM's server and model (default: OpenAI, LLMConfig.model)."""
     from core.describe.curation import CuratedLists
     from core.describe.proposals import dedupe_proposals, propose
 
     ds = open_dataset(dataset)
-    kw = {"top_n": top_n, "vocab": vocab} if proposer == "offline" else {}
+    if proposer == "offline":
+        kw = {"top_n": top_n, "vocab": vocab}
+    else:
+        kw = {k: v for k, v in (("base_url", base_url), ("model", model)) if v}
     props = propose(attribute, ds.classes, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
     report = CuratedLists(ds, attribute).seed_from_proposals(props, dedupe_proposals(props))
     notice = next((p.notice for p in props.values() if p.notice), None)

@@ -118,3 +118,14 @@ def test_propose_uses_base_url_and_model(server, folder, monkeypatch, capsys):
     assert [r["body"]["model"] for r in server.requests] == ["local-model", "local-model"]
     out = capsys.readouterr()
     assert "cat: roof" in out.out and KEY not in out.out + out.err  # "on a roof", deduped for display
+
+
+def test_app_propose_job_takes_base_url_and_model(server, folder, monkeypatch):
+    from core.job_kinds import propose_values
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server.script = [ok('["sofa", "x' + "y" * 200 + '"]')]
+    spec = {"name": "imagefolder", "root": folder[-1]}
+    out = propose_values(lambda *a: None, None, spec, proposer="llm", base_url=server.base_url, model="local-model")
+    assert {r["body"]["model"] for r in server.requests} == {"local-model"}
+    assert out["classes"] == {"cat": "created", "dog": "created"} and "201 characters" in out["notice"]
