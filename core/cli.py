@@ -269,7 +269,16 @@ def cmd_propose(a):
     from core.describe.curation import CuratedLists
 
     ds = open_ds(a)
-    done = steps.propose(ds, a.attribute, proposer=a.proposer, progress=TqdmProgress("proposing"))
+    options = {k: v for k, v in (("base_url", a.base_url), ("model", a.model)) if v}
+    if options and a.proposer == "offline":
+        raise BackdropError("--base-url and --model choose the LLM; drop them or use --proposer llm.")
+    done = steps.propose(
+        ds,
+        a.attribute,
+        proposer="llm" if options else a.proposer,
+        options=options or None,
+        progress=TqdmProgress("proposing"),
+    )
     if done.notice:
         print(done.notice)
     lists = CuratedLists(ds, a.attribute)
@@ -281,6 +290,8 @@ def cmd_propose(a):
 def _propose_parser(p):
     attribute_arg(p)
     p.add_argument("--proposer", choices=["llm", "offline"], help="default: llm when a key is set, else offline")
+    p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (default: OpenAI)")
+    p.add_argument("--model", help="chat model for the LLM proposer (default: gpt-4o-mini)")
 
 
 def attribute_arg(p) -> None:
@@ -289,28 +300,48 @@ def attribute_arg(p) -> None:
 
 @command("lists", "show, export or import the curated value lists (every edit is a new version)")
 def cmd_lists(a):
-    from core.describe.curation import CuratedLists
+    from core.describe.curation import CuratedLists, empty_list_warning
 
     ds = open_ds(a)
     lists = CuratedLists(ds, a.attribute)
-    if a.export:
+    if a.dry_run and not a.import_file:
+        raise BackdropError("--dry-run previews an import; use it with --import FILE.")
+    if a.restore is not None:
+        if not a.class_name:
+            raise BackdropError("--restore needs --class NAME (versions are per class; see `lists --history`).")
+        cl = lists.restore(a.class_name, a.restore)
+        print(f"{a.class_name}: v{a.restore} restored as v{cl.version}: {', '.join(cl.values) or '(empty)'}")
+    elif a.history:
+        for c in [a.class_name] if a.class_name else lists.classes():
+            for v in lists.versions(c):
+                print(f"{c} v{v.version} {v.when} {v.who} {v.action}: {', '.join(v.values) or '(empty)'}")
+    elif a.export:
         path = lists.export_json(a.export) if a.export.endswith(".json") else lists.export_csv(a.export)
         print(f"exported to {path}")
     elif a.import_file:
         fn = lists.import_json if a.import_file.endswith(".json") else lists.import_csv
-        for c, status in fn(a.import_file).items():
+        for c, status in fn(a.import_file, dry_run=a.dry_run).items():
             print(f"{c}: {status}")
+        if a.dry_run:
+            print("dry run: nothing was changed")
     else:
         for c in lists.classes():
             cl = lists.get(c)
             print(f"{c} (v{cl.version}, {cl.source}): {', '.join(cl.values)}")
         print(f"list version id: {lists.current_version_id()}")
+    warning = empty_list_warning(lists.as_dict(), [c for c in ds.classes if lists.get(c) is not None])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _lists_parser(p):
     attribute_arg(p)
     p.add_argument("--export", metavar="FILE", help="write all lists to FILE (.csv or .json)")
     p.add_argument("--import", dest="import_file", metavar="FILE", help="read lists from FILE (.csv or .json)")
+    p.add_argument("--dry-run", action="store_true", help="with --import: show what would change, write nothing")
+    p.add_argument("--restore", type=int, metavar="VERSION", help="make VERSION of --class's list current again")
+    p.add_argument("--class", dest="class_name", metavar="NAME", help="the class for --restore / --history")
+    p.add_argument("--history", action="store_true", help="list every version (of --class, or of all classes)")
 
 
 @command("modes", "CLIP names each debug_seed failure's value; print the k failure modes per class")
@@ -318,12 +349,18 @@ def cmd_modes(a):
     text = steps.textualize(
         open_ds(a), a.model, a.attribute, a.k, split_cfg(a), head_cfg(a), progress=TqdmProgress("assigning")
     )
+    for warning in text.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(table(text.modes[["class_name", "rank", "value", "count", "share"]]))
     if text.accuracy:
         sc = text.accuracy
         print(
             f"\nassignment accuracy against ground truth: {sc['accuracy']:.3f} (chance {sc['chance']:.3f}, n={sc['n']})"
         )
+    if text.discovery:
+        from core.describe.discovery import describe
+
+        print(describe(text.discovery, a.k))
     write_csv(text.assignments, a.csv, "assignments")
 
 
@@ -457,8 +494,15 @@ PARSERS = {
 NO_DATASET = {"datasets", "models"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit status 2) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
+    ap = _Parser(prog="python -m core", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     for name, (fn, help) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)
@@ -469,12 +513,53 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_args(a) -> None:
+    """Build the configs a command will use from its arguments, so a bad size, count or seed is refused (by the
+    checks in core) before any dataset is opened or work starts."""
+    from core import validate
+    from core.config import DebugConfig, SplitConfig
+
+    if getattr(a, "seed", None) is not None:
+        validate.seed("Dataset seed (--seed)", a.seed)
+    if hasattr(a, "per_class"):
+        SplitConfig(head_train_per_class=a.per_class, seed=a.split_seed)
+    if hasattr(a, "images_per_mode"):
+        DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed)
+    elif getattr(a, "k", None) is not None:
+        validate.whole("k (failure modes per class)", a.k, 1, validate.MAX_K_MODES)
+    if getattr(a, "steps", None) is not None:
+        validate.whole("Diffusion steps (--steps)", a.steps, 1, validate.MAX_STEPS)
+    if getattr(a, "values", None):
+        if a.over == "k":
+            validate.wholes("k (failure modes per class)", a.values, 1, validate.MAX_K_MODES)
+        else:
+            for v in a.values:
+                validate.number("λ", v, 0.0, 1.0)
+    if getattr(a, "restore", None) is not None:
+        validate.whole("List version (--restore)", a.restore, 1)
+
+
+def _close_bars() -> None:
+    """End any progress bar's line, so an error message starts on its own line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         args.fn(args)
-    except BackdropError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (BackdropError, ValueError) as e:  # BackdropError: said for users; ValueError: from bad input
+        _close_bars()
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unwritable or missing paths the user named
+        _close_bars()
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where}: {e.strerror or e}. Check the path and its permissions.", file=sys.stderr)
         return 2
     return 0
 

@@ -1,13 +1,22 @@
-"""Typed defaults for every step; numbers marked (paper) come from the paper's Table 4 and section 5."""
+"""Typed defaults for every step; numbers marked (paper) come from the paper's Table 4 and section 5.
+
+Each config checks its values when built (bounds in :mod:`core.validate`), so the CLI, the app and the API refuse
+a bad size, count or seed the same way before any work starts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from core import validate
 from core.errors import InvalidInputError
 
 DEFAULT_ATTRIBUTE = "background"  # the attribute a failure is described by (paper: backgrounds; also colour)
+
+
+def _set(cfg, name: str, value) -> None:
+    object.__setattr__(cfg, name, value)  # frozen dataclasses: store the checked (int-converted) value
 
 
 @dataclass(frozen=True)
@@ -15,6 +24,15 @@ class SplitConfig:
     head_train_per_class: int = 30  # images per class the linear head trains on (paper)
     debug_fraction: float = 0.6  # share of the evaluation pool that is the debug set (ImageNet 30k/50k, paper)
     seed: int = 0  # one seed fixes every split
+
+    def __post_init__(self) -> None:
+        _set(
+            self,
+            "head_train_per_class",
+            validate.whole("Images per class", self.head_train_per_class, 1, validate.MAX_PER_CLASS),
+        )
+        _set(self, "debug_fraction", validate.number("Debug fraction", self.debug_fraction, 0.0, 1.0))
+        _set(self, "seed", validate.seed("Split seed", self.seed))
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,13 @@ class HeadConfig:
     max_iter: int = 500  # "batched": L-BFGS steps at most
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _set(self, "lr", validate.number("Learning rate", self.lr, 0.0, 1e3))
+        _set(self, "epochs", validate.whole("Epochs", self.epochs, 1, validate.MAX_EPOCHS))
+        _set(self, "momentum", validate.number("Momentum", self.momentum, 0.0, 1.0))
+        _set(self, "weight_decay", validate.number("Weight decay", self.weight_decay, 0.0, 1e3))
+        _set(self, "seed", validate.seed("Head seed", self.seed))
+
 
 @dataclass(frozen=True)
 class DebugConfig:
@@ -37,6 +62,13 @@ class DebugConfig:
     prompt_template: str = "A photo of {class_name} {value}"  # (paper)
     random_template: str = "A photo of {class_name}"  # Random_debugging baseline (paper)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _set(self, "k_modes", validate.whole("k (failure modes per class)", self.k_modes, 1, validate.MAX_K_MODES))
+        n = validate.whole("Images per failure mode", self.images_per_mode, 1, validate.MAX_IMAGES_PER_MODE)
+        _set(self, "images_per_mode", n)
+        _set(self, "lam", validate.number("λ", self.lam, 0.0, 1.0))
+        _set(self, "seed", validate.seed("Generation seed", self.seed))
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,15 @@ def propose_values(
     proposer: str | None = None,
     top_n: int | None = None,
     vocab: str | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
 ):
-    """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited."""
+    """Proposals for every class (LLM or offline vocabulary), deduplicated, seeded into lists nobody has edited.
+    ``base_url`` and ``model`` choose the LLM's server and model (default: OpenAI, LLMConfig.model)."""
     return core_steps.propose(
         dataset,
         proposer=proposer,
-        options=_given(top_n=top_n, vocab=vocab),
+        options=_given(top_n=top_n, vocab=vocab, base_url=base_url, model=model),
         progress=progress,
         should_stop=should_stop,
         **_given(attribute=attribute),

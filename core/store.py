@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,9 @@ import numpy as np
 from filelock import FileLock
 
 SCHEMA_VERSION = 1
+# Temp files of atomic writes: ".<name>.<random>.tmp" or ".<stem>.<random>.tmp<suffix>" (libraries such as
+# numpy need the real suffix). Anything matching is an unfinished write, never a finished artifact.
+_TEMP_FILE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]{1,12})?$")
 
 
 def cache_root() -> Path:
@@ -73,13 +78,35 @@ def atomic_path(p: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path to write with any library; it replaces ``p`` only if the block succeeds."""
     p = Path(p)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix or ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}")
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, p)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def is_temp_file(p: str | Path) -> bool:
+    return bool(_TEMP_FILE.match(Path(p).name))
+
+
+def remove_orphan_temps(folder: str | Path, min_age: float = 0.0) -> int:
+    """Delete temp files left under ``folder`` by writes that were killed (SIGKILL, power loss) before their
+    rename; returns how many. Call it while holding the lock of the step that writes there (or with a
+    ``min_age`` in seconds longer than any write takes), so no write in progress loses its temp file."""
+    folder, n = Path(folder), 0
+    if not folder.is_dir():
+        return 0
+    now = time.time()
+    for p in folder.rglob(".*.tmp*"):
+        try:
+            if is_temp_file(p) and p.is_file() and now - p.stat().st_mtime >= min_age:
+                p.unlink()
+                n += 1
+        except FileNotFoundError:  # finished (renamed) or removed meanwhile
+            continue
+    return n
 
 
 def save_json(p: str | Path, obj: Any) -> Path:

@@ -6,10 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from core.describe.curation import CuratedLists
+from core import validate
+from core.describe.curation import (
+    CuratedLists,
+    csv_cell,
+    csv_uncell,
+    empty_list_warning,
+    lists_to_csv,
+    parse_lists_csv,
+)
 from core.describe.proposals import Merge, Proposal
 from core.describe.proposals.dedupe import DedupeResult
+from core.describe.proposals.text import case_key, sanitize_value, unique_values
 from core.errors import InvalidInputError
 
 
@@ -260,3 +271,135 @@ def test_empty_inputs(lists):
     assert lists.classes() == [] and lists.as_dict() == {} and lists.merges("cat") == []
     with pytest.raises(InvalidInputError):
         CuratedLists("", "background")
+
+
+# -- issue 11: strict CSV, BOM, limits, formula cells, dry run, empty lists, one normaliser ---------------------
+
+CLASSES = ["zero", "one", "two", "sea lion", "-1", "=cls"]
+
+
+@pytest.fixture
+def known(fresh_cache):
+    return CuratedLists("scenes", "background", who="tester", classes=CLASSES)
+
+
+def _csv(tmp_path, text, encoding="utf-8"):
+    path = tmp_path / "in.csv"
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_unclosed_quote_is_a_line_numbered_error(known, tmp_path):
+    path = _csv(tmp_path, 'class_name,value\nzero,"unclosed quote, ice\nzero,desert\n')
+    with pytest.raises(InvalidInputError, match="line 2.*never closed"):
+        known.import_csv(path)
+    path = _csv(tmp_path, 'class_name,value\nzero,"unclosed quote, ice\nzero,desert"\none,snow\n')
+    with pytest.raises(InvalidInputError, match="line 2: a quoted cell runs on to line 3"):
+        known.import_csv(path)
+    assert known.classes() == []
+
+
+def test_unknown_classes_name_the_closest(known, tmp_path):
+    path = _csv(tmp_path, "class_name,value\nnot-a-class,x\nZERO,y\nsea lions,z\n")
+    with pytest.raises(InvalidInputError) as e:
+        known.import_csv(path)
+    msg = str(e.value)
+    assert "line 2: unknown class 'not-a-class'" in msg and "line 3: unknown class 'ZERO' (closest: 'zero')" in msg
+    assert "line 4: unknown class 'sea lions' (closest: 'sea lion')" in msg and "Nothing was imported" in msg
+    assert known.classes() == []
+
+
+def test_bom_is_accepted(known, tmp_path):
+    path = _csv(tmp_path, "class_name,value\r\nzero,desert\r\n", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert known.import_csv(path) == {"zero": "created"} and known.get("zero").values == ["desert"]
+
+
+def test_huge_file_is_refused_with_the_limit_quickly(known, tmp_path):
+    import time
+
+    rows = "".join(f"{CLASSES[i % 3]},value {i}\n" for i in range(118_000))
+    path = _csv(tmp_path, "class_name,value\n" + rows)
+    start = time.monotonic()
+    with pytest.raises(InvalidInputError, match=f"more than {validate.MAX_VALUES_PER_CLASS} values"):
+        known.import_csv(path)
+    assert time.monotonic() - start < 10 and known.classes() == []
+
+
+def test_formula_cells_are_neutralised_on_export_and_restored_on_import(known, tmp_path):
+    evil = ["=cmd|' /C calc'!A0", "+1", "-2 degrees", "@SUM(A1)", "'=already quoted", "plain"]
+    known.replace("zero", evil)
+    known.replace("=cls", ["x"])
+    out = known.export_csv(tmp_path / "out.csv")
+    import csv as _csv_mod
+
+    cells = [c for row in _csv_mod.reader(out.open(encoding="utf-8")) for c in row]
+    assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
+    assert "'=cmd|' /C calc'!A0" in cells and "''=already quoted" in cells and "'=cls" in cells
+    again = CuratedLists("scenes", "background", classes=CLASSES)
+    assert again.import_csv(out) == {"=cls": "unchanged", "zero": "unchanged"}
+    assert again.get("zero").values == known.get("zero").values
+
+
+def test_dry_run_previews_without_writing(known, tmp_path):
+    known.replace("zero", ["desert", "snow"])
+    path = _csv(tmp_path, "class_name,value\nzero,desert\nzero,ice\none,sky\ntwo,\n")
+    preview = known.import_csv(path, dry_run=True)
+    assert preview == {
+        "zero": "would be updated (+'ice', -'snow')",
+        "one": "would be created with 1 value(s)",
+        "two": "would be created with 0 value(s) (an empty list)",
+    }
+    assert known.classes() == ["zero"] and len(known.versions("zero")) == 1
+    json_path = tmp_path / "in.json"
+    json_path.write_text('{"lists": {"zero": ["desert", "snow"]}}', encoding="utf-8")
+    assert known.import_json(json_path, dry_run=True) == {"zero": "unchanged"}
+    json_path.write_text('{"lists": {"ZERO": ["x"]}}', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="closest: 'zero'"):
+        known.import_json(json_path)
+
+
+def test_empty_list_is_a_clear_warning(known, tmp_path):
+    known.replace("zero", ["desert"])
+    known.import_csv(_csv(tmp_path, "class_name,value\nzero,\n"))
+    assert known.get("zero").values == []
+    warning = empty_list_warning(known.as_dict(), CLASSES[:3])
+    assert "3 class(es) have an empty value list: 'zero', 'one', 'two'" in warning and "no failure modes" in warning
+    assert empty_list_warning({"zero": ["a"]}, ["zero"]) is None
+
+
+def test_restore_an_earlier_version_after_an_import(known, tmp_path):
+    known.replace("zero", ["desert", "snow"])
+    known.import_csv(_csv(tmp_path, "class_name,value\nzero,\n"))
+    assert known.restore("zero", 1).values == ["desert", "snow"]
+    assert [v.action for v in known.versions("zero")] == ["edit", "import", "restore"]
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_text, max_size=20))
+def test_normaliser_properties(values):
+    out = unique_values(values, skip_empty=True)
+    assert unique_values(out) == out  # idempotent
+    assert len({case_key(v) for v in out}) == len(out)  # no duplicates by case or spacing
+    assert all(v and v == sanitize_value(v) and "\n" not in v and len(v) <= 100 for v in out)
+    assert [case_key(v) for v in out] == list(
+        dict.fromkeys(case_key(sanitize_value(v)) for v in values if sanitize_value(v))
+    )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(CLASSES), st.lists(_text, max_size=8), max_size=len(CLASSES)))
+def test_csv_export_import_round_trip(lists):
+    lists = {c: unique_values(vals, skip_empty=True) for c, vals in lists.items()}
+    text = lists_to_csv(lists)
+    assert parse_lists_csv(text, "t.csv", CLASSES) == lists
+    assert all(not c.startswith(("=", "+", "-", "@")) for line in text.splitlines()[1:] for c in line.split(",")[:1])
+
+
+@given(_text)
+def test_csv_cell_round_trip(text):
+    assert csv_uncell(csv_cell(text)) == text
+    assert not csv_cell(text).startswith(("=", "+", "-", "@", "\t", "\r"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,15 +62,25 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload, headers, delay = step
         if delay:
             srv.release.wait(delay)
-        data = json.dumps(payload).encode()
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers = dict(headers)
+        drip = headers.pop("x-drip", None)  # seconds between single bytes of the body
+        length = headers.pop("x-length", None)  # a Content-Length that differs from the body (truncation)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(length if length is not None else len(data)))
             for k, v in headers.items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            if drip is None:
+                self.wfile.write(data)
+                return
+            for i in range(len(data)):
+                if srv.release.wait(float(drip)):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -293,9 +304,9 @@ def test_cancel_keeps_finished_classes(server):
             ["camel", "goldfish"],
             proposer=llm(server),
             progress=lambda d, t, m: calls.append((d, t)),
-            should_stop=lambda: bool(calls),
+            should_stop=lambda: (1, 2) in calls,
         )
-    assert calls == [(1, 2)] and len(server.requests) == 1
+    assert calls == [(0, 2), (1, 2)] and len(server.requests) == 1  # "asking about camel", then camel done
     propose(BACKGROUND, ["camel"], proposer=llm(server))
     assert len(server.requests) == 1
 
@@ -316,3 +327,115 @@ def test_endpoint_shown_without_credentials_and_config_checks(server):
         LLMProposer(LLMConfig(timeout=0), api_key=KEY)
     with pytest.raises(InvalidInputError, match="constructor"):
         propose(BACKGROUND, ["camel"], proposer=llm(server), model="x")
+
+
+# -- issue 11: secrets, deadlines, endpoints, long items ---------------------------------------------------------
+
+
+def cache_files_holding(secret: str) -> list[str]:
+    """Every file under the cache whose bytes contain ``secret`` (binary files included)."""
+    root = store.cache_root()
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def _echo_everywhere(handler, body):
+    """An endpoint echoing the key (as sent) in every value, next to one clean value."""
+    key = handler.headers["Authorization"].removeprefix("Bearer ")
+    values = [f"key is {key}", "on ice", key, f"Bearer {key}", f"{key[:14]}…"]
+    return (200, chat(json.dumps({"values": values})), {}, 0.0)
+
+
+def test_echoed_key_never_reaches_values_cache_lists_or_output(server, capsys):
+    from core.describe.curation import CuratedLists
+
+    server.script = [_echo_everywhere]
+    props = propose(BACKGROUND, ["zero", "one"], proposer=llm(server))
+    p = props["zero"]
+    assert p.values == ["on ice"]  # every value that held the key was rejected
+    assert len(p.rejected) == 4 and all("key" in r for r in p.rejected)
+    assert p.notice and "4 item(s)" in p.notice
+    CuratedLists("ds", "background").seed_from_proposals(props)
+    print(props, [q.to_dict() for q in props.values()])
+    out = capsys.readouterr()
+    for secret in (KEY, KEY[8:22]):
+        assert secret not in out.out + out.err
+        assert cache_files_holding(secret) == []
+    assert CuratedLists("ds", "background").get("zero").values == ["on ice"]
+
+
+def test_key_in_prose_or_all_rejected_answer_is_redacted_in_errors(server):
+    server.script = [ok(f"I'm sorry. Your key {KEY} was received.")]
+    with pytest.raises(LLMRefusalError) as e:
+        propose(BACKGROUND, ["zero"], proposer=llm(server))
+    assert KEY not in str(e.value) and "***" in str(e.value)
+    server.script = [ok(json.dumps([KEY, f"Bearer {KEY}"]))]
+    with pytest.raises(LLMOutputError) as e:
+        propose(BACKGROUND, ["one"], proposer=llm(server))
+    assert KEY not in str(e.value) and KEY[8:22] not in str(e.value) and "key" in str(e.value)
+    assert cache_files_holding(KEY) == []
+
+
+def test_key_like_tokens_of_other_keys_are_rejected_too(server):
+    other = "sk-proj-abcdefghijklmnopqrstuvwx"
+    server.script = [ok(json.dumps(["desert", f"token {other}", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"]))]
+    p = propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"]
+    assert p.values == ["desert"] and len(p.rejected) == 2
+    assert other not in json.dumps(p.to_dict()) and "eyJhbGciOiJIUzI1NiJ9" not in json.dumps(p.to_dict())
+
+
+def test_dripping_endpoint_hits_the_overall_deadline(server):
+    # One byte every 0.3 s keeps every socket read alive (timeout 1 s); only an overall deadline ends it.
+    server.script = [(200, chat('["Desert"]'), {"x-drip": "0.3"}, 0.0)]
+    start = time.monotonic()
+    with pytest.raises(LLMTimeoutError) as e:
+        propose(BACKGROUND, ["camel"], proposer=llm(server, timeout=1.0, deadline=1.5))
+    assert time.monotonic() - start < 4.0
+    assert "1.5 s" in str(e.value) and "127.0.0.1" in str(e.value)
+
+
+def test_run_deadline_keeps_finished_classes(server):
+    server.script = [(200, chat('["Desert"]'), {}, 0.8)]
+    with pytest.raises(LLMTimeoutError) as e:
+        propose(BACKGROUND, ["camel", "cow", "goat"], proposer=llm(server, run_deadline=1.2))
+    assert "run_deadline" in str(e.value) and set(e.value.partial) == {"camel"}
+
+
+def test_progress_names_the_waiting_class(server):
+    server.script = [(200, chat('["Desert"]'), {}, 1.6)]
+    seen = []
+    propose(BACKGROUND, ["camel"], proposer=llm(server), progress=lambda d, t, m: seen.append(m))
+    assert any("'camel'" in m and "waiting 1 s" in m for m in seen)
+
+
+def test_errors_name_the_endpoint_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    server.script = [(503, {"error": {"message": "down"}}, {}, 0.0)]
+    with pytest.raises(LLMError) as e:
+        propose(BACKGROUND, ["camel"], proposer=LLMProposer(LLMConfig(model="m", max_retries=0), api_key=KEY))
+    assert "127.0.0.1" in str(e.value) and "api.openai.com" not in str(e.value)
+
+
+def test_cache_is_keyed_by_the_endpoint_actually_used(server, monkeypatch):
+    server.script = [ok('["Desert"]')]
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    propose(BACKGROUND, ["camel"], proposer=LLMProposer(LLMConfig(model="m", max_retries=0), api_key=KEY))
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url.replace("127.0.0.1", "localhost"))
+    propose(BACKGROUND, ["camel"], proposer=LLMProposer(LLMConfig(model="m", max_retries=0), api_key=KEY))
+    assert len(server.requests) == 2  # another server is asked, not answered from the first one's cache
+
+
+def test_ten_thousand_character_item_is_reported(server):
+    server.script = [ok(json.dumps(["Desert", "x" * 10_000]))]
+    p = propose(BACKGROUND, ["camel"], proposer=llm(server))["camel"]
+    assert p.values == ["Desert"]
+    assert p.notice and "10000 characters" in p.notice and "limit is 60" in p.notice
+    assert len(p.notice) < 400  # reported, not pasted whole
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(deadline=0), dict(timeout=-1), dict(run_deadline=1e9), dict(max_retries=2.5), dict(n_values=10**6)],
+)
+def test_llm_settings_are_bounded(bad):
+    with pytest.raises(InvalidInputError):
+        LLMProposer(LLMConfig(**bad), api_key=KEY)

@@ -78,5 +78,5 @@ def test_absent_class_and_empty_split_are_clear():
         make_splits(ColourDataset(n_per_class=1), SplitConfig(head_train_per_class=1, debug_fraction=0.6))
     with pytest.raises(InvalidInputError, match="debug_fraction"):
         make_splits(ColourDataset(n_per_class=6), SplitConfig(head_train_per_class=2, debug_fraction=1.0))
-    with pytest.raises(InvalidInputError, match="at least 1"):
+    with pytest.raises(InvalidInputError, match="between 1 and"):
         make_splits(ColourDataset(n_per_class=6), SplitConfig(head_train_per_class=0))

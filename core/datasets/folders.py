@@ -4,7 +4,10 @@ Layout: ``root/train/<class>/…`` and ``root/val/<class>/…``; for ``imagefold
 also works and is split into train/val per class by a seeded hash of each file's relative path (the
 val_fraction of files with the smallest hashes, at least one per class). Every file is checked cheaply once
 when indexing (PIL ``verify`` plus a JPEG end-marker check for truncation); corrupt, truncated and non-image
-files are skipped, listed in ``skipped`` and warned about, never fatal. The index is cached under
+files are skipped, listed in ``skipped`` and warned about, never fatal; so are images over
+``validate.MAX_IMAGE_PIXELS`` (a clear per-file reason, not PIL's decompression-bomb warning). Images are opened
+with :func:`open_rgb`, which scales 16-bit and float images to 8 bits instead of clipping them; ``report()``
+counts usable images, skipped files by reason, and files that failed to decode later. The index is cached under
 ``cache/datasets/<name>/`` keyed by the folder's path and the modification times of its class folders, so
 adding or removing files re-indexes. Image ids are paths relative to ``root``.
 """
@@ -16,10 +19,11 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core import store
+from core import store, validate
 from core.datasets.base import ImageDataset
 from core.datasets.registry import DATASETS
 from core.errors import InvalidInputError, MissingResourceError
@@ -36,14 +40,63 @@ def default_root(name: str) -> Path:
     return (Path(base) if base else Path(__file__).resolve().parents[2] / "data") / name
 
 
+def _open(path: Path) -> Image.Image:
+    """PIL's lazy open with our pixel limit instead of its decompression-bomb warning/error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError:
+            raise InvalidInputError(f"{path.name}: {_too_large(None)}") from None
+    w, h = im.size
+    if w * h > validate.MAX_IMAGE_PIXELS:
+        im.close()
+        raise InvalidInputError(f"{path.name}: {_too_large((w, h))}")
+    return im
+
+
+def _too_large(size: tuple[int, int] | None) -> str:
+    shown = f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} M pixels" if size else "far too many pixels"
+    return (
+        f"image too large ({shown}; at most {validate.MAX_IMAGE_PIXELS / 1e6:.0f} M pixels are read). "
+        "Downscale it or remove it."
+    )
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB, with 16-bit ('I;16*', 'I' holding 0..65535) and float ('F') images scaled, not clipped:
+    PIL's own ``convert('RGB')`` clips them at 255, so a 16-bit photo becomes almost white."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        if top == 65535.0 and a.max(initial=0) > 65535:  # 32-bit data: scale by its own range
+            top = float(a.max())
+        return Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        lo, hi = (0.0, 1.0) if a.size and a.min() >= 0 and a.max() <= 1 else (a.min(initial=0), a.max(initial=1))
+        scaled = (a - lo) * (255.0 / (hi - lo if hi > lo else 1.0))
+        return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """A user's image file as 8-bit RGB (see :func:`to_rgb`); InvalidInputError naming the file when it is
+    over the pixel limit."""
+    with _open(Path(path)) as im:
+        return to_rgb(im)
+
+
 def check_image(path: Path) -> str | None:
     """Why ``path`` is not a usable image, or None when it is."""
     if path.suffix.lower() not in IMG_EXTENSIONS:
         return f"not an image file (extension {path.suffix or 'none'!r})"
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             fmt = im.format
             im.verify()
+    except InvalidInputError as e:
+        return str(e).split(": ", 1)[1]
     except Exception as e:  # PIL raises many types for bad files; any of them means "skip this file"
         return f"unreadable image ({type(e).__name__}: {e})"
     if fmt == "JPEG":
@@ -104,6 +157,7 @@ class ImageFolderDataset(ImageDataset):
         self.classes = self._class_names()
         self._df, self.skipped, self._key = self._load_or_index(progress or no_progress, should_stop)
         self._ids = set(self._df["image_id"])
+        self.decode_errors: dict[str, str] = {}  # image_id -> reason, for files that passed indexing but not decoding
         if self.skipped:
             warnings.warn(
                 f"{self.name}: skipped {len(self.skipped)} unusable file(s) under {self.root}, e.g. "
@@ -129,13 +183,26 @@ class ImageFolderDataset(ImageDataset):
         if image_id not in self._ids:
             raise InvalidInputError(f"{self.name} has no image {image_id!r} under {self.root}.")
         try:
-            with Image.open(self.root / image_id) as im:
-                return im.convert("RGB")
+            return open_rgb(self.root / image_id)
         except Exception as e:  # passed the cheap check at indexing but fails to decode
+            self.decode_errors[image_id] = f"{type(e).__name__}: {e}"
             raise InvalidInputError(
                 f"Cannot decode {self.root / image_id} ({type(e).__name__}: {e}); delete or "
                 "replace the file and the folder will be re-indexed."
             ) from e
+
+    def report(self) -> dict:
+        """Usable images per pool, skipped files counted by reason, and decode errors met since opening."""
+        reasons: dict[str, int] = {}
+        for _, reason in self.skipped:
+            kind = reason.split(" (", 1)[0]
+            reasons[kind] = reasons.get(kind, 0) + 1
+        return {
+            "images": {pool: int((self._df["pool"] == pool).sum()) for pool in self.pools()},
+            "skipped": len(self.skipped),
+            "skipped_by_reason": reasons,
+            "decode_errors": len(self.decode_errors),
+        }
 
     # -- layout ------------------------------------------------------------------------------------------------
     def _missing_message(self) -> str:

@@ -16,7 +16,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from core import validate
 from core.describe.clip import ClipModel
+from core.describe.proposals.text import unique_values
 from core.errors import InvalidInputError
 from core.models.base import Backbone
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
@@ -136,14 +138,8 @@ def _rows(values: list[str], probs: np.ndarray, best: np.ndarray, margin: np.nda
 
 
 def _clean_values(values: Sequence[str] | None) -> list[str]:
-    """Stripped, non-empty, first occurrence of each (case-insensitive) value, in the given order."""
-    out, seen = [], set()
-    for v in values or []:
-        v = " ".join(str(v).split())
-        if v and v.lower() not in seen:
-            seen.add(v.lower())
-            out.append(v)
-    return out
+    """Sanitised, non-empty, first occurrence of each (case/spacing-insensitive) value, in the given order."""
+    return unique_values(values or (), skip_empty=True)
 
 
 # -- assignment -----------------------------------------------------------------------------------------------
@@ -246,8 +242,7 @@ def text_search(
     """The ``top`` images most similar to a free-text query ("a seven on grass"): image_id, score (cosine), rank."""
     if not str(query).strip():
         raise InvalidInputError("Type what to look for, e.g. 'a dog on snow'.")
-    if top <= 0:
-        raise InvalidInputError(f"top must be a positive number of images, got {top}.")
+    top = validate.whole("top (images to return)", top, 1, validate.MAX_TOP)
     ids = list(dict.fromkeys(str(i) for i in image_ids))
     if not ids:
         return pd.DataFrame(
@@ -272,8 +267,7 @@ def failure_modes(assignments: pd.DataFrame, k: int = 3) -> pd.DataFrame:
     several models' assignments (``pd.concat``) pools their counts — collective debugging type 1; an image
     that failed for several models counts once per model but appears once among the examples.
     """
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-        raise InvalidInputError(f"k (failure modes per class) must be a positive integer, got {k!r}.")
+    k = validate.whole("k (failure modes per class)", k, 1, validate.MAX_K_MODES)
     if assignments is None or len(assignments) == 0:
         return pd.DataFrame(
             {c: pd.Series(dtype=t) for c, t in zip(MODE_COLUMNS, [str, int, str, int, float, int, object])}

@@ -10,25 +10,28 @@ sanitised (control characters, list markers, length) and never interpreted.
 from __future__ import annotations
 
 import csv
+import difflib
 import getpass
 import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import store
+from core import store, validate
 from core.describe.proposals.proposal import now_iso
 from core.describe.proposals.text import (
     MAX_CURATED_CHARS,
     case_key,
+    clean_value,
     display_value,
     safe_name,
     sanitize_class_name,
     sanitize_value,
+    unique_values,
 )
 from core.errors import InvalidInputError
 
@@ -67,26 +70,131 @@ def default_user() -> str:
         return "unknown"
 
 
-def _clean_value(value: Any) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"List values must be text; got {value!r}.")
-    clean = sanitize_value(value, MAX_CURATED_CHARS)
-    if not clean:
-        raise InvalidInputError(
-            f"The value {value!r} is empty or only whitespace/markup; type a name such as 'desert'."
-        )
-    return clean
+# A cell starting with one of these is run as a formula by spreadsheet programs (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _clean_values(values: Iterable[Any]) -> list[str]:
-    """Sanitised values with case/spacing duplicates collapsed (first kept)."""
-    out, seen = [], set()
-    for v in values:
-        clean = _clean_value(v)
-        if case_key(clean) not in seen:
-            seen.add(case_key(clean))
-            out.append(clean)
-    return out
+def csv_cell(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: a leading formula character gets a ``'`` in front. Text that
+    already starts with ``'`` before one gets one more, so :func:`csv_uncell` always gives ``text`` back."""
+    return "'" + text if text.lstrip("'").startswith(FORMULA_START) else text
+
+
+def csv_uncell(text: str) -> str:
+    """Inverse of :func:`csv_cell`."""
+    return text[1:] if text.startswith("'") and text.lstrip("'").startswith(FORMULA_START) else text
+
+
+def lists_to_csv(lists: Mapping[str, list[str]]) -> str:
+    """``class_name,value`` rows (a class whose list is empty gets one row with an empty value), formula-safe."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for class_name, values in lists.items():
+        for v in values or [""]:
+            writer.writerow([csv_cell(class_name), csv_cell(v)])
+    return buf.getvalue()
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """UTF-8 text of an uploaded or read file; a byte-order mark (Excel's "CSV UTF-8") is accepted."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f'{source} is not UTF-8 text ({e}); save it as UTF-8 ("CSV UTF-8").') from None
+
+
+def parse_lists_csv(
+    text: str,
+    source: str,
+    classes: Sequence[str] | None = None,
+    max_values: int = validate.MAX_VALUES_PER_CLASS,
+) -> dict[str, list[str]]:
+    """The lists in a ``class_name,value`` CSV text, checked strictly; every problem names its line.
+
+    Refused: a missing header, a quote that is never closed, a value spanning lines, rows without exactly two
+    cells, an empty class, a value that is empty after sanitising, a class not in ``classes`` (when given; the
+    closest names are suggested) and more than ``max_values`` values for one class. A class whose only row has
+    an empty value gets an empty list."""
+    text = text.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    lists: dict[str, list[str]] = {}
+    errors: list[str] = []
+    start = 1
+    try:
+        for row in reader:
+            end, line = reader.line_num, start
+            start = end + 1
+            if line == 1:
+                if [c.strip().lower() for c in row] != CSV_HEADER:
+                    raise InvalidInputError(f"{source} must start with the header row 'class_name,value'.")
+                continue
+            if not any(c.strip() for c in row):
+                continue
+            where = f"{source} line {line}"
+            if end != line:
+                errors.append(f"{where}: a quoted cell runs on to line {end} (a value is one line; an unclosed quote?)")
+            elif len(row) != 2 or not row[0].strip():
+                errors.append(f"{where}: expected 'class_name,value', got {row!r}")
+            else:
+                error = _add_row(lists, csv_uncell(row[0]), csv_uncell(row[1]), where, classes, max_values)
+                if error:
+                    errors.append(error)
+            if len(errors) >= 5:
+                break
+    except csv.Error as e:
+        errors.append(f"{source} line {start}: {e} (a quote opened here is never closed)")
+    if start == 1 and not errors:
+        raise InvalidInputError(f"{source} must start with the header row 'class_name,value'.")
+    if errors:
+        raise InvalidInputError("; ".join(errors) + ". Nothing was imported.")
+    return lists
+
+
+def _add_row(
+    lists: dict[str, list[str]],
+    class_name: str,
+    value: Any,
+    where: str,
+    classes: Sequence[str] | None,
+    max_values: int,
+) -> str | None:
+    """Add one (class, value) to ``lists``; the error text when it is not acceptable."""
+    if classes is not None and class_name not in classes:
+        return f"{where}: {unknown_class(class_name, classes)}"
+    values = lists.setdefault(class_name, [])
+    if value == "":
+        return None
+    if len(values) > max_values:
+        return None  # reported once, at the first value over the limit
+    try:
+        values.append(clean_value(value))
+    except InvalidInputError as e:
+        return f"{where}: {e}"
+    if len(values) > max_values:
+        return f"{where}: class {class_name!r} has more than {max_values} values (the limit per class)"
+    return None
+
+
+def unknown_class(name: str, classes: Sequence[str]) -> str:
+    """'unknown class …; closest: …' for a class name the dataset does not have."""
+    by_fold = {c.casefold(): c for c in classes}
+    close = [by_fold[name.casefold()]] if name.casefold() in by_fold else []
+    close += [c for c in difflib.get_close_matches(name, list(classes), n=3, cutoff=0.5) if c not in close]
+    hint = f"closest: {', '.join(repr(c) for c in close)}" if close else f"the dataset has {len(classes)} classes"
+    return f"unknown class {name!r} ({hint})"
+
+
+def empty_list_warning(lists: Mapping[str, list[str]], classes: Iterable[str]) -> str | None:
+    """The warning to show where lists are used when some classes have no values (they get no failure modes)."""
+    empty = [c for c in classes if not lists.get(c)]
+    if not empty:
+        return None
+    shown = ", ".join(repr(c) for c in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+    return (
+        f"{len(empty)} class(es) have an empty value list: {shown}. They get no failure modes; add values "
+        "(or restore an earlier version) to include them."
+    )
 
 
 def _index(values: list[str], value: str) -> int:
@@ -97,24 +205,16 @@ def _index(values: list[str], value: str) -> int:
     return -1
 
 
-def _read_text(path: str | os.PathLike, what: str) -> str:
-    """A file the user gave, as text (line endings kept for the CSV reader); says which file could not be read."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInputError(f"Could not read {path} as {what} ({e}).") from None
-
-
 def content_id(*parts: Any) -> str:
     return store.make_key("curated", SCHEMA, *parts)
 
 
 class CuratedLists:
     """The curated lists of one dataset and attribute. ``dataset`` is a name or key string, or a dataset object
-    (its ``name`` is used, so lists survive a change of the dataset's files)."""
+    (its ``name`` is used, so lists survive a change of the dataset's files). ``classes`` (default: a dataset
+    object's ``classes``) are the class names imports may name; None accepts any."""
 
-    def __init__(self, dataset: Any, attribute: Any, who: str | None = None):
+    def __init__(self, dataset: Any, attribute: Any, who: str | None = None, classes: Sequence[str] | None = None):
         name = dataset if isinstance(dataset, str) else getattr(dataset, "name", None)
         attr = attribute if isinstance(attribute, str) else getattr(attribute, "name", None)
         if not isinstance(name, str) or not name.strip():
@@ -123,6 +223,8 @@ class CuratedLists:
             raise InvalidInputError(f"Curated lists need an attribute name such as 'background'; got {attribute!r}.")
         self.dataset, self.attribute = name, attr
         self.who = who
+        known = classes if classes is not None else getattr(dataset, "classes", None)
+        self.known_classes: list[str] | None = list(known) if known is not None else None
         self.root = store.cache_root() / "lists" / safe_name(name) / safe_name(attr)
 
     def __repr__(self) -> str:
@@ -265,7 +367,7 @@ class CuratedLists:
             if cur is not None and cur.edited:
                 report[class_name] = "kept: edited by a user"
                 continue
-            clean = _clean_values(v for v in values if isinstance(v, str) and sanitize_value(v))
+            clean = unique_values(v for v in values if isinstance(v, str) and sanitize_value(v))
             if not clean:
                 report[class_name] = "skipped: no values proposed"
                 continue
@@ -294,7 +396,7 @@ class CuratedLists:
         return report
 
     def add(self, class_name: str, value: str, who: str | None = None) -> CuratedList:
-        clean = _clean_value(value)
+        clean = clean_value(value)
         cur = self.get(class_name)
         values = list(cur.values) if cur else []
         if _index(values, clean) >= 0:
@@ -305,7 +407,7 @@ class CuratedLists:
 
     def replace(self, class_name: str, values: Iterable[str], who: str | None = None) -> CuratedList:
         """Set the whole list at once (e.g. from a table editor); duplicates differing in case collapse."""
-        return self._write(class_name, _clean_values(values), "edit", "user", {}, who, skip_if_same=True)
+        return self._write(class_name, unique_values(values), "edit", "user", {}, who, skip_if_same=True)
 
     def remove(self, class_name: str, value: str, who: str | None = None) -> CuratedList:
         values = list(self._current(class_name).values)
@@ -316,7 +418,7 @@ class CuratedLists:
     def rename(self, class_name: str, old: str, new: str, who: str | None = None) -> CuratedList:
         values = list(self._current(class_name).values)
         i = self._require(values, old, class_name)
-        clean = _clean_value(new)
+        clean = clean_value(new)
         j = _index(values, clean)
         if j >= 0 and j != i:
             raise InvalidInputError(f"{clean!r} is already in the list as {values[j]!r}; use merge to combine them.")
@@ -328,7 +430,7 @@ class CuratedLists:
         """Drop ``values`` in favour of ``into`` (added at the first dropped value's place if not in the list)."""
         current = list(self._current(class_name).values)
         dropped = [current[self._require(current, v, class_name)] for v in values]
-        target = _clean_value(into)
+        target = clean_value(into)
         dropped = [v for v in dropped if case_key(v) != case_key(target)]
         if not dropped:
             raise InvalidInputError("Pick at least one value other than the one to merge into.")
@@ -365,7 +467,7 @@ class CuratedLists:
             raise InvalidInputError(
                 f"No merge of {dropped!r} to undo in the list for {class_name!r} (it may be in the list already)."
             )
-        value = _clean_value(match["restore_as"])
+        value = clean_value(match["restore_as"])
         at = _index(values, match["kept"])
         values.insert(at + 1 if at >= 0 else len(values), value)
         return self._write(class_name, values, "undo_merge", "user", {"value": value, "kept": match["kept"]}, who)
@@ -386,17 +488,13 @@ class CuratedLists:
     # ---- import / export -----------------------------------------------------------------------------------
 
     def export_csv(self, path: str | os.PathLike) -> Path:
-        """``class_name,value`` rows; a class whose list is empty gets one row with an empty value."""
+        """``class_name,value`` rows (see :func:`lists_to_csv`); cells a spreadsheet would run as formulas
+        (leading ``= + - @``, tab, CR) get a leading ``'``, which import removes again."""
         return store.atomic_write_bytes(Path(path), self.export_csv_bytes())
 
     def export_csv_bytes(self) -> bytes:
         """What ``export_csv`` writes, as UTF-8 bytes (for a download)."""
-        lines = [CSV_HEADER]
-        for class_name, values in self.as_dict().items():
-            lines += [[class_name, v] for v in values] or [[class_name, ""]]
-        out = io.StringIO(newline="")
-        csv.writer(out).writerows(lines)
-        return out.getvalue().encode("utf-8")
+        return lists_to_csv(self.as_dict()).encode("utf-8")
 
     def export_json(self, path: str | os.PathLike) -> Path:
         return store.atomic_write_bytes(Path(path), self.export_json_bytes())
@@ -412,83 +510,101 @@ class CuratedLists:
         }
         return json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
 
-    def import_bytes(self, data: bytes, filename: str, who: str | None = None) -> dict[str, str]:
-        """An uploaded file's content: JSON when ``filename`` ends in .json, CSV otherwise."""
-        try:
-            text = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InvalidInputError(
-                f"{filename} is not UTF-8 text ({e}); save it as UTF-8 and import it again."
-            ) from None
+    def import_bytes(self, data: bytes, filename: str, who: str | None = None, dry_run: bool = False) -> dict[str, str]:
+        """An uploaded file's content: JSON when ``filename`` ends in .json, CSV otherwise. ``dry_run`` writes
+        nothing and says what would change."""
         name = Path(filename).name
+        text = decode_text(bytes(data), name)
         if name.lower().endswith(".json"):
-            return self.import_json_text(text, name, who)
-        return self.import_csv_text(text, name, who)
+            return self.import_json_text(text, name, who, dry_run=dry_run)
+        return self.import_csv_text(text, name, who, dry_run=dry_run)
 
-    def import_csv(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
-        text = _read_text(path, "a UTF-8 CSV file")
-        return self.import_csv_text(text, Path(path).name, who, where=str(path))
+    def import_csv(self, path: str | os.PathLike, who: str | None = None, dry_run: bool = False) -> dict[str, str]:
+        """Import a ``class_name,value`` CSV file (strictly checked: :func:`parse_lists_csv`). ``dry_run``
+        writes nothing and says what would change."""
+        text = decode_text(_read_bytes(path), str(path))
+        return self.import_csv_text(text, Path(path).name, who, where=str(path), dry_run=dry_run)
 
     def import_csv_text(
-        self, text: str, name: str = "lists.csv", who: str | None = None, *, where: str | None = None
+        self,
+        text: str,
+        name: str = "lists.csv",
+        who: str | None = None,
+        *,
+        where: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, str]:
         """``class_name,value`` rows (as ``export_csv`` writes them); ``name`` is recorded as the source."""
-        where = where or name
-        try:
-            rows = list(csv.reader(io.StringIO(text, newline="")))
-        except csv.Error as e:
-            raise InvalidInputError(f"Could not read {where} as a CSV file ({e}).") from None
-        if not rows or [c.strip().lower() for c in rows[0]] != CSV_HEADER:
-            raise InvalidInputError(f"{where} must start with the header row 'class_name,value'.")
-        lists: dict[str, list[str]] = {}
-        for n, row in enumerate(rows[1:], start=2):
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) != 2 or not row[0].strip():
-                raise InvalidInputError(f"{where} line {n}: expected 'class_name,value', got {row!r}.")
-            values = lists.setdefault(row[0], [])
-            if row[1] != "":
-                values.append(self._clean_at(row[1], f"{where} line {n}"))
-        return self._import(lists, f"import:{name}", who)
+        lists = parse_lists_csv(text, where or name, self.known_classes)
+        return self._import(lists, f"import:{name}", who, dry_run)
 
-    def import_json(self, path: str | os.PathLike, who: str | None = None) -> dict[str, str]:
-        text = _read_text(path, "UTF-8 JSON")
-        return self.import_json_text(text, Path(path).name, who, where=str(path))
+    def import_json(self, path: str | os.PathLike, who: str | None = None, dry_run: bool = False) -> dict[str, str]:
+        text = decode_text(_read_bytes(path), str(path))
+        return self.import_json_text(text, Path(path).name, who, where=str(path), dry_run=dry_run)
 
     def import_json_text(
-        self, text: str, name: str = "lists.json", who: str | None = None, *, where: str | None = None
+        self,
+        text: str,
+        name: str = "lists.json",
+        who: str | None = None,
+        *,
+        where: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, str]:
         """``{"lists": {class_name: [values, ...]}}`` (as ``export_json`` writes it) or the bare mapping."""
         where = where or name
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
-            raise InvalidInputError(f"Could not read {where} as JSON ({e}).") from None
+            raise InvalidInputError(f"Could not read {where} as UTF-8 JSON ({e}).") from None
         lists = doc.get("lists", doc) if isinstance(doc, dict) else None
         if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
             raise InvalidInputError(f'{where} must hold {{"lists": {{class_name: [values, ...]}}}}.')
-        return self._import(
-            {c: [self._clean_at(v, f"{where} class {c!r}") for v in vals] for c, vals in lists.items()},
-            f"import:{name}",
-            who,
-        )
+        checked: dict[str, list[str]] = {}
+        for c, vals in lists.items():
+            for v in vals or [""]:
+                error = _add_row(
+                    checked, c, v, f"{where} class {c!r}", self.known_classes, validate.MAX_VALUES_PER_CLASS
+                )
+                if error:
+                    raise InvalidInputError(f"{error}. Nothing was imported.")
+        return self._import(checked, f"import:{name}", who, dry_run)
 
-    @staticmethod
-    def _clean_at(value: Any, where: str) -> str:
-        try:
-            return _clean_value(value)
-        except InvalidInputError as e:
-            raise InvalidInputError(f"{where}: {e}") from None
-
-    def _import(self, lists: dict[str, list[str]], source: str, who: str | None) -> dict[str, str]:
+    def _import(self, lists: dict[str, list[str]], source: str, who: str | None, dry_run: bool) -> dict[str, str]:
         """Every class in the file gets a new version when its values differ; nothing is removed."""
         for class_name in lists:
             self._dir(class_name)  # validates names before anything is written
         report = {}
         for class_name, values in lists.items():
             before = self.get(class_name)
-            after = self._write(class_name, _clean_values(values), "import", source, {}, who, skip_if_same=True)
+            new = unique_values(values)
+            if dry_run:
+                report[class_name] = _preview(before.values if before else None, new)
+                continue
+            after = self._write(class_name, new, "import", source, {}, who, skip_if_same=True)
             report[class_name] = (
                 "created" if before is None else "unchanged" if after.version == before.version else "updated"
             )
         return report
+
+
+def _preview(before: list[str] | None, after: list[str]) -> str:
+    """What importing ``after`` over ``before`` would do, in words."""
+    if before is None:
+        return f"would be created with {len(after)} value(s)" + ("" if after else " (an empty list)")
+    if before == after:
+        return "unchanged"
+    added = [v for v in after if v not in before]
+    removed = [v for v in before if v not in after]
+    parts = [f"+{v!r}" for v in added[:10]] + [f"-{v!r}" for v in removed[:10]]
+    more = len(added) + len(removed) - len(parts)
+    order = "" if added or removed else "reordered"
+    change = ", ".join(parts) + (f" and {more} more" if more > 0 else "") or order
+    return f"would be updated ({change})" + ("; the list would be empty" if not after else "")
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise InvalidInputError(f"Could not read {path} ({e.strerror or e}).") from None

@@ -7,7 +7,7 @@ instead of recomputing; the list versions they used are recorded in every result
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,11 @@ def ensure_lists(
     proposer: str | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    proposer_options: dict | None = None,
 ):
     """Curated lists for every class; classes without one are proposed (LLM if a key is set, else offline)
-    and deduplicated. Lists a user edited are never touched."""
+    and deduplicated. Lists a user edited are never touched. ``proposer_options`` go to the proposer
+    (e.g. ``{"base_url": ..., "model": ...}`` for the LLM)."""
     from core.describe.curation import CuratedLists
     from core.describe.proposals import choose_proposer, dedupe_proposals, propose
 
@@ -45,6 +47,7 @@ def ensure_lists(
     if missing:
         proposer = proposer or choose_proposer()
         kw: dict[str, Any] = {"vocab": "world"} if proposer == "offline" and is_offline_world(dataset) else {}
+        kw.update(proposer_options or {})
         props = propose(attribute, missing, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
         lists.seed_from_proposals(props, dedupe_proposals(props))
     return lists
@@ -55,6 +58,7 @@ class Textualization:
     assignments: pd.DataFrame  # one row per debug_seed failure: value, prob, margin, probs
     modes: pd.DataFrame  # k most frequent values per class
     provenance: dict  # list versions, CLIP key, prompt
+    warnings: list[str] = field(default_factory=list)  # e.g. classes whose curated list is empty
 
 
 def assignments_for(
@@ -108,9 +112,12 @@ def assignments_for(
 
 def textualize(dataset: ImageDataset, run: ModelRun, k: int = 3, **kw) -> Textualization:
     from core.describe.assign import failure_modes
+    from core.describe.curation import CuratedLists, empty_list_warning
 
     assignments, prov = assignments_for(dataset, run, **kw)
-    return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k))
+    lists = CuratedLists(dataset, kw.get("attribute", "background")).as_dict()
+    warning = empty_list_warning(lists, dataset.classes)
+    return Textualization(assignments, failure_modes(assignments, k=k), dict(prov, k=k), [warning] if warning else [])
 
 
 def list_assignments(run_folder: str | Path, attribute: str) -> list[tuple[dict, Path]]:

@@ -87,6 +87,28 @@ def run_model(
     done = _load(folder, model, backbone.family)
     if done is not None:
         return done
+    folder.mkdir(parents=True, exist_ok=True)
+    # One process computes a run (features, head, failures); others wait and then load what it wrote, so
+    # concurrent runs of one model train each head once.
+    with store.lock(folder / "run"):
+        done = _load(folder, model, backbone.family)
+        if done is not None:
+            return done
+        store.remove_orphan_temps(folder)  # a killed run's unfinished writes
+        return _compute(dataset, model, backbone, folder, split_cfg, head_cfg, batch_size, progress, should_stop)
+
+
+def _compute(
+    dataset: ImageDataset,
+    model: str,
+    backbone: Backbone,
+    folder: Path,
+    split_cfg: SplitConfig,
+    head_cfg: HeadConfig,
+    batch_size: int,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+) -> ModelRun:
     splits = get_splits(dataset, split_cfg)
     feats = {
         name: extract_features(

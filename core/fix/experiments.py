@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 
 import pandas as pd
 
+from core import validate
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.datasets.registry import is_offline_world
@@ -238,6 +239,10 @@ def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
     if what not in ("lam", "k"):
         raise InvalidInputError(f"Sweep over 'lam' or 'k'; got {what!r}.")
     values = list(values if values is not None else (LAMBDAS if what == "lam" else KS))
+    if what == "k":  # checked before any work: 2.7 modes is an error, not 2
+        values = validate.wholes("k (failure modes per class)", values, 1, validate.MAX_K_MODES)
+    else:
+        values = [validate.number("λ", v, 0.0, 1.0) for v in values]
     ctx = exp.context(model)
     rows = [result_row(ctx, "before", exp.cfg, ctx.run.table.iloc[:0], ctx.before(), sweep=what)]
     for i, v in enumerate(values):

@@ -11,13 +11,13 @@ and k and collective debugging reuse images instead of generating them again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import store
+from core import store, validate
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
@@ -46,12 +46,8 @@ RESULT_COLUMNS = [
 
 
 def check_config(cfg: DebugConfig) -> None:
-    for name in ("k_modes", "images_per_mode"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise InvalidInputError(f"{name.replace('_', ' ')} must be a positive whole number; got {v!r}.")
-    if not 0.0 <= cfg.lam <= 1.0:
-        raise InvalidInputError(f"λ must lie in [0, 1]; got {cfg.lam}.")
+    """Re-check a config (DebugConfig checks itself when built; this catches one changed after)."""
+    DebugConfig(**asdict(cfg))
 
 
 def set_name(dataset: ImageDataset, generator: Generator, attribute: str | None, seed: int) -> str:
@@ -80,6 +76,12 @@ def generate_for_modes(
         modes, cfg.images_per_mode, attribute=attribute, template=cfg.prompt_template, k=cfg.k_modes
     )
     requests, skipped = renderable(generator, requests)
+    n_images = 2 * sum(r.n_images for r in requests)  # ours and as many Random_debugging images
+    validate.check_memory(
+        n_images * (3 * generator.image_pixels + 4096),
+        f"Generating {n_images:,} images ({cfg.images_per_mode:,} per mode, ours and the random baseline)",
+        "Lower the images per mode or k.",
+    )
     if not requests:
         empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
         return empty, empty.copy()

@@ -3,7 +3,7 @@ CLIP (failure modes), and search failures by text (paper §4.1–4.2)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -54,6 +54,8 @@ class Textualized(StepResult):
     modes_found: int
     list_version: str
     accuracy: dict | None = None  # against ground truth, where the dataset knows it (the offline world)
+    discovery: dict | None = None  # precision/recall@k of the modes against the true failure slices (idem)
+    warnings: list[str] = field(default_factory=list)  # e.g. a class whose curated list is empty
     assignments: pd.DataFrame = _in_memory(default=None)
     modes: pd.DataFrame = _in_memory(default=None)
 
@@ -78,17 +80,21 @@ def textualize(
     ds = open_ds(dataset)
     run = run_model(ds, model, split, head, should_stop=should_stop)
     text = tx.textualize(ds, run, k=k, attribute=attribute, clip=clip, progress=progress, should_stop=should_stop)
-    acc = None
+    acc = found = None
     if attribute in getattr(ds, "attributes", ()):
         from core.describe.assign import score_assignments
+        from core.describe.discovery import discovery_report
 
         acc = score_assignments(text.assignments, ds, attribute)
+        found = discovery_report(ds, run.table, text, k, attribute)
     return Textualized(
         model,
         len(text.assignments),
         len(text.modes),
         text.provenance["list_version"],
         acc,
+        found,
+        list(text.warnings),
         text.assignments,
         text.modes,
     )

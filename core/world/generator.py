@@ -42,6 +42,7 @@ class WorldRenderer(Generator):
     name = "world"
     backend = "world"
     max_batch_size = 32
+    image_pixels = 64 * 64
 
     def __init__(self, dataset: str = "scenes-mnist", world: Any = None, **dataset_kwargs: Any):
         super().__init__()

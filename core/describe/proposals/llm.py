@@ -2,14 +2,23 @@
 
 The answer is requested as JSON but parsed defensively (bare list, object with a list field, list inside
 prose or a ```json fence, markdown bullet list). The API key never reaches caches, reprs, logs or error
-messages: errors are rebuilt from redacted text and raised outside the library's exception context.
+messages: every text that leaves this module (values, rejected items, notices, the raw answer, errors) is
+redacted of the key and of anything that looks like a key or bearer token, a value that held one is rejected
+with that reason, and errors are raised outside the library's exception context.
+
+Each request runs against an overall deadline (``LLMConfig.deadline``, retries included) and each
+:func:`~core.describe.proposals.propose` run against ``LLMConfig.run_deadline``: a server that drips bytes
+cannot hold a request open, because the socket timeout only bounds the gap between two reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import threading
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +29,7 @@ from core.describe.proposals.proposal import PROPOSERS, Proposal, ProposalError,
 from core.describe.proposals.text import (
     MAX_VALUE_CHARS,
     case_key,
+    holds_secret,
     redact,
     sanitize_class_name,
     sanitize_value,
@@ -40,13 +50,15 @@ INSTRUCTION = (
 class LLMConfig:
     model: str = "gpt-4o-mini"  # chat model (the paper used ChatGPT, gpt-3.5-turbo)
     base_url: str | None = None  # OpenAI-compatible server, e.g. "http://localhost:8000/v1"; None = OpenAI
-    timeout: float = 60.0  # seconds per request
+    timeout: float = 60.0  # seconds without a byte from the server before a read fails (socket timeout)
+    deadline: float = 120.0  # seconds one class's request may take in all, retries included
+    run_deadline: float | None = 900.0  # seconds one propose() run may take over all its classes; None = no limit
     max_retries: int = 3  # retries on HTTP 429/5xx/timeouts, exponential backoff (openai client)
     temperature: float | None = 0.0  # None = server default (some models only accept their default)
     max_tokens: int | None = 600  # cap on the answer; an answer cut off at the cap is an error
     n_values: int = 15  # how many values to ask for
     max_items: int = 25  # an answer with more values than this is rejected as over-long
-    max_chars: int = MAX_VALUE_CHARS  # longer items are dropped (listed in Proposal.rejected)
+    max_chars: int = MAX_VALUE_CHARS  # longer items are dropped (listed in Proposal.rejected and its notice)
     json_mode: bool = True  # request response_format=json_object; dropped if the server rejects it
 
 
@@ -164,19 +176,32 @@ def _item_text(item: Any) -> str | None:
     return None
 
 
-def validate_items(items: list, max_items: int, max_chars: int) -> tuple[list[str], list[str]]:
-    """(values, rejected): sanitised short strings without case duplicates, and what was dropped."""
+def _shown(text: str, secret: str | None, max_chars: int) -> str:
+    """Text as it may appear in a message or record: single-line, redacted, then cut to ``max_chars``."""
+    return truncate(redact(sanitize_value(text, None), secret), max_chars)
+
+
+def validate_items(
+    items: list, max_items: int, max_chars: int, secret: str | None = None
+) -> tuple[list[str], list[str]]:
+    """(values, rejected): sanitised short strings without case duplicates, and what was dropped with why.
+
+    A value holding ``secret`` (or anything that looks like an API key or bearer token) is rejected, and only
+    its redacted form is kept, so no credential reaches a list, a cache or a message."""
     values, rejected, seen = [], [], set()
     for item in items:
         text = _item_text(item)
         if text is None:
-            rejected.append(truncate(sanitize_value(json.dumps(item, default=str), None), 80))
+            rejected.append(f"{_shown(json.dumps(item, default=str), secret, 80)} (not a text item)")
             continue
         value = sanitize_value(strip_list_markers(text), None).strip(" \"'`")
         if not value:
             continue
+        if holds_secret(value, secret):
+            rejected.append(f"{_shown(value, secret, 80)} (held the API key or a key-like token)")
+            continue
         if len(value) > max_chars:
-            rejected.append(truncate(value, 80))
+            rejected.append(f"{_shown(value, secret, 80)}… ({len(value)} characters; the limit is {max_chars})")
             continue
         if case_key(value) not in seen:
             seen.add(case_key(value))
@@ -188,17 +213,19 @@ def validate_items(items: list, max_items: int, max_chars: int) -> tuple[list[st
         )
     if not values:
         raise LLMOutputError(
-            f"The LLM's list held no usable values (each must be a short name of at most {max_chars} characters; "
-            f"dropped: {rejected[:3]}). Run again, try another model, or edit the list by hand."
+            f"The LLM's list held no usable values (each must be a short name of at most {max_chars} characters "
+            f"and hold no key; dropped: {rejected[:3]}). Run again, try another model, or edit the list by hand."
         )
     return values, rejected
 
 
-def parse_answer(text: str, max_items: int = 25, max_chars: int = MAX_VALUE_CHARS) -> tuple[list[str], list[str]]:
+def parse_answer(
+    text: str, max_items: int = 25, max_chars: int = MAX_VALUE_CHARS, secret: str | None = None
+) -> tuple[list[str], list[str]]:
     """(values, rejected) from an answer's text, or a refusal/output error naming the problem."""
     items = extract_items(text or "")
     if items is None:
-        shown = truncate(sanitize_value(text or "", None), 160)
+        shown = _shown(text or "", secret, 160)
         if not shown or _REFUSAL.search(text or ""):
             raise LLMRefusalError(
                 f"The LLM declined or gave no list (answer: {shown!r}). Rephrase the attribute question, try "
@@ -208,7 +235,20 @@ def parse_answer(text: str, max_items: int = 25, max_chars: int = MAX_VALUE_CHAR
             f"Could not find a list in the LLM's answer ({shown!r}). Run again or try a model that follows "
             "JSON instructions."
         )
-    return validate_items(items, max_items, max_chars)
+    return validate_items(items, max_items, max_chars, secret)
+
+
+def rejected_notice(rejected: list[str]) -> str | None:
+    """The message users see when items of an answer were dropped (None when none were)."""
+    if not rejected:
+        return None
+    shown = "; ".join(rejected[:3]) + (f"; and {len(rejected) - 3} more" if len(rejected) > 3 else "")
+    return f"{len(rejected)} item(s) of the LLM's answer were dropped: {shown}."
+
+
+def resolved_base_url(base_url: str | None) -> str | None:
+    """The server a client built with ``base_url`` talks to: ``base_url``, else $OPENAI_BASE_URL, else OpenAI."""
+    return base_url or os.environ.get("OPENAI_BASE_URL") or None
 
 
 def _endpoint(base_url: str | None) -> str:
@@ -227,16 +267,17 @@ class LLMProposer(Proposer):
 
     def __init__(self, config: LLMConfig | None = None, api_key: str | None = None, **overrides: Any):
         self.config = replace(config or LLMConfig(), **overrides)
-        if self.config.timeout <= 0 or self.config.max_retries < 0 or self.config.max_items < 1:
-            raise InvalidInputError("LLMConfig needs timeout > 0, max_retries >= 0 and max_items >= 1.")
+        check_llm_config(self.config)
         self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
         self._json_mode = self.config.json_mode
         self._client_obj: Any = None  # openai.OpenAI, made on first use
+        self._base_url = resolved_base_url(self.config.base_url)
+        self._run_end: float | None = None
         self.source = f"llm:{self.config.model}"
 
     def __repr__(self) -> str:
         return (
-            f"LLMProposer(model={self.config.model!r}, endpoint={_endpoint(self.config.base_url)!r}, "
+            f"LLMProposer(model={self.config.model!r}, endpoint={_endpoint(self._base_url)!r}, "
             f"key={'set' if self._key else 'missing'})"
         )
 
@@ -244,10 +285,14 @@ class LLMProposer(Proposer):
 
     def cache_id(self) -> dict[str, Any]:
         cfg = asdict(self.config)
-        for k in ("timeout", "max_retries", "json_mode", "base_url"):
+        for k in ("timeout", "deadline", "run_deadline", "max_retries", "json_mode", "base_url"):
             cfg.pop(k)
-        # Hashed so a URL carrying credentials never lands in a file.
-        return {"kind": "llm", "prompt": PROMPT_VERSION, "endpoint": store.make_key(self.config.base_url), **cfg}
+        # The endpoint actually used (base_url or $OPENAI_BASE_URL), hashed so a URL carrying credentials never
+        # lands in a file; answers from one server or model are never reused for another.
+        return {"kind": "llm", "prompt": PROMPT_VERSION, "endpoint": store.make_key(self._base_url), **cfg}
+
+    def begin_run(self) -> None:
+        self._run_end = None if self.config.run_deadline is None else time.monotonic() + self.config.run_deadline
 
     def messages(self, attribute: Attribute, class_name: str) -> list[dict[str, str]]:
         question = attribute.ask(sanitize_class_name(class_name))
@@ -255,6 +300,26 @@ class LLMProposer(Proposer):
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
     def propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
+        try:
+            prop = self._propose_one(attribute, class_name)
+        except LLMError as e:  # every message is built from redacted text; this is the last line of defence
+            e.args = tuple(redact(a, self._key) if isinstance(a, str) else a for a in e.args)
+            raise
+        return self._scrub(prop)
+
+    def _scrub(self, prop: Proposal) -> Proposal:
+        """The proposal with every text field redacted (values that held a key were rejected already)."""
+        red = lambda t: t if t is None else redact(t, self._key)  # noqa: E731
+        return replace(
+            prop,
+            values=[red(v) for v in prop.values],
+            rejected=[red(v) for v in prop.rejected],
+            raw=red(prop.raw),
+            prompt=red(prop.prompt),
+            notice=red(prop.notice),
+        )
+
+    def _propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
         if not self._key:
             raise LLMKeyMissingError(
                 "No API key for the LLM proposer: set OPENAI_API_KEY in the environment that starts the app or the "
@@ -279,7 +344,7 @@ class LLMProposer(Proposer):
                 f"The LLM's answer was cut off at max_tokens={self.config.max_tokens} (over-long output). Ask for "
                 "fewer values (LLMConfig.n_values) or raise LLMConfig.max_tokens."
             )
-        values, rejected = parse_answer(text, self.config.max_items, self.config.max_chars)
+        values, rejected = parse_answer(text, self.config.max_items, self.config.max_chars, self._key)
         return Proposal(
             class_name=class_name,
             attribute=attribute.name,
@@ -290,6 +355,7 @@ class LLMProposer(Proposer):
             timestamp=now_iso(),
             prompt_version=f"{attribute.prompt_version}/{PROMPT_VERSION}",
             rejected=rejected,
+            notice=rejected_notice(rejected),
         )
 
     def _client(self):
@@ -298,7 +364,7 @@ class LLMProposer(Proposer):
 
             self._client_obj = OpenAI(
                 api_key=self._key,
-                base_url=self.config.base_url,
+                base_url=self._base_url,
                 timeout=self.config.timeout,
                 max_retries=self.config.max_retries,
             )
@@ -319,22 +385,73 @@ class LLMProposer(Proposer):
             else:
                 kwargs.pop("response_format", None)
             try:
-                return self._client().chat.completions.create(**kwargs)
+                return self._create(kwargs)
             except openai.BadRequestError as e:
                 if self._json_mode and attempt == 0 and "response_format" in str(e).lower():
                     self._json_mode = False  # the server has no JSON mode; the parser copes with prose
                     continue
                 error = self._translate(e)
-            except openai.OpenAIError as e:
+            except LLMError:
+                raise
+            except Exception as e:  # OpenAIError, and what the library lets through (a non-JSON body, say)
                 error = self._translate(e)
             break
         # Raised here, outside the except blocks, so no library exception (holding request headers) is chained.
         raise error if error is not None else LLMError(f"The LLM at {_endpoint(self.config.base_url)} gave no answer.")
 
+    def _create(self, kwargs: dict[str, Any]):
+        """One chat completion (the client's retries included) within the request and run deadlines.
+
+        The call runs in a daemon thread; when the deadline passes first the client is dropped (its
+        connections closed) and a timeout error is raised, so no server can hold the caller."""
+        limit = self.config.deadline
+        if self._run_end is not None:
+            left = self._run_end - time.monotonic()
+            if left <= 0:
+                raise self._run_timeout()
+            limit = min(limit, left)
+        client = self._client()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box["response"] = client.chat.completions.create(**kwargs)
+            except BaseException as e:  # handed to the caller's thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="llm-request", daemon=True).start()
+        start = time.monotonic()
+        while not done.wait(min(1.0, max(0.0, start + limit - time.monotonic()))):
+            waited = time.monotonic() - start
+            if waited >= limit:
+                self._client_obj = None
+                threading.Thread(target=_close_quietly, args=(client,), daemon=True).start()
+                if self._run_end is not None and time.monotonic() >= self._run_end:
+                    raise self._run_timeout()
+                raise LLMTimeoutError(
+                    f"The LLM at {_endpoint(self._base_url)} did not finish answering within {limit:g} s "
+                    f"(LLMConfig.deadline, retries included). Raise the deadline, check the server, or use the "
+                    "offline proposer."
+                )
+            if self.waiting is not None:
+                self.waiting(waited)
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
+
+    def _run_timeout(self) -> LLMTimeoutError:
+        return LLMTimeoutError(
+            f"Proposing with the LLM at {_endpoint(self._base_url)} took longer than {self.config.run_deadline:g} s "
+            "in all (LLMConfig.run_deadline). Finished classes are kept; run again to continue, or raise the limit."
+        )
+
     def _translate(self, e: Exception) -> LLMError:
         import openai
 
-        where = _endpoint(self.config.base_url)
+        where = _endpoint(self._base_url)
         detail = truncate(redact(sanitize_value(getattr(e, "message", None) or str(e), None), self._key), 300)
         if isinstance(e, openai.APITimeoutError):
             return LLMTimeoutError(
@@ -371,3 +488,26 @@ class LLMProposer(Proposer):
         return LLMOutputError(
             f"The LLM at {where} sent a response that could not be read ({detail}). Run again or try another model."
         )
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):  # closing a client mid-request may fail; it is dropped either way
+        client.close()
+
+
+def check_llm_config(cfg: LLMConfig) -> None:
+    """Raise :class:`InvalidInputError` for settings no request could work with."""
+    from core import validate
+
+    validate.number("LLM timeout", cfg.timeout, 0.1, validate.MAX_LLM_SECONDS)
+    validate.number("LLM deadline", cfg.deadline, 0.1, validate.MAX_LLM_SECONDS)
+    if cfg.run_deadline is not None:
+        validate.number("LLM run deadline", cfg.run_deadline, 0.1, validate.MAX_LLM_RUN_SECONDS)
+    validate.whole("LLM max_retries", cfg.max_retries, 0, 20)
+    validate.whole("LLM max_items", cfg.max_items, 1, validate.MAX_VALUES_PER_CLASS)
+    validate.whole("LLM n_values", cfg.n_values, 1, validate.MAX_VALUES_PER_CLASS)
+    validate.whole("LLM max_chars", cfg.max_chars, 1, 1000)
+    if cfg.max_tokens is not None:
+        validate.whole("LLM max_tokens", cfg.max_tokens, 1, 1_000_000)
+    if not isinstance(cfg.model, str) or not cfg.model.strip():
+        raise InvalidInputError(f"LLMConfig.model must name a model; got {cfg.model!r}.")

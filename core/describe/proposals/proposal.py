@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +62,11 @@ class Proposer(ABC):
 
     source: str = ""
     notice: str | None = None
+    waiting: Callable[[float], None] | None = None  # set by propose(): called with the seconds waited so far
+
+    def begin_run(self) -> None:
+        """Called by :func:`propose` before the first class (e.g. to start a run-wide deadline)."""
+        return None
 
     @abstractmethod
     def cache_id(self) -> dict[str, Any]:
@@ -149,6 +154,7 @@ def propose(
     progress = progress or no_progress
     out: dict[str, Proposal] = {}
     n = len(names)
+    proposer.begin_run()
     for i, class_name in enumerate(names):
         check_stop(should_stop)
         path = _cache_file(attr, class_name, proposer)
@@ -156,6 +162,9 @@ def propose(
         if cached is not None:
             out[class_name] = cached
         else:
+            asking = f"Proposing {attr.name}s: asking about {class_name!r}"
+            progress(i, n, asking)
+            proposer.waiting = lambda s, asking=asking, i=i: progress(i, n, f"{asking} (waiting {s:.0f} s)")
             try:
                 prop = proposer.propose_one(attr, class_name)
             except ProposalError as e:

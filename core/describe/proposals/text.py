@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
+
+from core.errors import InvalidInputError
 
 MAX_VALUE_CHARS = 60  # longest value accepted from a proposer
 MAX_CURATED_CHARS = 100  # longest value stored in a curated list (longer user text is cut)
@@ -59,6 +62,37 @@ def sanitize_value(text: str, max_chars: int | None = MAX_CURATED_CHARS) -> str:
     if max_chars is not None:
         text = truncate(text, max_chars)
     return text
+
+
+def clean_value(value: object, max_chars: int = MAX_CURATED_CHARS) -> str:
+    """One value as stored in a list: literal, single-line, length-capped text; an error for non-text or
+    text that sanitises to nothing."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"List values must be text; got {value!r}.")
+    clean = sanitize_value(value, max_chars)
+    if not clean:
+        raise InvalidInputError(
+            f"The value {value!r} is empty or only whitespace/markup; type a name such as 'desert'."
+        )
+    return clean
+
+
+def unique_values(values: Iterable[object], max_chars: int = MAX_CURATED_CHARS, skip_empty: bool = False) -> list[str]:
+    """The one normaliser for value lists: each value through :func:`clean_value`, duplicates that differ only
+    in case or spacing collapsed (first kept), order kept. ``skip_empty`` takes any value as text and drops
+    those that sanitise to nothing instead of raising."""
+    out, seen = [], set()
+    for v in values or ():
+        if skip_empty:
+            clean = sanitize_value(str(v), max_chars)
+            if not clean:
+                continue
+        else:
+            clean = clean_value(v, max_chars)
+        if case_key(clean) not in seen:
+            seen.add(case_key(clean))
+            out.append(clean)
+    return out
 
 
 def sanitize_class_name(text: str) -> str:
@@ -125,12 +159,21 @@ def safe_name(text: str, max_slug: int = 40) -> str:
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{8,}")
+# Tokens that look like credentials whatever the key is: OpenAI-style "sk-…" keys and bearer tokens.
+_SECRET_LIKE = re.compile(r"(?<![A-Za-z0-9])(?:sk|pk|rk)-[A-Za-z0-9_\-]{12,}|(?i:\bbearer)\s+[A-Za-z0-9._~+/\-]{8,}=*")
+REDACTED = "***"
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with the secret, and any 8+ character fragment of it (servers echo masked keys), replaced."""
+    """``text`` with the secret, any 8+ character fragment of it (servers echo masked keys), and anything that
+    looks like an API key or bearer token replaced by ``***``."""
     text = str(text)
-    if not secret:
-        return text
-    text = text.replace(secret, "***")
-    return _TOKEN.sub(lambda m: "***" if m.group(0) in secret else m.group(0), text)
+    if secret:
+        text = text.replace(secret, REDACTED)
+        text = _TOKEN.sub(lambda m: REDACTED if m.group(0) in secret else m.group(0), text)
+    return _SECRET_LIKE.sub(REDACTED, text)
+
+
+def holds_secret(text: str, secret: str | None) -> bool:
+    """True when :func:`redact` would change ``text`` (it holds the secret or a credential-looking token)."""
+    return redact(text, secret) != str(text)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from core import validate
 from core.config import DebugConfig
 from core.errors import InvalidInputError
 from core.progress import StopFn
@@ -36,11 +37,9 @@ class GenSpec:
     n_images: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_images, int) or isinstance(self.n_images, bool) or self.n_images <= 0:
-            raise InvalidInputError(
-                f"Images per request must be a positive whole number; got {self.n_images!r} "
-                f"for {self.class_name!r} · {self.value!r}."
-            )
+        where = f"({self.class_name!r} · {self.value!r})"
+        n = validate.whole("Images per request", self.n_images, 1, validate.MAX_IMAGES_PER_MODE, where)
+        object.__setattr__(self, "n_images", n)
         if not str(self.class_name).strip():
             raise InvalidInputError("A generation request needs a class name.")
         if (self.value is None) != (self.attribute is None):
@@ -58,9 +57,7 @@ GenRequest = GenSpec
 
 
 def _positive(name: str, n: Any) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise InvalidInputError(f"{name} must be a positive whole number; got {n!r}.")
-    return n
+    return validate.whole(name, n, 1, validate.MAX_IMAGES_PER_MODE)
 
 
 def render_prompt(template: str, class_name: str, value: str | None = None) -> str:
@@ -89,7 +86,7 @@ def mode_requests(
     """
     _positive("Images per failure mode", images_per_mode)
     if k is not None:
-        _positive("k (failure modes per class)", k)
+        validate.whole("k (failure modes per class)", k, 1, validate.MAX_K_MODES)
     if isinstance(modes, pd.DataFrame):
         missing = {"class_name", "label", "value"} - set(modes.columns)
         if missing:
@@ -150,6 +147,7 @@ class Generator(ABC):
     model_id: str = ""  # what makes the images: hub id, folder, world key
     backend: str = ""  # family: "diffusers", "world"
     max_batch_size: int = 8
+    image_pixels: int = 512 * 512  # pixels of one generated image, for memory estimates before large work
 
     def __init__(self) -> None:
         # Per image of the latest batch: {"dropped_reason": ...} for a None image, ground truth etc. otherwise.

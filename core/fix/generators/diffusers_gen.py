@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core import validate
 from core.device import default_device
 from core.errors import Cancelled, InvalidInputError, MissingResourceError
 from core.fix.generators.base import Generator, GenSpec
@@ -133,21 +134,19 @@ class DiffusersGenerator(Generator):
             raise InvalidInputError("Give the diffusers model as a hub id or a local pipeline folder.")
         self.model_id = str(Path(model_id).expanduser().resolve()) if not _is_hub_id(model_id) else model_id
         preset = PRESETS.get(model_id, FALLBACK)
-        self.steps = int(num_inference_steps if num_inference_steps is not None else preset["steps"])
+        steps = num_inference_steps if num_inference_steps is not None else preset["steps"]
         self.guidance = float(guidance_scale if guidance_scale is not None else preset["guidance"])
-        if self.steps <= 0:
-            raise InvalidInputError(f"num_inference_steps must be at least 1; got {self.steps}.")
+        self.steps = validate.whole("Diffusion steps", steps, 1, validate.MAX_STEPS)
         height = height if height is not None else preset.get("height")
         width = width if width is not None else preset.get("width")
         for side, v in (("height", height), ("width", width)):
             if v is not None and (v <= 0 or v % 8):
                 raise InvalidInputError(f"Image {side} must be a positive multiple of 8; got {v}.")
         self.height, self.width, self.negative_prompt = height, width, negative_prompt
+        self.image_pixels = (height or 512) * (width or 512)
         self.device = device or default_device()
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise InvalidInputError(f"batch_size must be a positive whole number; got {batch_size!r}.")
-        self.max_batch_size = batch_size
+        self.max_batch_size = validate.whole("batch_size", batch_size, 1, validate.MAX_BATCH)
         self.pipe: Any = None  # the diffusers pipeline, loaded by prepare()
         self.steps_run = 0  # denoising steps finished, across batches (for progress and tests)
 
