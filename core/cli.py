@@ -326,8 +326,9 @@ def cmd_lists(a):
             print("dry run: nothing was changed")
     else:
         for c in lists.classes():
-            cl = lists.get(c)
-            print(f"{c} (v{cl.version}, {cl.source}): {', '.join(cl.values)}")
+            shown = lists.get(c)
+            if shown is not None:
+                print(f"{c} (v{shown.version}, {shown.source}): {', '.join(shown.values)}")
         print(f"list version id: {lists.current_version_id()}")
     warning = empty_list_warning(lists.as_dict(), [c for c in ds.classes if lists.get(c) is not None])
     if warning:

@@ -44,9 +44,13 @@ def whole(name: str, value: Any, lo: int = 1, hi: int | None = None, hint: str =
     """``value`` as an int in [lo, hi]; floats are accepted only when they are whole (3.0, not 2.7)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidInputError(f"{name} must be a whole number; got {value!r}.{_hint(hint)}")
-    if not isinstance(value, numbers.Integral) and (not math.isfinite(value) or value != int(value)):
-        raise InvalidInputError(f"{name} must be a whole number; got {value!r}.{_hint(hint)}")
-    n = int(value)
+    if isinstance(value, numbers.Integral):
+        n = int(value)
+    else:
+        x = float(value)
+        if not math.isfinite(x) or not x.is_integer():
+            raise InvalidInputError(f"{name} must be a whole number; got {value!r}.{_hint(hint)}")
+        n = int(x)
     if n < lo or (hi is not None and n > hi):
         span = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
         raise InvalidInputError(f"{name} must be {span}; got {n:,}.{_hint(hint)}")
@@ -57,9 +61,10 @@ def number(name: str, value: Any, lo: float, hi: float, hint: str = "") -> float
     """``value`` as a finite float in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InvalidInputError(f"{name} must be a number; got {value!r}.{_hint(hint)}")
-    if not lo <= value <= hi:
-        raise InvalidInputError(f"{name} must be between {lo:g} and {hi:g}; got {value:g}.{_hint(hint)}")
-    return float(value)
+    x = float(value)
+    if not lo <= x <= hi:
+        raise InvalidInputError(f"{name} must be between {lo:g} and {hi:g}; got {x:g}.{_hint(hint)}")
+    return x
 
 
 def seed(name: str, value: Any) -> int:

@@ -239,7 +239,7 @@ def _solve_group(keys, prepared, cfg, dev, progress, should_stop):
     slots: dict = {}  # distinct problem (original set, extra set, λ) -> its prepared tensors
     for k, pr in zip(keys, prepared):
         slots.setdefault(k[2:], pr)
-    anchors = {}  # original training set -> its λ = 0 problem, the warm start of every head on that set
+    anchors: dict = {}  # original training set -> its λ = 0 problem, the warm start of every head on that set
     for (orig, _, _), pr in list(slots.items()):
         anchors.setdefault(orig, (orig, None, 0.0))
         slots.setdefault((orig, None, 0.0), pr)

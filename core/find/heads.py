@@ -112,7 +112,7 @@ def _prepare(p: HeadProblem, solver: str) -> PreparedProblem:
         raise InvalidInputError("The head training set is empty; check the split sizes.")
     has_extra = p.X_extra is not None and len(p.X_extra) > 0 and p.lam > 0
     Xe, ye = _check_inputs(p.X_extra, p.y_extra, C, "extra set") if has_extra else (None, None)
-    if has_extra and Xe.shape[1] != X.shape[1]:
+    if Xe is not None and Xe.shape[1] != X.shape[1]:
         raise InvalidInputError(f"The extra set has {Xe.shape[1]} features per row, the training set {X.shape[1]}.")
     mean, std = X.mean(0), X.std(0, unbiased=False).clamp_min(1e-6)
     return PreparedProblem(X, y, Xe, ye, p.lam if has_extra else 0.0, mean, std)
@@ -152,7 +152,7 @@ def train_head(
     pr = _prepare(problem, cfg.solver)
     has_extra = pr.Xe is not None
     Z = (pr.X - pr.mean) / pr.std
-    Ze = (pr.Xe - pr.mean) / pr.std if has_extra else None
+    Ze = (pr.Xe - pr.mean) / pr.std if pr.Xe is not None else None
     torch.manual_seed(cfg.seed)
     lin = torch.nn.Linear(pr.X.shape[1], len(classes))
     torch.nn.init.zeros_(lin.weight)
@@ -238,7 +238,9 @@ def train_heads(
 
 def _fit(lin: torch.nn.Linear, objective, cfg: HeadConfig, progress: ProgressFn, should_stop: StopFn | None) -> None:
     if cfg.solver == "sgd":
-        opt = torch.optim.SGD(lin.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            lin.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
         for epoch in range(cfg.epochs):
             opt.zero_grad()
             loss = objective()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,9 +77,9 @@ def reseeded(exp, seed: int):
 
 
 def repeat(
-    make_experiment: Callable[[int], object],
+    make_experiment: Callable[[int], Any],
     seeds: Sequence[int],
-    run: Callable[[object, list], pd.DataFrame],
+    run: Callable[[Any, list], pd.DataFrame],
     progress: ProgressFn | None = None,
 ) -> Repeated:
     """``run(experiment, predictions)`` once per seed on ``make_experiment(seed)``; rows and predictions pooled."""

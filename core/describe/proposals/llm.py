@@ -309,14 +309,18 @@ class LLMProposer(Proposer):
 
     def _scrub(self, prop: Proposal) -> Proposal:
         """The proposal with every text field redacted (values that held a key were rejected already)."""
-        red = lambda t: t if t is None else redact(t, self._key)  # noqa: E731
+        key = self._key
+
+        def red(text: str) -> str:
+            return redact(text, key)
+
         return replace(
             prop,
             values=[red(v) for v in prop.values],
             rejected=[red(v) for v in prop.rejected],
             raw=red(prop.raw),
             prompt=red(prop.prompt),
-            notice=red(prop.notice),
+            notice=None if prop.notice is None else red(prop.notice),
         )
 
     def _propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
