@@ -25,7 +25,7 @@ def _no_orphan_jobs(tmp_path_factory):
 
     from core import jobs
 
-    base = str(tmp_path_factory.getbasetemp())  # this session's tmp_path folders (fresh_cache lives there)
+    base = str(tmp_path_factory.getbasetemp())  # this pytest run's tmp_path folders (fresh_cache lives there)
     for cache in {str(_SESSION_CACHE), *glob.glob(os.path.join(base, "*", "cache"))}:
         os.environ["BACKDROP_CACHE"] = cache
         jobs.stop_all(grace=3.0)

@@ -26,9 +26,9 @@ def test_page_renders_on_empty_cache(fresh_cache, page):
 def test_one_click_builds_the_world_with_progress_stop_and_resume(session_cache):
     world = jobs.job_for("setup_world", dataset=TINY)
     prep = jobs.job_for("prepare_dataset", dataset=TINY)
-    prepared = prep.state == jobs.DONE  # another test in this session may have prepared the images already
+    prepared = prep.state == jobs.DONE  # another test in this pytest run may have prepared the images already
     at = open_page()
-    if world.state != jobs.DONE:  # (done only if another test in this session already built all of it)
+    if world.state != jobs.DONE:  # (done only if another test in this pytest run already built all of it)
         labels = [b.label for b in at.button]
         start = "Complete the world setup" if prepared else "Build the offline world"
         assert start in labels, labels
