@@ -16,7 +16,6 @@ from core.describe.discovery import (
     worst_slices,
 )
 from core.errors import InvalidInputError
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (session fixtures)
 
 VALUES = ["grass", "sand", "snow", "brick wall"]
 

@@ -9,7 +9,6 @@ from core import validate
 from core.config import DebugConfig, HeadConfig, SplitConfig
 from core.errors import InvalidInputError
 from core.fix.generators import create_generator, mode_requests
-from tests.world_clip_fixtures import tiny_world  # noqa: F401  (session fixture)
 
 
 @pytest.mark.parametrize(
