@@ -100,7 +100,7 @@ def top_k(embeddings: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarr
     n_allowed = len(emb)
     if allowed is not None:
         mask = torch.from_numpy(np.asarray(allowed, bool))
-        sims[:, ~mask] = -torch.inf
+        sims = torch.where(mask, sims, -torch.inf)
         n_allowed = int(mask.sum())
     k = max(0, min(int(k), n_allowed))
     scores, rows = torch.topk(sims, k, dim=1)
