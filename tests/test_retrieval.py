@@ -177,6 +177,9 @@ def test_a_changed_pool_gets_its_own_index(fresh_cache, pool, world_clip, tmp_pa
     Image.new("RGB", (64, 64), (10, 200, 30)).save(copy / "extra.png")
     b = index_pool(copy, world_clip)
     assert a.key != b.key and len(b) == len(a) + 1
+    Image.new("RGB", (64, 64), (200, 10, 30)).save(copy / "extra.png")  # same name, new content
+    c = index_pool(copy, world_clip)
+    assert c.key not in (a.key, b.key) and c.pixel_hashes[-1] != b.pixel_hashes[-1]
 
 
 def test_unreadable_pool_files_are_skipped_and_never_returned(fresh_cache, pool, world_clip, tmp_path):

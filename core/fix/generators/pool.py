@@ -56,13 +56,31 @@ def pool_files(folder: str | Path) -> list[Path]:
     return files
 
 
+def file_hashes(folder: Path, files: list[Path]) -> list[str]:
+    """Content hash of each file, remembered per (path, size, modification time) so that a large pool is read
+    in full only once, not every time it is opened."""
+    memo_path = store.cache_root() / "pools" / "file-hashes" / f"{store.make_key(str(folder.resolve()))}.json"
+    memo = store.load_json(memo_path, {})
+    out, changed = [], False
+    for p in files:
+        st, rel = p.stat(), p.relative_to(folder).as_posix()
+        stamp = [st.st_size, st.st_mtime_ns]
+        hit = memo.get(rel)
+        if not (isinstance(hit, list) and hit[:2] == stamp):
+            hit, changed = [*stamp, store.file_hash(p)], True
+            memo[rel] = hit
+        out.append(hit[2])
+    if changed:
+        store.save_json(memo_path, memo)
+    return out
+
+
 def pool_key(folder: str | Path, clip_key: str) -> str:
     """Key of a pool's index: every file's relative path and content, and the CLIP that embeds them."""
-    folder = Path(folder).expanduser()
+    folder = Path(folder).expanduser().resolve()
     files = pool_files(folder)
-    return store.make_key(
-        "pool", POOL_SCHEMA, clip_key, [(p.relative_to(folder).as_posix(), store.file_hash(p)) for p in files]
-    )
+    rel = [p.relative_to(folder).as_posix() for p in files]
+    return store.make_key("pool", POOL_SCHEMA, clip_key, list(zip(rel, file_hashes(folder, files))))
 
 
 @dataclass
@@ -124,7 +142,7 @@ def index_pool(
     folder = Path(folder).expanduser().resolve()
     files = pool_files(folder)
     rel = [p.relative_to(folder).as_posix() for p in files]
-    key = store.make_key("pool", POOL_SCHEMA, clip.key, [(r, store.file_hash(p)) for r, p in zip(rel, files)])
+    key = pool_key(folder, clip.key)
     root = store.cache_root() / "pools" / key
     n_shards = (len(files) + shard_size - 1) // shard_size
     if not (root / "pool.json").is_file():
