@@ -214,3 +214,21 @@ def test_bad_pool_arguments_say_what_to_do(tmp_path, tiny_world):
         create_generator("retrieval", pool=tmp_path / "empty", dataset=tiny_world)
     with pytest.raises(InvalidInputError, match="dataset being debugged"):
         create_generator("retrieval", pool=tmp_path / "empty")
+
+
+def test_cli_flags_make_the_retrieval_generator_and_the_filter():
+    from argparse import Namespace
+
+    from core.cli import filter_cfg, generator_cfg
+    from core.config import FilterConfig
+
+    base = {"generator_model": None, "steps": None}
+    cfg = generator_cfg(Namespace(generator="retrieval", pool="/data/photos", **base))
+    assert cfg.name == "retrieval" and cfg.options == {"pool": "/data/photos"}
+    with pytest.raises(InvalidInputError, match="needs --pool"):
+        generator_cfg(Namespace(generator="retrieval", pool=None, **base))
+    with pytest.raises(InvalidInputError, match="add --generator retrieval"):
+        generator_cfg(Namespace(generator="world", pool="/data/photos", **base))
+    flags = {"filter_min_class": None, "filter_min_value": 0.7, "filter_keep": None}
+    assert filter_cfg(Namespace(filter=False, **flags)) is None
+    assert filter_cfg(Namespace(filter=True, **flags)) == FilterConfig(min_value_prob=0.7)
