@@ -85,7 +85,9 @@ def test_restored_images_are_never_dropped_again(half_wrong_set, tiny_world, wor
     dropped = list(dropped_by_filter(gset)["image_id"])
     assert dropped
     gset.restore(dropped[:2])
-    report = filter_set(gset, world_clip, FilterConfig(min_class_prob=0.0, min_value_prob=0.9), classes=tiny_world.classes)
+    report = filter_set(
+        gset, world_clip, FilterConfig(min_class_prob=0.0, min_value_prob=0.9), classes=tiny_world.classes
+    )
     assert set(dropped[:2]) <= set(gset.index()["image_id"])
     assert filter_report(gset)["restored"].sum() == 2 == report["restored"].sum()
 
