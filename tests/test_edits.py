@@ -12,7 +12,6 @@ from core.errors import InvalidInputError
 from core.fix.generators import GenSpec, create_generator, generate_set, render_prompt
 from core.world.generator import edit_world_image
 from core.world.render import mnist
-from tests.world_clip_fixtures import tiny_world  # noqa: F401  (session fixture)
 
 
 def mode(world, cls, value, n, attribute="background"):

@@ -14,7 +14,6 @@ from core.fix.generators import GenSpec, generate_set, render_prompt
 from core.fix.generators.clip_filter import dropped_by_filter, filter_report, filter_set, match_counts
 from core.fix.mitigate import select_images
 from core.world.generator import WorldRenderer
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (session fixtures)
 
 # The world CLIP reads backgrounds (99% zero-shot on val, measured) but not digits (11%, chance 10%), so on the
 # world the filter is judged on values: its class test is switched off (a real CLIP reads both).

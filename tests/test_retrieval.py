@@ -14,7 +14,6 @@ from core.fix.generators import GenSpec, create_generator, generate_set, render_
 from core.fix.generators.pool import index_pool, pixel_hash, protected_hashes, top_k
 from core.fix.generators.retrieval import RAN_OUT
 from core.world.generator import write_world_pool
-from tests.world_clip_fixtures import tiny_world, world_clip  # noqa: F401  (session fixtures)
 
 PER_CLASS = 10  # 100-image pool: one image per (class, background) on average
 
