@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from core import steps
-from core.config import DEFAULT_ATTRIBUTE, DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
-from core.errors import BackdropError
+from core.config import DEFAULT_ATTRIBUTE, DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.errors import BackdropError, InvalidInputError
 from core.progress import TqdmProgress
 
 SPLIT, HEAD, DEBUG = SplitConfig(), HeadConfig(), DebugConfig()  # the defaults the flags show (config.py owns them)
@@ -375,10 +375,25 @@ def _modes_parser(p):
 
 # -- mitigation (paper §4.3, §5.3) -----------------------------------------------------------------------------
 def generator_cfg(a) -> GeneratorConfig:
-    return GeneratorConfig(
-        name=a.generator,
-        model_id=a.generator_model,
-        options={"num_inference_steps": a.steps} if a.steps else {},
+    options: dict = {"num_inference_steps": a.steps} if a.steps else {}
+    if a.pool:
+        if a.generator != "retrieval":
+            raise InvalidInputError("--pool is the folder the retrieval generator searches: add --generator retrieval.")
+        options["pool"] = a.pool
+    elif a.generator == "retrieval":
+        raise InvalidInputError("--generator retrieval needs --pool DIR, the folder of images to retrieve from.")
+    return GeneratorConfig(name=a.generator, model_id=a.generator_model, options=options)
+
+
+def filter_cfg(a) -> FilterConfig | None:
+    """The CLIP filter the flags ask for (None without --filter)."""
+    if not a.filter:
+        return None
+    base = FilterConfig()
+    return FilterConfig(
+        min_class_prob=base.min_class_prob if a.filter_min_class is None else a.filter_min_class,
+        min_value_prob=base.min_value_prob if a.filter_min_value is None else a.filter_min_value,
+        keep_fraction=a.filter_keep,
     )
 
 
@@ -400,9 +415,22 @@ def _experiment_args(p, models=True):
     p.add_argument(
         "--lam", type=float, default=DEBUG.lam, help=f"λ weighting the generated images' loss (paper: {DEBUG.lam})"
     )
-    p.add_argument("--generator", help="world (offline default) or diffusers (real default: Stable Diffusion v1-5)")
+    p.add_argument(
+        "--generator",
+        help="world (offline default), diffusers (real default: Stable Diffusion v1-5), retrieval (with --pool) "
+        "or edits (the model's own failures, edited)",
+    )
     p.add_argument("--generator-model", help="diffusers hub id or local pipeline folder")
     p.add_argument("--steps", type=int, help="diffusion steps (e.g. 1 for SD-Turbo)")
+    p.add_argument("--pool", help="folder of unlabelled images that --generator retrieval searches with CLIP")
+    p.add_argument("--filter", action="store_true", help="CLIP-filter the images; dropped ones are kept, restorable")
+    p.add_argument(
+        "--filter-min-class", type=float, help=f"class probability to keep (default {FilterConfig.min_class_prob})"
+    )
+    p.add_argument(
+        "--filter-min-value", type=float, help=f"value probability to keep (default {FilterConfig.min_value_prob})"
+    )
+    p.add_argument("--filter-keep", type=float, help="instead of thresholds: keep this top share of each mode")
     p.add_argument("--gen-seed", type=int, default=DEBUG.seed)
     splits_args(p)
     p.add_argument("--csv", help="also write the results table to this CSV file")
@@ -413,6 +441,7 @@ def fix_configs(a) -> dict:
     return {
         "attribute": a.attribute,
         "generator": generator_cfg(a),
+        "clip_filter": filter_cfg(a),
         "debug": debug_cfg(a),
         "split": split_cfg(a),
         "head": head_cfg(a),
@@ -444,7 +473,8 @@ def cmd_generate(a):
         bar = TqdmProgress(m)
         g = steps.generate(ds, model=m, progress=bar, **fix_configs(a))
         bar.close()
-        out.append({"model": m, "ours": g.ours, "random": g.random, "sets": ", ".join(g.sets), "skipped": g.skipped})
+        row = {"model": m, "ours": g.ours, "random": g.random, "sets": ", ".join(g.sets), "skipped": g.skipped}
+        out.append(row | ({"dropped by filter": g.dropped} if a.filter else {}))
     print(table(pd.DataFrame(out)))
 
 

@@ -84,6 +84,19 @@ class GeneratorConfig:
         return {**self.options, **({"model_id": self.model_id} if self.model_id else {})}
 
 
+@dataclass(frozen=True)
+class FilterConfig:
+    """CLIP filter of generated images (as ALIA filters its edits): an image is kept when CLIP sees the intended
+    class among all classes, and the intended value among the values asked for, with at least these
+    probabilities; ``keep_fraction`` instead keeps that top share of each mode by the smaller of the two."""
+
+    min_class_prob: float = 0.5  # more likely the intended class than all others together
+    min_value_prob: float = 0.5  # more likely the intended value than all others together
+    keep_fraction: float | None = None  # e.g. 0.8: keep the best 80% per mode (thresholds then unused)
+    class_template: str = "A photo of {class_name}"
+    value_template: str = "A photo of {value}"
+
+
 def to_dict(cfg) -> dict:
     return asdict(cfg)
 

@@ -93,6 +93,19 @@ if generator in DIFFUSION:
         )
     )
     options = {"num_inference_steps": n_steps} if n_steps else {}
+elif generator == "retrieval":
+    pool = st.text_input(
+        "Retrieve from a folder (unlabelled images; searched with CLIP, indexed once)",
+        value=str(saved.generator.options.get("pool", "")) if same_gen else "",
+        key="gen-pool",
+        placeholder="/data/my_photos",
+        help="Each mode gets the folder's best CLIP matches for its prompt; never one of the model's debug or "
+        "test images, never the same image for two modes while unused ones remain.",
+    ).strip()
+    if not pool:
+        st.info("Give the folder of images to retrieve from.", icon=":material/folder_open:")
+        st.stop()
+    options = {"pool": pool}
 settings = save_settings(
     spec,
     replace(
@@ -168,3 +181,16 @@ with guard("Showing the generated images"):
             ):
                 gs.delete(marked)
                 st.rerun()
+        dropped = data.dropped_by_filter(ours_set)
+        dropped = dropped[dropped["class_name"] == shown_cls]
+        if len(dropped):
+            st.caption(f"Dropped by the CLIP filter ({len(dropped)}; kept in the set's trash, not used for retraining)")
+
+            def dropped_cell(image_id):
+                row = dropped.set_index("image_id").loc[image_id]
+                st.image(data.greyed(ours_set, image_id), width="stretch", caption=row["reason"])
+                if st.button("restore", key=f"restore-{image_id}"):
+                    gs.restore([image_id])
+                    st.rerun()
+
+            grid(list(dropped["image_id"])[:PER_MODE_SHOWN], dropped_cell, columns=6)

@@ -196,6 +196,18 @@ def generated_set(name: str):
     return GeneratedSet(name)
 
 
+def dropped_by_filter(name: str) -> pd.DataFrame:
+    """Images of a generated set the CLIP filter dropped and nobody restored (reason and scores)."""
+    from core.fix.generators.clip_filter import dropped_by_filter as dropped
+
+    return dropped(generated_set(name))
+
+
+def greyed(name: str, image_id: str):
+    """A dropped image, shown greyed out."""
+    return generated_set(name).load(image_id).convert("L")
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _results(path: str, mtime: float) -> pd.DataFrame:
     return read_results(path)

@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 import pandas as pd
 
 from core import validate
-from core.config import DebugConfig, HeadConfig, SplitConfig
+from core.config import DebugConfig, FilterConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.datasets.registry import is_offline_world
 from core.describe.discovery import discovery_report, failure_slices, worst_slices
@@ -46,6 +46,8 @@ def default_generator(dataset: ImageDataset, name: str | None = None, **kwargs) 
     name = name or default_generator_name(dataset)
     if name == "world":
         kwargs.setdefault("world", dataset)
+    if name in ("retrieval", "edits"):  # both must know the dataset (protected images; images to edit)
+        kwargs.setdefault("dataset", dataset)
     return create_generator(name, **kwargs)
 
 
@@ -62,10 +64,12 @@ class Experiment:
         split_cfg: SplitConfig = SplitConfig(),
         head_cfg: HeadConfig = HeadConfig(),
         clip=None,
+        clip_filter: FilterConfig | None = None,
         progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
     ):
         check_config(cfg)
+        self.clip_filter = clip_filter  # None: generated images are not CLIP-filtered
         self.clip = clip  # None: the dataset's default CLIP (core.describe.textualize.default_clip), loaded when needed
         self.dataset, self.cfg, self.attribute = dataset, cfg, attribute
         self.generator = generator or default_generator(dataset)
@@ -103,6 +107,8 @@ class Experiment:
             self.generator,
             cfg or self.cfg,
             attribute=self.attribute,
+            clip_filter=self.clip_filter,
+            clip=self.clip,
             progress=self.progress,
             should_stop=self.should_stop,
         )
@@ -126,6 +132,7 @@ class Experiment:
             "attribute": self.attribute,
             "generator": self.generator.name,
             "generator_model": self.generator.model_id,
+            "clip_filter": asdict(self.clip_filter) if self.clip_filter else None,
             **extra,
         }
 

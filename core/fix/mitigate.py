@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 
 from core import store, validate
-from core.config import DebugConfig, HeadConfig, SplitConfig
+from core.config import DebugConfig, FilterConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
 from core.find.features import extract_features
 from core.find.heads import LinearHead, train_head
 from core.find.runs import ModelRun, get_splits, load_backbone
 from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
+from core.fix.generators.clip_filter import filter_set, match_counts
 from core.progress import ProgressFn, StopFn, no_progress
 
 RESULT_COLUMNS = [
@@ -63,13 +64,17 @@ def generate_for_modes(
     cfg: DebugConfig,
     *,
     attribute: str = "background",
+    clip_filter: FilterConfig | None = None,
+    clip=None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Images for the top-k modes per class and as many Random_debugging images per class.
 
     Returns (ours, random): index rows of the generated sets (image_id, label, class_name, value, ...) with
-    ``set`` naming the set each row came from.
+    ``set`` naming the set each row came from. With ``clip_filter`` both sets are CLIP-filtered
+    (:mod:`core.fix.generators.clip_filter`; ``clip`` defaults to the dataset's) and trimmed to the same images
+    per class; ``ours.attrs["filtered"]`` then reports the drops per mode.
     """
     check_config(cfg)
     requests = mode_requests(
@@ -85,11 +90,19 @@ def generate_for_modes(
     if not requests:
         empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
         return empty, empty.copy()
-    out = []
+    out, filtered = [], []
     for attr, reqs in ((attribute, requests), (None, baseline_for(requests, template=cfg.random_template))):
         name = set_name(dataset, generator, attr, cfg.seed)
         gset = generate_set(generator, reqs, name, seed=cfg.seed, progress=progress, should_stop=should_stop)
+        if clip_filter is not None:
+            from core.describe.textualize import default_clip
+
+            clip = clip or default_clip(dataset)
+            filtered += filter_set(gset, clip, clip_filter, classes=dataset.classes).to_dict("records")
         out.append(select_images(gset, reqs))
+    if clip_filter is not None:
+        out = list(match_counts(out[0], out[1]))
+        out[0].attrs["filtered"] = filtered
     out[0].attrs["skipped"] = skipped
     return out[0], out[1]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import DEFAULT_ATTRIBUTE, DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.config import DEFAULT_ATTRIBUTE, DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, StopFn
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
@@ -17,11 +17,26 @@ from core.steps.describe import textualize
 EXPERIMENTS = ("individual", "collective", "lam", "k")  # the `what` every saved experiment carries
 
 
-def make_generator(dataset: DatasetLike, generator: GeneratorConfig = GeneratorConfig()):
-    """The generator ``generator`` names, for this dataset (core.fix.experiments.default_generator)."""
+def make_generator(
+    dataset: DatasetLike,
+    generator: GeneratorConfig = GeneratorConfig(),
+    model: str | None = None,
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+):
+    """The generator ``generator`` names, for this dataset (core.fix.experiments.default_generator). The
+    ``edits`` generator edits one model's debug_seed failures: it needs ``model``."""
     from core.fix.experiments import default_generator
 
-    return default_generator(open_ds(dataset), generator.name, **generator.kwargs())
+    ds, kw = open_ds(dataset), generator.kwargs()
+    if generator.name == "edits" and "sources" not in kw:
+        from core.find.runs import run_model
+        from core.fix.generators.edits import seed_failures
+
+        if model is None:
+            raise InvalidInputError("The edits generator edits one model's failures: debug one model at a time.")
+        kw["sources"] = seed_failures(run_model(ds, model, split, head))
+    return default_generator(ds, generator.name, **kw)
 
 
 def generated_set_names(
@@ -45,6 +60,7 @@ class Generated(StepResult):
     random: int
     sets: list[str]
     skipped: str = ""  # failure modes the generator could not render, "class · value; ..."
+    dropped: int = 0  # images the CLIP filter dropped (both sets; per mode in core.fix.generators.clip_filter)
 
 
 def generate(
@@ -58,6 +74,7 @@ def generate(
     split: SplitConfig = SplitConfig(),
     head: HeadConfig = HeadConfig(),
     clip: Any = None,
+    clip_filter: FilterConfig | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Generated:
@@ -77,14 +94,17 @@ def generate(
     ours, rand = generate_for_modes(
         ds,
         pd.DataFrame(modes),
-        make_generator(ds, generator),
+        make_generator(ds, generator, model, split, head),
         debug,
         attribute=attribute,
+        clip_filter=clip_filter,
+        clip=clip,
         progress=progress,
         should_stop=should_stop,
     )
     sets = sorted(set(ours.get("set", [])) | set(rand.get("set", [])))
-    return Generated(len(ours), len(rand), sets, skipped_modes(ours))
+    dropped = sum(r["dropped"] for r in ours.attrs.get("filtered", []))
+    return Generated(len(ours), len(rand), sets, skipped_modes(ours), dropped)
 
 
 @dataclass
@@ -109,6 +129,7 @@ def experiment(
     reference: str | None = None,
     values: list | None = None,
     clip: Any = None,
+    clip_filter: FilterConfig | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> ExperimentResult:
@@ -128,10 +149,11 @@ def experiment(
         ds,
         debug,
         attribute=attribute,
-        generator=make_generator(ds, generator),
+        generator=make_generator(ds, generator, models[0] if len(models) == 1 else None, split, head),
         split_cfg=split,
         head_cfg=head,
         clip=clip,
+        clip_filter=clip_filter,
         progress=progress,
         should_stop=should_stop,
     )

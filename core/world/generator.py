@@ -7,15 +7,21 @@ attribute from the world's training distribution. The rendered ground truth goes
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from PIL import Image
 
+from core import store
 from core.errors import InvalidInputError
 from core.fix.generators.base import Generator, GenSpec
 from core.fix.generators.registry import GENERATORS
 from core.progress import StopFn, check_stop
+from core.world.render import compose, draw_geometry, mnist
 
 # GenSpec.attribute -> keyword of world.render and the world attribute listing renderable values.
 ATTRIBUTES = {
@@ -107,3 +113,87 @@ class WorldRenderer(Generator):
             images.append(img.convert("RGB"))
             self.last_info.append({k: _jsonable(v) for k, v in dict(truth).items() if k != "dropped_reason"})
         return images
+
+
+# ---- an unlabelled image pool and exact edits, for the retrieval and edit generators -------------------
+
+POOL_SEED_BASE = 2**31  # pool renders use seeds above every generated-set seed (those are below 2**31)
+
+
+def write_world_pool(world: Any, folder: str | Path, images_per_class: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Write an unlabelled image pool for retrieval: the world's ``gen`` digits on backgrounds and colours drawn
+    uniformly, as ``folder/<n>.png`` in shuffled order (file names say nothing of the content).
+
+    Returns the ground truth (file, label, background, colour, digit_index) for evaluation; it is not written
+    into the pool. Files already there are left alone; the folder must hold nothing else.
+    """
+    if not isinstance(images_per_class, int) or images_per_class <= 0:
+        raise InvalidInputError(f"Images per class must be a positive whole number; got {images_per_class!r}.")
+    folder = Path(folder).expanduser()
+    rng = np.random.default_rng([int(seed), 7])
+    n = len(world.classes) * images_per_class
+    labels = np.repeat(np.arange(len(world.classes)), images_per_class)
+    bgs = rng.integers(0, len(world.backgrounds), n)
+    cols = rng.integers(0, len(world.colours), n)
+    order = rng.permutation(n)
+    rows = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, j in enumerate(order):
+        img, truth = world.render(
+            int(labels[j]),
+            background=world.backgrounds[bgs[j]],
+            colour=world.colours[cols[j]],
+            seed=POOL_SEED_BASE + int(seed) * 1_000_000 + int(j),
+        )
+        name = f"{k:06d}.png"
+        if not (folder / name).is_file():
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="PNG")
+            store.atomic_write_bytes(folder / name, buf.getvalue())
+        rows.append({"file": name, **{c: truth[c] for c in ("label", "background", "colour", "digit_index")}})
+    return pd.DataFrame(rows)
+
+
+def edit_world_image(
+    world: Any, image_id: str, *, background: str | None = None, colour: str | None = None, seed: int | None = None
+) -> tuple[Image.Image, dict]:
+    """The world image ``image_id`` with its background and/or colour replaced, exactly: the same MNIST digit at
+    the same size and place. ``seed=None`` keeps the crop position of the background too (so naming the image's
+    own values gives back its pixels); a seed draws a fresh crop of the new background."""
+    pool, _, row = str(image_id).partition("/")
+    df = world.index(pool)
+    if not row.isdigit() or int(row) >= len(df):
+        raise InvalidInputError(f"{world.name} has no image {image_id!r}; ids look like 'val/00042'.")
+    j = int(row)
+    rec = df.iloc[j]
+    geom = draw_geometry(np.random.default_rng([world.seed, 2, list(world.pools()).index(pool)]), len(df))
+    geom = {k: v[j : j + 1].copy() for k, v in geom.items()}
+    if seed is not None:
+        fresh = draw_geometry(np.random.default_rng([world.seed, _EDIT_STREAM, int(seed)]), 1)
+        for k in ("crop_scale", "crop_x", "crop_y", "flip"):
+            geom[k] = fresh[k]
+    bg = rec["background"] if background is None else world_value(world, "background", background)
+    col = rec["colour"] if colour is None else world_value(world, "colour", colour)
+    img = compose(bg, col, mnist()[0][int(rec["digit_index"])], geom, 0)
+    label = int(rec["label"])
+    return img, {
+        "source_id": str(image_id),
+        "label": label,
+        "class_name": world.classes[label],
+        "background": bg,
+        "colour": col,
+        "digit_index": int(rec["digit_index"]),
+        "common_background": bg == world.common_background(label),
+        "common_colour": col == world.common_colour(label),
+        "from_background": rec["background"],
+        "from_colour": rec["colour"],
+    }
+
+
+_EDIT_STREAM = 2_000_003
+
+
+def world_value(world: Any, attribute: str, value: str) -> str:
+    """``value`` as the world names it (accepting phrasings such as "in the desert" the way render does)."""
+    _, info = world.render(0, seed=0, **{ATTRIBUTES[attribute][0]: value})
+    return info[ATTRIBUTES[attribute][0]]

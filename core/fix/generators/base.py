@@ -163,6 +163,10 @@ class Generator(ABC):
     def prepare(self) -> None:  # noqa: B027 (optional hook; the default needs nothing loaded)
         """Load weights or worlds; raises MissingResourceError when they are not available here."""
 
+    def begin(self, slots: Sequence[tuple[GenSpec, int, int]], existing: pd.DataFrame) -> None:  # noqa: B027
+        """Called once per run after :meth:`prepare`, with every slot still to make as (request, index, seed)
+        and the set's manifest so far; generators that share a resource across slots (a retrieval pool) plan here."""
+
     @abstractmethod
     def generate_batch(
         self, prompts: list[str], seeds: list[int], specs: list[GenSpec], should_stop: StopFn | None = None

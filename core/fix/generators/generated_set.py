@@ -287,6 +287,7 @@ def generate_set(
         total, done = len(slots), len(slots) - len(pending)
         if pending:
             generator.prepare()
+            generator.begin(pending, existing)
         if meta is None:
             store.save_json(root / "set.json", {**want, "schema": SET_SCHEMA, "created_at": _now()})
         _append_rows(root, adopted)
@@ -480,3 +481,14 @@ class GeneratedSet(ImageDataset):
                 # Written per image so that the manifest always matches where the files are.
                 _write_manifest(self.root, df)
         return changed
+
+    def annotate(self, info: dict[str, dict]) -> None:
+        """Merge ``info[image_id]`` into each image's ``info`` record (a filter's scores and verdict, say)."""
+        with store.lock(self.root / "manifest.csv"):
+            df = read_manifest(self.root)
+            self._rows(info)
+            at = {i: k for k, i in enumerate(df["image_id"])}
+            for i, extra in info.items():
+                old = df.at[at[i], "info"]
+                df.at[at[i], "info"] = store.stable_json({**(json.loads(old) if old else {}), **extra})
+            _write_manifest(self.root, df)

@@ -1,6 +1,7 @@
 """The generator registry: ``create_generator(name, **kw)`` builds a registered :class:`Generator`
 (diffusers pipelines in ``core.fix.generators.diffusers_gen``, the offline world's renderer in
-``core.world.generator``)."""
+``core.world.generator``, pool retrieval in ``core.fix.generators.retrieval``,
+edits of real images in ``core.fix.generators.edits``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from core.fix.generators.base import Generator
 from core.registry import Registry
 
 GENERATORS: Registry[Generator] = Registry(
-    "generator", plugins=("core.fix.generators.diffusers_gen", "core.world.generator")
+    "generator",
+    plugins=(
+        "core.fix.generators.diffusers_gen",
+        "core.world.generator",
+        "core.fix.generators.retrieval",
+        "core.fix.generators.edits",
+    ),
 )
 
 
