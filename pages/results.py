@@ -6,11 +6,11 @@ import plotly.express as px
 import streamlit as st
 
 from core.find.failures import family_average
+from core.report import build_report
 from core.settings import load_settings, save_settings
 from ui import data
 from ui.feedback import guard
 from ui.jobs import job_panel
-from ui.report import build_report
 from ui.state import dataset_spec
 from ui.tables import fmt_matrix
 from ui.text import md

