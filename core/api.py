@@ -36,7 +36,7 @@ from core.display import (
     iou_heatmap,
     sweep_figure,
 )
-from core.errors import BackdropError, InvalidInputError
+from core.errors import BackdropError, InvalidInputError, MissingResourceError
 from core.progress import TqdmProgress
 from core.report import TITLES
 
@@ -44,6 +44,9 @@ __all__ = [
     "open_dataset",
     "setup_world",
     "world_models",
+    "world_clip",
+    "load_clip",
+    "model_info",
     "list_models",
     "families",
     "run_models",
@@ -71,6 +74,7 @@ __all__ = [
     "SplitConfig",
     "HeadConfig",
     "BackdropError",
+    "MissingResourceError",
 ]
 
 
@@ -112,6 +116,32 @@ def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_c
     bar.close()
     run_models(world, names)
     return names
+
+
+def world_clip(world: ImageDataset, config=None):
+    """The world's trained CLIP (``config``: the ``WorldClipConfig`` it was trained with; default the standard
+    one, which textualization uses when no ``clip`` is given)."""
+    from core.world.clip import load_world_clip
+
+    return load_world_clip(world, config)
+
+
+def load_clip(name: str = "ViT-B-32", pretrained: str | None = "openai", weights: str | Path | None = None):
+    """A real CLIP (open_clip) for zero-shot assignment: a preset name and pretrained tag (downloaded once), or a
+    local ``weights`` file. Raises ``MissingResourceError`` saying what to fetch when the weights are absent.
+
+    >>> clip = bd.load_clip("ViT-B-32", "openai")
+    """
+    from core.describe.clip import load_clip as _load
+
+    return _load(name, pretrained, weights)
+
+
+def model_info(name: str) -> dict:
+    """Family, source, hub id and whether the weights are on this machine (``info["available"]``)."""
+    from core.models import model_info as _info
+
+    return _info(name)
 
 
 def world_models(world: ImageDataset) -> list[str]:
