@@ -189,14 +189,18 @@ def run_models(
 
 
 def failures(run, split: str | None = None) -> pd.DataFrame:
-    """A run's failures (image_id, label, pred, confidence, top5, split), optionally only "seed" or "heldout"."""
+    """A run's failures (image_id, label, pred, confidence, top5, split), optionally only "seed" or "heldout".
+
+    >>> bd.failure_gallery(world, bd.failures(runs["world-resnet-s"], "seed"), limit=12)"""
     from core.find.failures import failures as _failures
 
     return _failures(run.table, split)
 
 
 def overlap(runs: dict) -> pd.DataFrame:
-    """IoU of the models' failure sets (models × models). ``bd.iou_heatmap(bd.overlap(runs))`` draws it."""
+    """IoU of the models' failure sets (models × models).
+
+    >>> bd.iou_heatmap(bd.overlap(runs))"""
     from core.find.failures import iou_matrix
     from core.find.runs import failure_ids
 
@@ -283,13 +287,17 @@ def experiment(
 
 def generate(exp, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached).
-    Returns (ours, random) index rows; ``bd.examples(exp, model)`` shows them beside the failures."""
+    Returns (ours, random) index rows; ``bd.examples(exp, model)`` shows them beside the failures.
+
+    >>> ours, random = bd.generate(exp, "world-resnet-s"); ours[["class_name", "value"]].value_counts()"""
     return exp.images(exp.textualization(model).modes)
 
 
 def examples(exp, model: str, per_mode: int = 3) -> list[ModeExamples]:
     """For each failure mode of ``model``: a few of its failures beside the images generated for that mode
-    (each item displays itself in Jupyter)."""
+    (each item displays itself in Jupyter).
+
+    >>> bd.examples(exp, "world-resnet-s")[0]"""
     from core.report import model_examples
 
     return model_examples(exp, model, per_mode)
@@ -327,7 +335,9 @@ def debug(exp, models: Sequence[str], save: bool = True) -> ResultsTable:
 
 def collective(exp, models: Sequence[str], reference: str | None = None, save: bool = True) -> ResultsTable:
     """Table 3 / Figure 6: individual, Random_debugging and collective types 1 (pooled modes) and 2 (the
-    ``reference`` model's modes) on a family of models."""
+    ``reference`` model's modes) on a family of models.
+
+    >>> col = bd.collective(exp, bd.families()["World-ResNet"]); col.df"""
     from core.fix.experiments import collective_study
 
     models = list(models)
@@ -337,7 +347,9 @@ def collective(exp, models: Sequence[str], reference: str | None = None, save: b
 
 def sweep(exp, models: Sequence[str], over: str = "lam", values=None, save: bool = True) -> ResultsTable:
     """Figure 5: vary λ (``over="lam"``, default 0, .25, .5, .75, 1) or the number of modes k (``over="k"``,
-    default 1–5); ours and Random_debugging at each point. ``bd.sweep_figure(t.df, over)`` draws it."""
+    default 1–5); ours and Random_debugging at each point.
+
+    >>> lam = bd.sweep(exp, ["world-resnet-s"], "lam"); bd.sweep_figure(lam.df, "lam")"""
     from core.fix.experiments import sweep as _sweep
 
     models = list(models)

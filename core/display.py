@@ -76,7 +76,10 @@ def failure_gallery(
     dataset, rows: pd.DataFrame, *, title: str = "Failures", limit: int = 24, value_column: str = "value"
 ) -> Gallery:
     """Thumbnails of failures (rows of a failure table or of assignments: image_id, label, pred, and the
-    assigned ``value`` when present), captioned "true → predicted" and the value."""
+    assigned ``value`` when present), captioned "true → predicted" and the value.
+
+    >>> failure_gallery(world, text.assignments, title="failures and their backgrounds", limit=18)
+    """
     classes = list(dataset.classes)
     tiles = []
     for r in rows.head(limit).itertuples(index=False):
