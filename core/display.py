@@ -171,11 +171,13 @@ class ResultsTable:
     title: str = "Results"
 
     def table2(self) -> pd.DataFrame:
-        """Table 2's layout: per model, test / debug_seed / debug_heldout accuracy before, ours, random."""
+        """Table 2's layout: per model, test / debug_seed / debug_heldout accuracy before, ours, random (then any
+        other method, e.g. collective1/2)."""
         cols = [c for c in ("acc_test", "acc_seed", "acc_heldout") if c in self.df]
         wide = self.df.pivot_table(index="model", columns="method", values=cols, aggfunc="first")
         names = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
-        order = [(c, m) for c in cols for m in ("before", "ours", "random") if (c, m) in wide.columns]
+        methods = ["before", "ours", "random"] + sorted(set(self.df["method"]) - {"before", "ours", "random"})
+        order = [(c, m) for c in cols for m in methods if (c, m) in wide.columns]
         wide = wide[order]
         wide.columns = [f"{names[c]} · {m}" for c, m in order]
         return wide

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.config import HeadConfig, SplitConfig
 from core.display import (
     GRID_CSS,
     Gallery,
@@ -133,3 +134,68 @@ def experiment_report(
     for m in models:
         sections.append((f"{m}: failures per mode and the images generated for it", model_examples(exp, m, per_mode)))
     return build_report(title or f"Backdrop results: {exp.dataset.name}", sections, exp.meta())
+
+
+def saved_generated(dataset, meta: dict) -> pd.DataFrame:
+    """Index rows (with ``set``) of the generated sets a saved experiment drew its failure-mode images from,
+    found by name and identity; reads only, generates nothing."""
+    from core.fix.generators import GeneratedSet, list_sets
+
+    prefix = f"{dataset.name.replace('/', '-')}-{meta.get('generator')}-{meta.get('attribute')}-"
+    seed = (meta.get("debug") or {}).get("seed", 0)
+    parts = []
+    for name in list_sets():
+        if not name.startswith(prefix):
+            continue
+        gs = GeneratedSet(name)
+        if gs.meta.get("model_id") == meta.get("generator_model") and gs.meta.get("seed", 0) == seed:
+            parts.append(gs.index().assign(set=name))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["image_id", "class_name", "value"])
+
+
+def saved_examples(dataset, results: pd.DataFrame, meta: dict, per_mode: int = 3) -> list[tuple[str, Any]]:
+    """For a saved results table: per model, its failure modes with a few failures beside the generated images,
+    from what the experiment cached (the run, its CLIP assignments for the list version the results used, the
+    generated sets). Reads only: a model whose run or assignments are gone is left out."""
+    from core.describe.assign import failure_modes
+    from core.describe.textualize import list_assignments
+    from core.find.runs import load_run
+
+    split, head = SplitConfig(**meta.get("split", {})), HeadConfig(**meta.get("head", {}))
+    k = int((meta.get("debug") or {}).get("k_modes", 3))
+    generated = saved_generated(dataset, meta)
+    out = []
+    for model in dict.fromkeys(results.get("model", [])):
+        run = load_run(dataset, model, split, head)
+        if run is None:
+            continue
+        versions = set(results.loc[results["model"] == model].get("list_version", pd.Series(dtype=str)).dropna())
+        found = list_assignments(run.folder, meta.get("attribute", "background"))
+        chosen = next((pq for prov, pq in found if prov.get("list_version") in versions), None)
+        chosen = chosen or (found[0][1] if found else None)
+        if chosen is None:
+            continue
+        assignments = pd.read_parquet(chosen)
+        modes = failure_modes(assignments, k=k)
+        examples = mode_examples(dataset, model, assignments, modes, generated, per_mode=per_mode)
+        out.append((f"{model}: failures per mode and the images generated for it", examples))
+    return out
+
+
+def saved_results_report(
+    dataset,
+    saved: Mapping[str, tuple[pd.DataFrame, dict]],
+    sections: Sequence[tuple[str, Any]] | None = None,
+    *,
+    per_mode: int = 3,
+    title: str | None = None,
+) -> str:
+    """The report of saved results (``kind -> (rows, metadata)``, as ``core.fix.mitigate.list_results`` finds
+    them): ``sections`` (default: each table with its chart), then the failure-mode images of the models in
+    the individual (else the first) results, then provenance. Reads only."""
+    sections = list(sections if sections is not None else results_sections({w: df for w, (df, _) in saved.items()}))
+    if saved:
+        df, meta = saved.get("individual") or next(iter(saved.values()))
+        sections += saved_examples(dataset, df, meta, per_mode)
+    provenance = {w: meta for w, (_, meta) in saved.items()} or None
+    return build_report(title or f"Backdrop results: {dataset.name}", sections, provenance)

@@ -112,3 +112,26 @@ def test_report_opens_in_chromium_offline_with_images_and_charts(world_report):
     assert len(widths) == sum(len(e.failures) + len(e.generated) for e in examples) > 0
     assert all(w > 0 for w in widths), "every embedded image decodes"
     assert charts >= 1 and bars > 0, "plotly drew the before/after chart"
+
+
+@pytest.mark.slow
+def test_report_of_saved_results_reads_images_without_computing(results_world, monkeypatch):
+    """What the Results page's Download tab builds: from saved results only, no CLIP, no generation."""
+    import core.describe.assign as assign_mod
+    import core.fix.generators.generated_set as gen_mod
+    from core.fix.mitigate import list_results
+    from core.report import saved_results_report
+    from core.workspace import open_dataset
+
+    def refuse(*a, **k):
+        raise AssertionError("the report of saved results must not compute")
+
+    monkeypatch.setattr(gen_mod, "generate_set", refuse)
+    monkeypatch.setattr(assign_mod, "assign", refuse)
+    ds = open_dataset(TINY)
+    saved = {w: (pd.read_parquet(pq), meta) for w, (pq, meta) in list_results(ds.key).items()}
+    html = saved_results_report(ds, saved)
+    model = results_world.models[0]
+    assert f"{model}: failures per mode and the images generated for it" in html
+    assert len(DATA_IMG.findall(html)) >= 10
+    assert html.count("generated for this mode") >= 3
