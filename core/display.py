@@ -183,7 +183,8 @@ class ResultsTable:
         return wide
 
     def _repr_html_(self) -> str:
-        body = self.table2() if {"method", "model"} <= set(self.df) and "before" in set(self.df["method"]) else self.df
+        long_form = "sweep" in self.df or not {"method", "model"} <= set(self.df)  # sweeps: one row per point
+        body = self.df if long_form else self.table2()
         caption = ", ".join(f"{k}: {v}" for k, v in self.meta.items() if not isinstance(v, (dict, list)))
         return (
             (f"<h4>{html_text(self.title)}</h4>" if self.title else "")
