@@ -2,7 +2,7 @@
 (``core.api``), so an analysis moves from the app to Jupyter and back (both read and write the same cache).
 
 ``analysis_notebook(view, dataset, models, ...)`` builds it; ``notebook_bytes`` gives the file to download.
-Views: ``"failures"`` (one model's failures, optionally one class), ``"overlap"`` (IoU of failure sets, by model
+Views: ``"failures"`` (one model's failures, optionally only some true and predicted classes), ``"overlap"`` (IoU of failure sets, by model
 and by family) and ``"results"`` (before/after, collective and sweeps with the page's λ, k and generator).
 """
 
@@ -27,7 +27,8 @@ def analysis_notebook(
     dataset: dict,
     models: list[str],
     *,
-    class_name: str | None = None,
+    true_classes: list[str] | None = None,
+    predicted_classes: list[str] | None = None,
     attribute: str = "background",
     lam: float = DebugConfig.lam,
     k: int = DebugConfig.k_modes,
@@ -66,7 +67,12 @@ def analysis_notebook(
     ]
     if view == "failures":
         model = models[0]
-        filt = f"\nfails = fails[fails['label'] == dataset.classes.index({_lit(class_name)})]" if class_name else ""
+        filt = ""
+        for column, names in (("label", true_classes), ("pred", predicted_classes)):
+            if names:
+                filt += (
+                    f"\nfails = fails[fails[{column!r}].isin([dataset.classes.index(c) for c in {_lit(list(names))}])]"
+                )
         cells += [
             new_code_cell(
                 f"run = runs[{_lit(model)}]\nfails = bd.failures(run){filt}\n"

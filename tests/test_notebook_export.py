@@ -59,7 +59,7 @@ def test_export_refuses_unknown_views_and_empty_model_lists():
 
 
 def test_exported_text_is_data_not_code():
-    nb = analysis_notebook("failures", TINY, ["m'); import os; os.system('x')  #"], class_name="a'b")
+    nb = analysis_notebook("failures", TINY, ["m'); import os; os.system('x')  #"], true_classes=["a'b"])
     tree = ast.parse(code_of(nb))  # still valid Python: names are literals
     calls = [n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
     assert "system" not in calls
@@ -79,7 +79,7 @@ def test_downloaded_notebooks_reproduce_the_failures_and_overlap_pages(populated
 
     ov = analysis_notebook("overlap", TINY, models)
     ov.cells.append(new_code_cell("print('IOU=' + iou.to_json())"))
-    fa = analysis_notebook("failures", TINY, models[:1], class_name=cls)
+    fa = analysis_notebook("failures", TINY, models[:1], true_classes=[cls])
     fa.cells.append(new_code_cell("print('N=' + str(len(fails)))"))
     outs = {}
     for name, nb in (("overlap", ov), ("failures", fa)):
