@@ -21,11 +21,12 @@ Everything here is a thin layer over ``core``; nothing computes only for noteboo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from core.config import DebugConfig, HeadConfig, SplitConfig
+from core.config import DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.display import (
     Gallery,
@@ -59,6 +60,8 @@ __all__ = [
     "value_lists",
     "textualize",
     "experiment",
+    "Experiment",
+    "GeneratorConfig",
     "generate",
     "examples",
     "debug",
@@ -94,27 +97,29 @@ def open_dataset(name: str = "scenes-mnist", **options) -> ImageDataset:
 def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_config=None) -> list[str]:
     """Everything a first pass over the offline world needs, each step cached: its world backbones (``models``,
     default all six), its CLIP (``clip_config``: a ``core.world.clip.WorldClipConfig``, default the standard
-    one), offline-proposed background lists, and a run of each model. Returns the model names.
+    one), a run of each model, and offline-proposed background lists. Returns the model names.
 
     >>> models = bd.setup_world(world)                                   # all world models
     >>> models = bd.setup_world(world, ["world-resnet-s", "world-mobilenet-s"])
     """
+    from core import steps
     from core.datasets import is_offline_world
-    from core.describe.textualize import ensure_lists
-    from core.world.backbones import ARCHS, train_world_backbones
-    from core.world.clip import train_world_clip
+    from core.world.backbones import ARCHS
 
     if not is_offline_world(world):
         raise InvalidInputError(
             "setup_world prepares the offline world (scenes-mnist); open it with bd.open_dataset()."
         )
     names = list(models or ARCHS)
+    spec = {"name": "scenes-mnist", "size": world.size, "seed": world.seed}
     bar = TqdmProgress("world")
-    train_world_backbones(world, names=[n for n in names if n in ARCHS], progress=bar)
-    train_world_clip(world, clip_config, progress=bar)
-    ensure_lists(world, "background", proposer="offline", progress=bar)
+    worlds = [n for n in names if n in ARCHS]
+    steps.build_world(
+        spec, ("backbones", "clip"), models=worlds, clip_config=clip_config, prepare=lambda s: None, progress=bar
+    )
     bar.close()
     run_models(world, names)
+    propose(world, "background", proposer="offline")
     return names
 
 
@@ -174,59 +179,71 @@ def run_models(
     head: HeadConfig = HeadConfig(),
 ) -> dict:
     """Features, the linear head (the paper's SGD) and the debug-set failure table of each model (cached).
+    Returns model -> run (``.table``, ``.failures``, ``.summary``, ``.family``).
 
     >>> runs = bd.run_models(world, ["world-resnet-s", "efficientnet-lite0"])
     >>> runs["world-resnet-s"].summary["accuracy"]        # {'head_train': …, 'debug': …, 'test': …}
     """
-    from core.find.runs import run_model
+    from core import steps
 
-    out = {}
-    for m in models:
-        bar = TqdmProgress(m)
-        out[m] = run_model(dataset, m, split, head, progress=bar)
-        bar.close()
+    bar = TqdmProgress("models")
+    out = steps.run_models(dataset, list(models), split, head, progress=bar).runs
+    bar.close()
     return out
 
 
 def failures(run, split: str | None = None) -> pd.DataFrame:
     """A run's failures (image_id, label, pred, confidence, top5, split), optionally only "seed" or "heldout".
 
-    >>> bd.failure_gallery(world, bd.failures(runs["world-resnet-s"], "seed"), limit=12)"""
+    >>> bd.failure_gallery(world, bd.failures(runs["world-resnet-s"], "seed"), limit=12)
+    """
     from core.find.failures import failures as _failures
 
     return _failures(run.table, split)
 
 
-def overlap(runs: dict) -> pd.DataFrame:
+def overlap(
+    dataset: ImageDataset, models: Sequence[str], split: SplitConfig = SplitConfig(), head: HeadConfig = HeadConfig()
+) -> pd.DataFrame:
     """IoU of the models' failure sets (models × models).
 
-    >>> bd.iou_heatmap(bd.overlap(runs))"""
-    from core.find.failures import iou_matrix
-    from core.find.runs import failure_ids
+    >>> bd.iou_heatmap(bd.overlap(world, models))
+    """
+    from core import steps
 
-    return iou_matrix(failure_ids(list(runs.values())))[0]
+    return steps.overlap(dataset, list(models), split, head).iou
 
 
-def family_overlap(runs: dict) -> pd.DataFrame:
-    """Mean IoU within and between model families (the paper's Figure 3)."""
+def family_overlap(
+    dataset: ImageDataset, models: Sequence[str], split: SplitConfig = SplitConfig(), head: HeadConfig = HeadConfig()
+) -> pd.DataFrame:
+    """Mean IoU within and between model families (the paper's Figure 3).
+
+    >>> bd.iou_heatmap(bd.family_overlap(world, models), "Mean IoU by family")
+    """
+    from core import steps
     from core.find.failures import family_average
 
-    return family_average(overlap(runs), {m: r.family for m, r in runs.items()})
+    runs = steps.run_models(dataset, list(models), split, head).runs
+    return family_average(overlap(dataset, models, split, head), {m: r.family for m, r in runs.items()})
 
 
 # -- describing failures (paper §4.1–4.2) ------------------------------------------------------------------------
 def propose(dataset: ImageDataset, attribute: str = "background", proposer: str | None = None):
-    """Curated value lists for every class, proposing (LLM when ``OPENAI_API_KEY`` is set, else offline) for
-    classes that have none. Returns the lists (``core.describe.curation.CuratedLists``); edit them by hand with
-    ``lists.add(cls, value)``, ``lists.remove(cls, value)``, ``lists.replace(cls, values)`` — every edit is a new
-    version, and results record the version they used.
+    """Curated value lists for every class: proposed (an LLM when ``OPENAI_API_KEY`` is set, else offline) for
+    classes nobody has edited. Returns the lists (``core.describe.curation.CuratedLists``); edit them by hand
+    with ``lists.add(cls, value)``, ``lists.remove(cls, value)``, ``lists.replace(cls, values)`` — every edit
+    is a new version, and results record the version they used.
 
     >>> lists = bd.propose(world)
     >>> lists.add("seven", "lava"); lists.as_dict()["seven"]
     """
-    from core.describe.textualize import ensure_lists
+    from core import steps
 
-    return ensure_lists(dataset, attribute, proposer=proposer, progress=TqdmProgress("proposing"))
+    lists = value_lists(dataset, attribute)
+    if any(lists.get(c) is None for c in dataset.classes):  # proposals cost LLM calls: only for missing lists
+        steps.propose(dataset, attribute, proposer=proposer, progress=TqdmProgress("proposing"))
+    return value_lists(dataset, attribute)
 
 
 def value_lists(dataset: ImageDataset, attribute: str = "background"):
@@ -236,19 +253,54 @@ def value_lists(dataset: ImageDataset, attribute: str = "background"):
     return CuratedLists(dataset, attribute)
 
 
-def textualize(dataset: ImageDataset, run, k: int = 3, attribute: str = "background", clip=None):
-    """CLIP names the value each debug_seed failure shows; the ``k`` most frequent per class are the failure
-    modes. Returns ``.assignments`` (one row per failure), ``.modes`` and ``.provenance``.
+def textualize(
+    dataset: ImageDataset,
+    model: str,
+    k: int = DebugConfig.k_modes,
+    attribute: str = "background",
+    clip=None,
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+):
+    """CLIP names the value each debug_seed failure of ``model`` shows; the ``k`` most frequent per class are
+    its failure modes. Returns ``.assignments`` (one row per failure), ``.modes``, ``.list_version`` and, on
+    the offline world, ``.accuracy`` of the names against ground truth.
 
-    >>> text = bd.textualize(world, runs["world-resnet-s"])
+    >>> text = bd.textualize(world, "world-resnet-s")
     >>> text.modes[["class_name", "value", "count"]]
     """
-    from core.describe.textualize import textualize as _textualize
+    from core import steps
 
-    return _textualize(dataset, run, k=k, attribute=attribute, clip=clip, progress=TqdmProgress("assigning"))
+    bar = TqdmProgress("assigning")
+    out = steps.textualize(dataset, model, attribute, k, split, head, clip=clip, progress=bar)
+    bar.close()
+    return out
 
 
 # -- fixing failures (paper §4.3, §5) ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Experiment:
+    """The settings every debugging step shares (made by :func:`experiment`)."""
+
+    dataset: ImageDataset
+    attribute: str = "background"
+    generator: GeneratorConfig = GeneratorConfig()
+    debug: DebugConfig = DebugConfig()
+    split: SplitConfig = SplitConfig()
+    head: HeadConfig = HeadConfig()
+    clip: object = None
+
+    def step_args(self) -> dict:
+        return {
+            "attribute": self.attribute,
+            "generator": self.generator,
+            "debug": self.debug,
+            "split": self.split,
+            "head": self.head,
+            "clip": self.clip,
+        }
+
+
 def experiment(
     dataset: ImageDataset,
     *,
@@ -257,109 +309,106 @@ def experiment(
     images_per_mode: int = DebugConfig.images_per_mode,
     attribute: str = "background",
     generator: str | None = None,
+    generator_model: str | None = None,
     generator_options: dict | None = None,
     clip=None,
-    seed: int = 0,
+    seed: int = DebugConfig.seed,
     split: SplitConfig = SplitConfig(),
     head: HeadConfig = HeadConfig(),
-):
-    """Shared settings of a debugging experiment (``core.fix.experiments.Experiment``).
+) -> Experiment:
+    """Shared settings of a debugging experiment.
 
     ``generator``: "world" (the offline world's renderer, its default) or "diffusers" (Stable Diffusion v1-5 by
-    default; ``generator_options={"model_id": "stabilityai/sd-turbo", "num_inference_steps": 1}``). ``clip``: a
-    CLIP from ``core.describe.clip.load_clip`` (default: the world's for the world, ViT-B-32 otherwise).
+    default; ``generator_model="stabilityai/sd-turbo", generator_options={"num_inference_steps": 1}``).
+    ``clip``: a CLIP from ``bd.load_clip`` (default: the world's for the world, ViT-B-32 otherwise).
 
     >>> exp = bd.experiment(world, lam=0.5, k=3, images_per_mode=5)
     """
-    from core.fix.experiments import Experiment, default_generator
+    from core.fix.mitigate import check_config
 
-    return Experiment(
-        dataset,
-        DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam, seed=seed),
-        attribute=attribute,
-        generator=default_generator(dataset, generator, **(generator_options or {})),
-        split_cfg=split,
-        head_cfg=head,
-        clip=clip,
-        progress=TqdmProgress("debugging"),
+    debug = DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam, seed=seed)
+    check_config(debug)
+    gen = GeneratorConfig(generator, generator_model, dict(generator_options or {}))
+    return Experiment(dataset, attribute, gen, debug, split, head, clip)
+
+
+def generate(exp: Experiment, model: str):
+    """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached). Returns
+    counts (``.ours``, ``.random``), the generated sets and the modes the generator could not render
+    (``.skipped``); ``bd.examples(exp, model)`` shows the images beside the failures.
+
+    >>> bd.generate(exp, "world-resnet-s").skipped
+    """
+    from core import steps
+
+    bar = TqdmProgress("generating")
+    out = steps.generate(exp.dataset, model=model, progress=bar, **exp.step_args())
+    bar.close()
+    return out
+
+
+def examples(exp: Experiment, model: str, per_mode: int = 3) -> list[ModeExamples]:
+    """For each failure mode of ``model``: a few of its failures beside the images generated for that mode
+    (each item displays itself in Jupyter). Reads what ``bd.textualize``/``bd.generate`` cached.
+
+    >>> bd.examples(exp, "world-resnet-s")[0]
+    """
+    from core.report import examples_of
+
+    return examples_of(
+        exp.dataset,
+        model,
+        attribute=exp.attribute,
+        k=exp.debug.k_modes,
+        generator=exp.generator,
+        seed=exp.debug.seed,
+        split=exp.split,
+        head=exp.head,
+        per_mode=per_mode,
     )
 
 
-def generate(exp, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached).
-    Returns (ours, random) index rows; ``bd.examples(exp, model)`` shows them beside the failures.
+def _run(exp: Experiment, what: str, models: Sequence[str], **kw) -> ResultsTable:
+    from core import steps, store
 
-    >>> ours, random = bd.generate(exp, "world-resnet-s"); ours[["class_name", "value"]].value_counts()"""
-    return exp.images(exp.textualization(model).modes)
-
-
-def examples(exp, model: str, per_mode: int = 3) -> list[ModeExamples]:
-    """For each failure mode of ``model``: a few of its failures beside the images generated for that mode
-    (each item displays itself in Jupyter).
-
-    >>> bd.examples(exp, "world-resnet-s")[0]"""
-    from core.report import model_examples
-
-    return model_examples(exp, model, per_mode)
+    bar = TqdmProgress(what)
+    res = steps.experiment(exp.dataset, what, list(models), progress=bar, **kw, **exp.step_args())
+    bar.close()
+    meta = store.load_json(Path(res.parquet).with_suffix(".json")) or {}
+    return ResultsTable(res.table, meta, title=TITLES.get(what, what))
 
 
-def _results(df: pd.DataFrame, what: str, exp, save: bool, **meta) -> ResultsTable:
-    from core.fix.experiments import save_results
-
-    full = exp.meta(what=what, **meta)
-    if save:
-        save_results(df, what, full)
-    shown = {
-        "dataset": exp.dataset.name,
-        "attribute": exp.attribute,
-        "generator": exp.generator.name,
-        "λ": exp.cfg.lam,
-        "k": exp.cfg.k_modes,
-        "images per mode": exp.cfg.images_per_mode,
-    }
-    return ResultsTable(df, shown | {"what": what}, title=TITLES.get(what, what))
-
-
-def debug(exp, models: Sequence[str], save: bool = True) -> ResultsTable:
+def debug(exp: Experiment, models: Sequence[str]) -> ResultsTable:
     """Table 2: each model before debugging, retrained with its failure-mode images ("ours"), and with as many
     Random_debugging images ("random"), on test, debug_seed and debug_heldout. Saved where the app's Results
-    page finds it (``save=False`` to skip).
+    page finds it.
 
     >>> t = bd.debug(exp, ["world-resnet-s", "world-mobilenet-s"]); t.df
     """
-    from core.fix.experiments import individual
-
-    models = list(models)
-    return _results(individual(exp, models), "individual", exp, save, models=models)
+    return _run(exp, "individual", models)
 
 
-def collective(exp, models: Sequence[str], reference: str | None = None, save: bool = True) -> ResultsTable:
+def collective(exp: Experiment, models: Sequence[str], reference: str | None = None) -> ResultsTable:
     """Table 3 / Figure 6: individual, Random_debugging and collective types 1 (pooled modes) and 2 (the
     ``reference`` model's modes) on a family of models.
 
-    >>> col = bd.collective(exp, bd.families()["World-ResNet"]); col.df"""
-    from core.fix.experiments import collective_study
-
-    models = list(models)
-    df = collective_study(exp, models, reference)
-    return _results(df, "collective", exp, save, models=models, reference=reference)
+    >>> col = bd.collective(exp, bd.families()["World-ResNet"]); col.df
+    """
+    return _run(exp, "collective", models, reference=reference)
 
 
-def sweep(exp, models: Sequence[str], over: str = "lam", values=None, save: bool = True) -> ResultsTable:
+def sweep(exp: Experiment, models: Sequence[str], over: str = "lam", values=None) -> ResultsTable:
     """Figure 5: vary λ (``over="lam"``, default 0, .25, .5, .75, 1) or the number of modes k (``over="k"``,
     default 1–5); ours and Random_debugging at each point.
 
-    >>> lam = bd.sweep(exp, ["world-resnet-s"], "lam"); bd.sweep_figure(lam.df, "lam")"""
-    from core.fix.experiments import sweep as _sweep
-
-    models = list(models)
-    df = pd.concat([_sweep(exp, m, over, values) for m in models], ignore_index=True)
-    return _results(df, over, exp, save, models=models, over=over)
+    >>> lam = bd.sweep(exp, ["world-resnet-s"], "lam"); bd.sweep_figure(lam.df, "lam")
+    """
+    return _run(exp, over, models, values=values)
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
 def report(
-    exp,
+    exp: Experiment,
     results: Sequence[ResultsTable] | ResultsTable,
     path: str | Path | None = None,
     *,
@@ -367,17 +416,27 @@ def report(
     per_mode: int = 3,
     title: str | None = None,
 ) -> str:
-    """The self-contained HTML report (tables, charts, failures and generated images per mode, provenance);
-    written to ``path`` when given. Opens offline in any browser.
+    """The self-contained HTML report (tables, charts, a few failures per mode beside the images generated
+    for it, provenance); written to ``path`` when given. Opens offline in any browser.
 
     >>> bd.report(exp, [table2, sweep], "backdrop-report.html")
     """
     from core import store
-    from core.report import experiment_report
+    from core.report import results_report
 
     if isinstance(results, ResultsTable):
         results = [results]
-    html = experiment_report(exp, {r.meta["what"]: r.df for r in results}, models, per_mode=per_mode, title=title)
+    saved = {r.meta.get("what", r.title): (r.df, dict(r.meta)) for r in results}
+    html = results_report(exp.dataset, saved, models=models, per_mode=per_mode, title=title)
     if path is not None:
         store.atomic_write_bytes(Path(path), html.encode())
     return html
+
+
+def __getattr__(name: str):
+    """``bd.WorldClipConfig``: the world CLIP's training settings, imported on first use (it loads open_clip)."""
+    if name == "WorldClipConfig":
+        from core.world.clip import WorldClipConfig
+
+        return WorldClipConfig
+    raise AttributeError(f"module 'core.api' has no attribute {name!r}")

@@ -34,6 +34,9 @@ def analysis_notebook(
     k: int = DebugConfig.k_modes,
     images_per_mode: int = DebugConfig.images_per_mode,
     generator: str | None = None,
+    generator_model: str | None = None,
+    generator_options: dict | None = None,
+    seed: int = DebugConfig.seed,
     experiments: list[str] | None = None,
     list_version: str | None = None,
     split: SplitConfig = SplitConfig(),
@@ -85,11 +88,20 @@ def analysis_notebook(
         ]
     elif view == "overlap":
         cells += [
-            new_code_cell("iou = bd.overlap(runs)\nbd.iou_heatmap(iou)"),
-            new_code_cell("bd.iou_heatmap(bd.family_overlap(runs), 'Mean IoU by family')"),
+            new_code_cell("iou = bd.overlap(dataset, MODELS)\nbd.iou_heatmap(iou)"),
+            new_code_cell("bd.iou_heatmap(bd.family_overlap(dataset, MODELS), 'Mean IoU by family')"),
         ]
     else:
-        gen = "" if generator is None else f", generator={_lit(generator)}"
+        gen = "".join(
+            f", {name}={_lit(value)}"
+            for name, value in (
+                ("generator", generator),
+                ("generator_model", generator_model),
+                ("generator_options", dict(generator_options or {}) or None),
+                ("seed", seed if seed != DebugConfig.seed else None),
+            )
+            if value is not None
+        )
         cells.append(
             new_code_cell(
                 f"exp = bd.experiment(dataset, lam={lam!r}, k={int(k)}, images_per_mode={int(images_per_mode)}, "

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import HeadConfig, SplitConfig
+from core.config import DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.display import (
     GRID_CSS,
     Gallery,
@@ -93,14 +93,6 @@ def build_report(title: str, sections: Sequence[tuple[str, Any]], provenance: di
     return "\n".join(parts)
 
 
-def model_examples(exp, model: str, per_mode: int = 3) -> list[ModeExamples]:
-    """For each of ``model``'s failure modes under experiment ``exp``: up to ``per_mode`` of its failures beside
-    up to ``per_mode`` images generated for that mode (cached steps: textualization and generation)."""
-    text = exp.textualization(model)
-    ours, _ = exp.images(text.modes)
-    return mode_examples(exp.dataset, model, text.assignments, text.modes, ours, per_mode=per_mode)
-
-
 def results_sections(results: Mapping[str, pd.DataFrame]) -> list[tuple[str, Any]]:
     """Each results table (``what`` -> rows: "individual", "collective", "lam", "k") with its chart."""
     from core.fix.mitigate import relative_to_individual
@@ -118,84 +110,86 @@ def results_sections(results: Mapping[str, pd.DataFrame]) -> list[tuple[str, Any
     return sections
 
 
-def experiment_report(
-    exp,
-    results: Mapping[str, pd.DataFrame],
-    models: Sequence[str] | None = None,
-    *,
-    per_mode: int = 3,
-    title: str | None = None,
-) -> str:
-    """The report of an experiment's results: tables and charts, then for each model (default: every model in
-    the results) a few failures per failure mode beside the images generated for that mode, then provenance."""
-    if models is None:
-        models = list(dict.fromkeys(m for df in results.values() for m in df.get("model", [])))
-    sections = results_sections(results)
-    for m in models:
-        sections.append((f"{m}: failures per mode and the images generated for it", model_examples(exp, m, per_mode)))
-    return build_report(title or f"Backdrop results: {exp.dataset.name}", sections, exp.meta())
-
-
-def saved_generated(dataset, meta: dict) -> pd.DataFrame:
-    """Index rows (with ``set``) of the generated sets a saved experiment drew its failure-mode images from,
-    found by name and identity; reads only, generates nothing."""
+def generated_rows(dataset, generator: GeneratorConfig, attribute: str, seed: int) -> pd.DataFrame:
+    """Index rows (with ``set``) of the failure-mode images these settings generated; reads only (empty when
+    nothing was generated yet)."""
     from core.fix.generators import GeneratedSet, list_sets
+    from core.steps import generated_set_names
 
-    prefix = f"{dataset.name.replace('/', '-')}-{meta.get('generator')}-{meta.get('attribute')}-"
-    seed = (meta.get("debug") or {}).get("seed", 0)
-    parts = []
-    for name in list_sets():
-        if not name.startswith(prefix):
-            continue
-        gs = GeneratedSet(name)
-        if gs.meta.get("model_id") == meta.get("generator_model") and gs.meta.get("seed", 0) == seed:
-            parts.append(gs.index().assign(set=name))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["image_id", "class_name", "value"])
+    name = generated_set_names(dataset, generator, attribute, seed)[0]
+    if name not in list_sets():
+        return pd.DataFrame(columns=["image_id", "class_name", "value", "set"])
+    return GeneratedSet(name).index().assign(set=name)
 
 
-def saved_examples(dataset, results: pd.DataFrame, meta: dict, per_mode: int = 3) -> list[tuple[str, Any]]:
-    """For a saved results table: per model, its failure modes with a few failures beside the generated images,
-    from what the experiment cached (the run, its CLIP assignments for the list version the results used, the
-    generated sets). Reads only: a model whose run or assignments are gone is left out."""
+def examples_of(
+    dataset,
+    model: str,
+    *,
+    attribute: str = "background",
+    k: int = DebugConfig.k_modes,
+    generator: GeneratorConfig = GeneratorConfig(),
+    seed: int = DebugConfig.seed,
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+    list_versions: Sequence[str] = (),
+    per_mode: int = 3,
+) -> list[ModeExamples]:
+    """``model``'s failure modes, each with up to ``per_mode`` of its failures beside up to ``per_mode`` images
+    generated for it, from what earlier steps cached (the run, its CLIP assignments — for one of
+    ``list_versions`` when given, else the newest — and the generated set). Reads only: empty when the run or
+    its assignments are missing."""
     from core.describe.assign import failure_modes
     from core.describe.textualize import list_assignments
     from core.find.runs import load_run
 
-    split, head = SplitConfig(**meta.get("split", {})), HeadConfig(**meta.get("head", {}))
-    k = int((meta.get("debug") or {}).get("k_modes", 3))
-    generated = saved_generated(dataset, meta)
-    out = []
-    for model in dict.fromkeys(results.get("model", [])):
-        run = load_run(dataset, model, split, head)
-        if run is None:
-            continue
-        versions = set(results.loc[results["model"] == model].get("list_version", pd.Series(dtype=str)).dropna())
-        found = list_assignments(run.folder, meta.get("attribute", "background"))
-        chosen = next((pq for prov, pq in found if prov.get("list_version") in versions), None)
-        chosen = chosen or (found[0][1] if found else None)
-        if chosen is None:
-            continue
-        assignments = pd.read_parquet(chosen)
-        modes = failure_modes(assignments, k=k)
-        examples = mode_examples(dataset, model, assignments, modes, generated, per_mode=per_mode)
-        out.append((f"{model}: failures per mode and the images generated for it", examples))
-    return out
+    run = load_run(dataset, model, split, head)
+    if run is None:
+        return []
+    found = list_assignments(run.folder, attribute)
+    chosen = next((pq for prov, pq in found if prov.get("list_version") in set(list_versions)), None)
+    chosen = chosen or (found[0][1] if found else None)
+    if chosen is None:
+        return []
+    assignments = pd.read_parquet(chosen)
+    modes = failure_modes(assignments, k=k)
+    rows = generated_rows(dataset, generator, attribute, seed)
+    return mode_examples(dataset, model, assignments, modes, rows, per_mode=per_mode)
 
 
-def saved_results_report(
+def settings_of(meta: dict) -> dict:
+    """The keyword arguments of :func:`examples_of` that a saved experiment's metadata records."""
+    debug = meta.get("debug") or {}
+    return {
+        "attribute": meta.get("attribute", "background"),
+        "k": int(debug.get("k_modes", DebugConfig.k_modes)),
+        "seed": int(debug.get("seed", DebugConfig.seed)),
+        "generator": GeneratorConfig(meta.get("generator"), options=dict(meta.get("generator_kwargs") or {})),
+        "split": SplitConfig(**(meta.get("split") or {})),
+        "head": HeadConfig(**(meta.get("head") or {})),
+    }
+
+
+def results_report(
     dataset,
     saved: Mapping[str, tuple[pd.DataFrame, dict]],
     sections: Sequence[tuple[str, Any]] | None = None,
     *,
+    models: Sequence[str] | None = None,
     per_mode: int = 3,
     title: str | None = None,
 ) -> str:
     """The report of saved results (``kind -> (rows, metadata)``, as ``core.fix.mitigate.list_results`` finds
-    them): ``sections`` (default: each table with its chart), then the failure-mode images of the models in
-    the individual (else the first) results, then provenance. Reads only."""
+    them, or as the API's results carry them): ``sections`` (default: each table with its chart), then for each
+    model (default: those of the individual, else the first, results) a few failures per failure mode beside the
+    images generated for that mode, then provenance. Reads only: nothing is computed or generated."""
     sections = list(sections if sections is not None else results_sections({w: df for w, (df, _) in saved.items()}))
     if saved:
         df, meta = saved.get("individual") or next(iter(saved.values()))
-        sections += saved_examples(dataset, df, meta, per_mode)
+        versions = [str(v) for v in df.get("list_version", pd.Series(dtype=str)).dropna().unique()]
+        for m in models if models is not None else list(dict.fromkeys(df.get("model", []))):
+            ex = examples_of(dataset, m, list_versions=versions, per_mode=per_mode, **settings_of(meta))
+            if ex:
+                sections.append((f"{m}: failures per mode and the images generated for it", ex))
     provenance = {w: meta for w, (_, meta) in saved.items()} or None
     return build_report(title or f"Backdrop results: {dataset.name}", sections, provenance)

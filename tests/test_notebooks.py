@@ -49,7 +49,7 @@ def test_notebooks_import_only_the_public_api():
     for path in NOTEBOOKS:
         src = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         imports = {line.split()[1] for line in src.splitlines() if line.startswith(("import core", "from core"))}
-        assert imports <= {"core.api", "core.world.clip", "core.describe.assign"}, imports
+        assert imports == {"core.api"}, imports
 
 
 @pytest.mark.slow
