@@ -6,7 +6,8 @@ import plotly.express as px
 import streamlit as st
 
 from core.find.failures import family_average
-from core.report import build_report
+from core.notebook_export import notebook_bytes
+from core.report import results_report
 from core.settings import load_settings, save_settings
 from ui import data
 from ui.feedback import guard
@@ -185,12 +186,33 @@ with tabs[4], guard("Preparing downloads"):
             icon=":material/download:",
         )
     if report:
-        provenance = {w: meta for w, (_, meta) in saved.items()} if saved else None
         st.download_button(
-            "Report for stakeholders (self-contained HTML)",
-            lambda: build_report(f"Backdrop results: {ds.name}", report, provenance).encode(),
+            "Report for stakeholders (self-contained HTML, with failure and generated images per mode)",
+            lambda: results_report(ds, saved, report).encode(),
             file_name="backdrop-report.html",
             mime="text/html",
             key="dl-report",
             icon=":material/description:",
+        )
+    if models:
+        st.download_button(
+            "Open as notebook (reproduces these experiments with the Python API)",
+            lambda: notebook_bytes(
+                "results",
+                spec,
+                sorted(models),
+                attribute=settings.attribute,
+                lam=lam,
+                k=k,
+                images_per_mode=per_mode,
+                generator=gen.name,
+                generator_model=gen.model_id,
+                generator_options=gen.options,
+                seed=settings.debug.seed,
+                experiments=list(saved) or ["individual"],
+            ),
+            file_name="backdrop-results.ipynb",
+            mime="application/x-ipynb+json",
+            key="dl-notebook",
+            icon=":material/code:",
         )

@@ -13,7 +13,7 @@ from PIL import Image
 from core.display import Gallery, Tile
 from core.report import build_report
 from tests.app_harness import TINY
-from tests.app_world import SMALL_CLIP, assigned_world, populated_world, results_world  # noqa: F401
+from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401
 from tests.browser_harness import CHROMIUM_ARGS, chromium_path
 
 DATA_IMG = re.compile(r"<img [^>]*src='data:image/png;base64,[A-Za-z0-9+/=]+'")
@@ -41,29 +41,26 @@ def test_report_escapes_text_embeds_images_and_plotly_once():
 
 @pytest.fixture(scope="module")
 def world_report(results_world, tmp_path_factory):
-    """The report core.api.report writes for the tiny world's saved before/after results."""
-    from core.fix.experiments import Experiment, default_generator
+    """The report `python -m core report` writes for the tiny world's saved before/after results, and the
+    failure-mode examples it should hold."""
+    from core.cli import main
     from core.fix.mitigate import list_results
-    from core.report import experiment_report, model_examples
+    from core.report import examples_of, settings_of
     from core.workspace import open_dataset
-    from core.world.clip import WorldClipConfig, load_world_clip
 
     ds = open_dataset(TINY)
-    exp = Experiment(
-        ds, generator=default_generator(ds, "world"), clip=load_world_clip(ds, WorldClipConfig(**SMALL_CLIP))
-    )
-    saved = {w: pd.read_parquet(pq) for w, (pq, _) in list_results(ds.key).items()}
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(experiment_report(exp, saved))
+    assert main(["report", "--size", "tiny", "--out", str(path)]) == 0
     model = results_world.models[0]
-    return path, model, model_examples(exp, model), exp.textualization(model).modes
+    _, meta = list_results(ds.key)["individual"]
+    return path, model, examples_of(ds, model, **settings_of(meta))
 
 
 @pytest.mark.slow
 def test_report_shows_failures_beside_generated_images_for_every_mode(world_report):
-    path, model, examples, modes = world_report
+    path, model, examples = world_report
     html = path.read_text()
-    assert len(examples) == len(modes) > 0
+    assert examples, "the debugged model has failure modes"
     with_failures = [e for e in examples if len(e.failures)]
     with_generated = [e for e in examples if len(e.generated)]
     assert len(with_failures) == len(examples)  # every mode is a value CLIP assigned to failures
@@ -83,7 +80,7 @@ def test_report_opens_in_chromium_offline_with_images_and_charts(world_report):
         pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install chromium).")
     from playwright.sync_api import sync_playwright
 
-    path, _, examples, _ = world_report
+    path, _, examples = world_report
     requested = []
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
@@ -120,7 +117,7 @@ def test_report_of_saved_results_reads_images_without_computing(results_world, m
     import core.describe.assign as assign_mod
     import core.fix.generators.generated_set as gen_mod
     from core.fix.mitigate import list_results
-    from core.report import saved_results_report
+    from core.report import results_report
     from core.workspace import open_dataset
 
     def refuse(*a, **k):
@@ -130,7 +127,7 @@ def test_report_of_saved_results_reads_images_without_computing(results_world, m
     monkeypatch.setattr(assign_mod, "assign", refuse)
     ds = open_dataset(TINY)
     saved = {w: (pd.read_parquet(pq), meta) for w, (pq, meta) in list_results(ds.key).items()}
-    html = saved_results_report(ds, saved)
+    html = results_report(ds, saved)
     model = results_world.models[0]
     assert f"{model}: failures per mode and the images generated for it" in html
     assert len(DATA_IMG.findall(html)) >= 10
