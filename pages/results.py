@@ -187,7 +187,7 @@ with tabs[4], guard("Preparing downloads"):
         )
     if report:
         st.download_button(
-            "Report for stakeholders (self-contained HTML, with failure and generated images per mode)",
+            "Report for stakeholders (self-contained HTML)",
             lambda: results_report(ds, saved, report).encode(),
             file_name="backdrop-report.html",
             mime="text/html",

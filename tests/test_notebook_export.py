@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell
 from core.errors import InvalidInputError
 from core.notebook_export import analysis_notebook, notebook_bytes
 from tests.app_harness import TINY
-from tests.app_world import populated_world  # noqa: F401  (session fixture)
+from tests.app_world import assigned_world, populated_world, results_world  # noqa: F401  (session fixtures)
 from tests.test_notebooks import execute
 
 
@@ -92,3 +92,13 @@ def test_downloaded_notebooks_reproduce_the_failures_and_overlap_pages(populated
         for b in models:
             assert got[b][a] == pytest.approx(page_iou.loc[a, b], abs=1e-12)
     assert int(outs["failures"].split("N=", 1)[1]) == page_failures > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["pages/failures.py", "pages/overlap.py", "pages/results.py"])
+def test_pages_offer_open_as_notebook(results_world, page):
+    from tests.app_harness import open_page, problems
+
+    at = open_page(page)
+    assert problems(at) == []
+    assert any(b.label.startswith("Open as notebook") for b in at.download_button)
