@@ -5,6 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.display import sweep_figure
 from core.find.failures import family_average
 from core.notebook_export import notebook_bytes
 from core.report import results_report
@@ -143,18 +144,8 @@ with tabs[2], guard("Showing the sweeps"):
     for w in ("lam", "k"):
         if w in saved:
             df, meta = saved[w]
-            pts = df[df["method"] != "before"]
-            x = "lam" if w == "lam" else "k"
-            fig = px.line(
-                pts,
-                x=x,
-                y="acc_heldout",
-                color="method",
-                line_dash="model",
-                markers=True,
-                labels={"lam": "λ", "acc_heldout": "debug_heldout accuracy"},
-            )
-            fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), title=f"{'λ' if w == 'lam' else 'k'} sweep")
+            fig = sweep_figure(df, w)
+            fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0))
             st.plotly_chart(fig, key=f"res-plot-{w}")
             name = "λ" if w == "lam" else "k"
             report += [(f"{name} sweep", fig), (f"{name} sweep table", df)]
