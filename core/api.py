@@ -29,6 +29,7 @@ import pandas as pd
 from core.config import DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.display import (
+    Examples,
     Gallery,
     ModeExamples,
     ResultsTable,
@@ -347,11 +348,11 @@ def generate(exp: Experiment, model: str):
     return out
 
 
-def examples(exp: Experiment, model: str, per_mode: int = 3) -> list[ModeExamples]:
+def examples(exp: Experiment, model: str, per_mode: int = 3) -> Examples:
     """For each failure mode of ``model``: a few of its failures beside the images generated for that mode
     (each item displays itself in Jupyter). Reads what ``bd.textualize``/``bd.generate`` cached.
 
-    >>> bd.examples(exp, "world-resnet-s")[0]
+    >>> bd.examples(exp, "world-resnet-s")[:6]          # the first six modes, as one block
     """
     from core.report import examples_of
 

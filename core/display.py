@@ -121,6 +121,20 @@ class ModeExamples:
         return self.to_html()
 
 
+class Examples(list):
+    """A list of :class:`ModeExamples` that displays as one block in Jupyter (``examples[:3]`` stays one)."""
+
+    def __getitem__(self, i):
+        out = super().__getitem__(i)
+        return Examples(out) if isinstance(i, slice) else out
+
+    def to_html(self, css: bool = True) -> str:
+        return (GRID_CSS if css else "") + "".join(e.to_html(css=False) for e in self)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
 def mode_examples(
     dataset,
     model: str,
@@ -130,7 +144,7 @@ def mode_examples(
     *,
     per_mode: int = 3,
     load_generated=None,
-) -> list[ModeExamples]:
+) -> Examples:
     """For each failure mode (rows of ``modes``), up to ``per_mode`` failures CLIP assigned that value and up to
     ``per_mode`` generated images of that class and value (rows with ``set`` naming their generated set)."""
     from core.fix.generators import GeneratedSet
@@ -155,7 +169,7 @@ def mode_examples(
         tiles = [Tile(gen_image(g), ["generated"]) for _, g in gen.head(per_mode).iterrows()]
         gal_g = Gallery("generated for this mode", tiles, "" if tiles else "None generated (yet).")
         out.append(ModeExamples(model, m.class_name, str(m.value), int(m.count), gal_f, gal_g))
-    return out
+    return Examples(out)
 
 
 def _fmt(v) -> str:

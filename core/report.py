@@ -16,6 +16,7 @@ import pandas as pd
 from core.config import DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.display import (
     GRID_CSS,
+    Examples,
     Gallery,
     ModeExamples,
     ResultsTable,
@@ -50,7 +51,7 @@ def section_html(content: Any, plotly_js: str | bool) -> tuple[str, str | bool]:
         return _table(content), plotly_js
     if isinstance(content, ResultsTable):
         return content._repr_html_(), plotly_js
-    if isinstance(content, (Gallery, ModeExamples)):
+    if isinstance(content, (Gallery, ModeExamples, Examples)):
         return content.to_html(css=False), plotly_js
     if hasattr(content, "to_plotly_json"):  # a plotly figure
         return content.to_html(full_html=False, include_plotlyjs=plotly_js), False
@@ -134,7 +135,7 @@ def examples_of(
     head: HeadConfig = HeadConfig(),
     list_versions: Sequence[str] = (),
     per_mode: int = 3,
-) -> list[ModeExamples]:
+) -> Examples:
     """``model``'s failure modes, each with up to ``per_mode`` of its failures beside up to ``per_mode`` images
     generated for it, from what earlier steps cached (the run, its CLIP assignments — for one of
     ``list_versions`` when given, else the newest — and the generated set). Reads only: empty when the run or
@@ -145,12 +146,12 @@ def examples_of(
 
     run = load_run(dataset, model, split, head)
     if run is None:
-        return []
+        return Examples()
     found = list_assignments(run.folder, attribute)
     chosen = next((pq for prov, pq in found if prov.get("list_version") in set(list_versions)), None)
     chosen = chosen or (found[0][1] if found else None)
     if chosen is None:
-        return []
+        return Examples()
     assignments = pd.read_parquet(chosen)
     modes = failure_modes(assignments, k=k)
     rows = generated_rows(dataset, generator, attribute, seed)
