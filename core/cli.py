@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from core import steps
 from core.config import DEFAULT_ATTRIBUTE, DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
@@ -507,7 +508,33 @@ def _sweep_parser(p):
     p.add_argument("--values", nargs="+", type=float, help="default: λ 0,.25,.5,.75,1 or k 1..5")
 
 
+@command("report", "the self-contained HTML report of the saved results (tables, charts, failures and images per mode)")
+def cmd_report(a):
+    import pandas as pd
+
+    from core import store
+    from core.fix.mitigate import list_results
+    from core.report import results_report
+
+    ds = open_ds(a)
+    found = list_results(ds.key)
+    if not found:
+        raise BackdropError("No saved results for this dataset yet: run `debug`, `collective` or `sweep` first.")
+    saved = {w: (pd.read_parquet(pq), meta) for w, (pq, meta) in found.items() if not a.only or w in a.only}
+    html = results_report(ds, saved, models=a.models, per_mode=a.per_mode)
+    store.atomic_write_bytes(Path(a.out), html.encode())
+    print(f"wrote {a.out} ({len(html) // 1024} KiB): {', '.join(saved)}")
+
+
+def _report_parser(p):
+    p.add_argument("--out", default="backdrop-report.html", help="where to write the report")
+    p.add_argument("--only", nargs="+", choices=list(steps.EXPERIMENTS), help="only these saved experiments")
+    p.add_argument("--models", nargs="+", help="failure-mode images for these models (default: the debugged ones)")
+    p.add_argument("--per-mode", type=int, default=3, help="failures and generated images shown per mode")
+
+
 PARSERS = {
+    "report": _report_parser,
     "models": _models_parser,
     "world": _world_parser,
     "search": _search_parser,

@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.notebook_export import notebook_bytes
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid, page_slice
@@ -137,6 +138,19 @@ with guard("Loading the model's failures"):
         file_name=f"failures-{model}.csv",
         mime="text/csv",
         icon=":material/download:",
+    )
+    st.download_button(
+        "Open as notebook",
+        lambda: notebook_bytes(
+            "failures",
+            spec,
+            [model],
+            true_classes=[classes[i] for i in labels],
+            predicted_classes=[classes[i] for i in preds],
+        ),
+        file_name=f"failures-{model}.ipynb",
+        mime="application/x-ipynb+json",
+        icon=":material/code:",
     )
 
     tab_gallery, tab_table, tab_classes = st.tabs(["Gallery", "Table", "Per class"])

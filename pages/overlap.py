@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.find.overlap import family_average
+from core.notebook_export import notebook_bytes
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
@@ -30,6 +31,13 @@ if len(chosen) < 2:
     st.caption("Choose at least two models.")
     st.stop()
 
+st.download_button(
+    "Open as notebook",
+    lambda: notebook_bytes("overlap", spec, chosen),
+    file_name="overlap.ipynb",
+    mime="application/x-ipynb+json",
+    icon=":material/code:",
+)
 with guard("Computing the overlap"):
     iou, inter = data.overlap([runs[m] for m in chosen])
     family_of = {m: runs[m]["family"] for m in chosen}

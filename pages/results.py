@@ -5,13 +5,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.display import sweep_figure
 from core.find.overlap import family_average, mean_pairwise_iou
+from core.notebook_export import notebook_bytes
+from core.report import results_report
 from core.settings import load_settings, save_settings
 from ui import data
 from ui.feedback import guard
 from ui.jobs import job_panel
 from ui.nav import within_app
-from ui.report import build_report
 from ui.state import dataset_spec
 from ui.tables import fmt_matrix
 from ui.text import md
@@ -145,18 +147,8 @@ with tabs[2], guard("Showing the sweeps"):
     for w in ("lam", "k"):
         if w in saved:
             df, meta = saved[w]
-            pts = df[df["method"] != "before"]
-            x = "lam" if w == "lam" else "k"
-            fig = px.line(
-                pts,
-                x=x,
-                y="acc_heldout",
-                color="method",
-                line_dash="model",
-                markers=True,
-                labels={"lam": "λ", "acc_heldout": "debug_heldout accuracy"},
-            )
-            fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), title=f"{'λ' if w == 'lam' else 'k'} sweep")
+            fig = sweep_figure(df, w)
+            fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0))
             st.plotly_chart(fig, key=f"res-plot-{w}")
             name = "λ" if w == "lam" else "k"
             report += [(f"{name} sweep", fig), (f"{name} sweep table", df)]
@@ -185,12 +177,33 @@ with tabs[4], guard("Preparing downloads"):
             icon=":material/download:",
         )
     if report:
-        provenance = {w: meta for w, (_, meta) in saved.items()} if saved else None
         st.download_button(
             "Report for stakeholders (self-contained HTML)",
-            lambda: build_report(f"Backdrop results: {ds.name}", report, provenance).encode(),
+            lambda: results_report(ds, saved, report).encode(),
             file_name="backdrop-report.html",
             mime="text/html",
             key="dl-report",
             icon=":material/description:",
+        )
+    if models:
+        st.download_button(
+            "Open as notebook (reproduces these experiments with the Python API)",
+            lambda: notebook_bytes(
+                "results",
+                spec,
+                sorted(models),
+                attribute=settings.attribute,
+                lam=lam,
+                k=k,
+                images_per_mode=per_mode,
+                generator=gen.name,
+                generator_model=gen.model_id,
+                generator_options=gen.options,
+                seed=settings.debug.seed,
+                experiments=list(saved) or ["individual"],
+            ),
+            file_name="backdrop-results.ipynb",
+            mime="application/x-ipynb+json",
+            key="dl-notebook",
+            icon=":material/code:",
         )

@@ -73,7 +73,7 @@ def test_export_names_classes(table):
 def test_html_report_is_self_contained_and_escaped():
     import plotly.express as px
 
-    from ui.report import build_report
+    from core.report import build_report
 
     df = pd.DataFrame({"model": ["<script>x</script>"], "acc": [0.5]})
     html = build_report(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import html
 import re
+
+from core.display import html_text  # noqa: F401  (one escaping for reports, notebooks and the app)
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
 
@@ -12,8 +13,3 @@ def md(text: object) -> str:
     """``text`` as literal Markdown: every Markdown/HTML metacharacter backslash-escaped, newlines kept as spaces."""
     s = " ".join(str(text).split())
     return _MD_SPECIAL.sub(r"\\\1", s)
-
-
-def html_text(text: object) -> str:
-    """``text`` safe inside HTML (reports, captions rendered through st.html)."""
-    return html.escape(str(text), quote=True)

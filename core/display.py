@@ -1,0 +1,246 @@
+"""HTML and plotly views of Backdrop's results, shared by Jupyter (``_repr_html_``) and the HTML report.
+
+Images are embedded as ``data:`` URIs (PNG thumbnails), so every view works offline and in a single file.
+Every piece of text that can come from a user, an LLM or a dataset is escaped with :func:`html_text`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from PIL import Image
+
+THUMB = 96  # pixels on the longer side of a thumbnail
+GRID_CSS = (
+    "<style>.bd-grid{display:flex;flex-wrap:wrap;gap:6px;margin:.3rem 0 1rem}"
+    f".bd-tile{{width:{THUMB}px;font:11px/1.3 system-ui,sans-serif;color:#333;text-align:center}}"
+    f".bd-tile img{{width:{THUMB}px;height:{THUMB}px;object-fit:cover;border-radius:3px;display:block}}"
+    ".bd-mode{display:flex;gap:1.5rem;flex-wrap:wrap;align-items:flex-start;border-top:1px solid #eee;padding-top:.4rem}"
+    ".bd-mode h4{margin:.2rem 0;font:600 13px system-ui,sans-serif}</style>"
+)
+
+
+def html_text(text: object) -> str:
+    """``text`` safe inside HTML (reports, notebook views, captions the app renders as HTML)."""
+    return html.escape(str(text), quote=True)
+
+
+def image_data_uri(img: Image.Image, size: int = THUMB) -> str:
+    """A PNG thumbnail of ``img`` (longer side ``size`` pixels) as a ``data:`` URI."""
+    im = img.convert("RGB")
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass
+class Tile:
+    image: Image.Image
+    caption: Sequence[str] = ()  # one line each
+
+
+@dataclass
+class Gallery:
+    """A grid of thumbnails with captions; displays itself in Jupyter and goes into reports as it is."""
+
+    title: str
+    tiles: list[Tile] = field(default_factory=list)
+    note: str = ""  # shown when there are no tiles, or under the title
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def to_html(self, css: bool = True) -> str:
+        head = f"<h4>{html_text(self.title)}</h4>" if self.title else ""
+        if self.note:
+            head += f"<p style='color:#666;font-size:12px;margin:0'>{html_text(self.note)}</p>"
+        tiles = "".join(
+            f"<div class='bd-tile'><img alt='{html_text(' '.join(t.caption))}' src='{image_data_uri(t.image)}'>"
+            + "<br>".join(html_text(line) for line in t.caption)
+            + "</div>"
+            for t in self.tiles
+        )
+        return (GRID_CSS if css else "") + f"<div>{head}<div class='bd-grid'>{tiles}</div></div>"
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def failure_gallery(
+    dataset, rows: pd.DataFrame, *, title: str = "Failures", limit: int = 24, value_column: str = "value"
+) -> Gallery:
+    """Thumbnails of failures (rows of a failure table or of assignments: image_id, label, pred, and the
+    assigned ``value`` when present), captioned "true → predicted" and the value.
+
+    >>> failure_gallery(world, text.assignments, title="failures and their backgrounds", limit=18)
+    """
+    classes = list(dataset.classes)
+    tiles = []
+    for r in rows.head(limit).itertuples(index=False):
+        d = r._asdict()
+        line = f"{classes[int(d['label'])]} → {classes[int(d['pred'])]}" if "pred" in d else classes[int(d["label"])]
+        caption = [line]
+        if value_column in d and isinstance(d[value_column], str):
+            caption.append(d[value_column])
+        tiles.append(Tile(dataset.load(str(d["image_id"])), caption))
+    note = "" if tiles else "No failures to show."
+    if len(rows) > limit:
+        note = f"{limit} of {len(rows)} shown."
+    return Gallery(title, tiles, note)
+
+
+@dataclass
+class ModeExamples:
+    """One failure mode of one model: a few of its failures beside the images generated for it."""
+
+    model: str
+    class_name: str
+    value: str
+    count: int
+    failures: Gallery
+    generated: Gallery
+
+    def to_html(self, css: bool = True) -> str:
+        head = (
+            f"<h4>{html_text(self.model)} · {html_text(self.class_name)} on {html_text(self.value)} "
+            f"({self.count} failures)</h4>"
+        )
+        return (
+            (GRID_CSS if css else "")
+            + f"<div>{head}<div class='bd-mode'>{self.failures.to_html(css=False)}"
+            + f"{self.generated.to_html(css=False)}</div></div>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+class Examples(list):
+    """A list of :class:`ModeExamples` that displays as one block in Jupyter (``examples[:3]`` stays one)."""
+
+    def __getitem__(self, i):
+        out = super().__getitem__(i)
+        return Examples(out) if isinstance(i, slice) else out
+
+    def to_html(self, css: bool = True) -> str:
+        return (GRID_CSS if css else "") + "".join(e.to_html(css=False) for e in self)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def mode_examples(
+    dataset,
+    model: str,
+    assignments: pd.DataFrame,
+    modes: pd.DataFrame,
+    generated: pd.DataFrame,
+    *,
+    per_mode: int = 3,
+    load_generated=None,
+) -> Examples:
+    """For each failure mode (rows of ``modes``), up to ``per_mode`` failures CLIP assigned that value and up to
+    ``per_mode`` generated images of that class and value (rows with ``set`` naming their generated set)."""
+    from core.fix.generators import GeneratedSet
+
+    sets: dict[str, GeneratedSet] = {}
+
+    def gen_image(row) -> Image.Image:
+        if load_generated is not None:
+            return load_generated(row)
+        s = sets.setdefault(row["set"], GeneratedSet(row["set"]))
+        return s.load(str(row["image_id"]))
+
+    out = []
+    for m in modes.sort_values(["label", "rank"]).itertuples(index=False):
+        fails = assignments[(assignments["class_name"] == m.class_name) & (assignments["value"] == m.value)]
+        gen = (
+            generated[(generated["class_name"] == m.class_name) & (generated["value"] == m.value)]
+            if len(generated)
+            else generated
+        )
+        gal_f = failure_gallery(dataset, fails, title="failures", limit=per_mode)
+        tiles = [Tile(gen_image(g), ["generated"]) for _, g in gen.head(per_mode).iterrows()]
+        gal_g = Gallery("generated for this mode", tiles, "" if tiles else "None generated (yet).")
+        out.append(ModeExamples(model, m.class_name, str(m.value), int(m.count), gal_f, gal_g))
+    return Examples(out)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else html_text(v)
+
+
+@dataclass
+class ResultsTable:
+    """A results table (one row per model and method) with what it came from; ``.df`` is the plain DataFrame."""
+
+    df: pd.DataFrame
+    meta: Mapping = field(default_factory=dict)
+    title: str = "Results"
+
+    def table2(self) -> pd.DataFrame:
+        """Table 2's layout: per model, test / debug_seed / debug_heldout accuracy before, ours, random (then any
+        other method, e.g. collective1/2)."""
+        cols = [c for c in ("acc_test", "acc_seed", "acc_heldout") if c in self.df]
+        wide = self.df.pivot_table(index="model", columns="method", values=cols, aggfunc="first")
+        names = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
+        methods = ["before", "ours", "random"] + sorted(set(self.df["method"]) - {"before", "ours", "random"})
+        order = [(c, m) for c in cols for m in methods if (c, m) in wide.columns]
+        wide = wide[order]
+        wide.columns = [f"{names[c]} · {m}" for c, m in order]
+        return wide
+
+    def _repr_html_(self) -> str:
+        long_form = "sweep" in self.df or not {"method", "model"} <= set(self.df)  # sweeps: one row per point
+        body = self.df if long_form else self.table2()
+        caption = ", ".join(f"{k}: {v}" for k, v in self.meta.items() if not isinstance(v, (dict, list)))
+        return (
+            (f"<h4>{html_text(self.title)}</h4>" if self.title else "")
+            + body.to_html(escape=True, float_format=lambda v: f"{v:.4f}", border=0)
+            + (f"<p style='color:#666;font-size:12px'>{html_text(caption)}</p>" if caption else "")
+        )
+
+
+# -- charts (plotly) --------------------------------------------------------------------------------------------
+def iou_heatmap(iou: pd.DataFrame, title: str = "IoU of failure sets"):
+    """The IoU matrix (models × models, or families × families) as a plotly heatmap."""
+    import plotly.express as px
+
+    fig = px.imshow(iou, zmin=0, zmax=1, color_continuous_scale="Blues", text_auto=".2f", aspect="auto")
+    fig.update_layout(title=title, height=max(320, 28 * len(iou) + 120), margin=dict(l=0, r=0, t=40, b=0))
+    return fig
+
+
+def before_after_figure(results: pd.DataFrame, metric: str = "acc_heldout", title: str | None = None):
+    """Grouped bars per model: ``metric`` before debugging, with ours and with Random_debugging (and collective)."""
+    import plotly.express as px
+
+    label = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}.get(metric, metric)
+    fig = px.bar(results, x="model", y=metric, color="method", barmode="group", labels={metric: f"{label} accuracy"})
+    fig.update_layout(title=title or f"{label} accuracy before and after debugging", height=360)
+    return fig
+
+
+def sweep_figure(results: pd.DataFrame, over: str):
+    """Figure 5: debug_heldout accuracy against λ or k, ours and Random_debugging, one line style per model."""
+    import plotly.express as px
+
+    pts = results[results["method"] != "before"]
+    x = "lam" if over == "lam" else "k"
+    fig = px.line(
+        pts,
+        x=x,
+        y="acc_heldout",
+        color="method",
+        line_dash="model",
+        markers=True,
+        labels={"lam": "λ", "acc_heldout": "debug_heldout accuracy"},
+    )
+    fig.update_layout(title=f"{'λ' if over == 'lam' else 'k'} sweep", height=360)
+    return fig
