@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -112,7 +113,8 @@ def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_c
             "setup_world prepares the offline world (scenes-mnist); open it with bd.open_dataset()."
         )
     names = list(models or ARCHS)
-    spec = {"name": "scenes-mnist", "size": world.size, "seed": world.seed}
+    opened: Any = world  # the offline world: it has a size and a seed
+    spec = {"name": "scenes-mnist", "size": opened.size, "seed": opened.seed}
     bar = TqdmProgress("world")
     worlds = [n for n in names if n in ARCHS]
     steps.build_world(

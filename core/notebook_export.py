@@ -122,11 +122,11 @@ def analysis_notebook(
             "lam": "lam = bd.sweep(exp, MODELS, 'lam')\nbd.sweep_figure(lam.df, 'lam')",
             "k": "ks = bd.sweep(exp, MODELS, 'k')\nbd.sweep_figure(ks.df, 'k')",
         }
-        names = {"individual": "table2", "collective": "col", "lam": "lam", "k": "ks"}
+        shown = {"individual": "table2", "collective": "col", "lam": "lam", "k": "ks"}
         cells += [new_code_cell(calls[e]) for e in experiments]
         cells.append(
             new_code_cell(
-                f"bd.report(exp, [{', '.join(names[e] for e in experiments)}], 'backdrop-report.html');\n"
+                f"bd.report(exp, [{', '.join(shown[e] for e in experiments)}], 'backdrop-report.html');\n"
                 "print('wrote backdrop-report.html')"
             )
         )

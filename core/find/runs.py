@@ -175,6 +175,14 @@ def _load(folder: Path, model: str, family: str) -> ModelRun | None:
     return ModelRun(model, family, folder, head, table, summary)
 
 
+def load_run(
+    dataset: ImageDataset, model: str, split_cfg: SplitConfig = SplitConfig(), head_cfg: HeadConfig = HeadConfig()
+) -> ModelRun | None:
+    """A finished run, or None: reads only (the report and other readers never start a computation)."""
+    backbone = load_backbone(model, dataset)
+    return _load(run_folder(dataset, model, run_key(backbone, dataset, split_cfg, head_cfg)), model, backbone.family)
+
+
 def read_failure_table(folder: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A finished run's failure table (see core.find.failures.failure_table), or only ``columns`` of it.
 
