@@ -87,13 +87,13 @@ def filter_set(
         scale = clip.logit_scale
         class_text = clip.encode_texts([cfg.class_template.format(class_name=c) for c in classes])
         value_text = clip.encode_texts([cfg.value_template.format(value=v) for v in values]) if values else None
-        emb = []
+        chunks: list[np.ndarray] = []
         ids = list(todo["image_id"])
         for start in range(0, len(ids), 64):
             check_stop(should_stop)
             progress(start, len(ids), f"CLIP-filtering {gset.set_name}")
-            emb.append(clip.encode_images([gset.load(i) for i in ids[start : start + 64]]))
-        emb = np.concatenate(emb)
+            chunks.append(clip.encode_images([gset.load(i) for i in ids[start : start + 64]]))
+        emb = np.concatenate(chunks)
         p_class = _softmax(scale * emb @ class_text.T)
         p_value = _softmax(scale * emb @ value_text.T) if value_text is not None and len(values) > 1 else None
         for k, row in enumerate(todo.itertuples(index=False)):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from PIL import Image
@@ -28,6 +28,9 @@ from core.errors import Cancelled, InvalidInputError
 from core.fix.generators.base import Generator, GenSpec
 from core.fix.generators.registry import GENERATORS
 from core.progress import StopFn, check_stop
+
+if TYPE_CHECKING:
+    from core.fix.generators.diffusers_gen import DiffusersGenerator
 
 
 def seed_failures(run) -> pd.DataFrame:
@@ -71,7 +74,7 @@ class FailureEditor(Generator):
         self.sources = sources[["image_id", "label"]].sort_values("image_id").reset_index(drop=True)
         self.world = is_offline_world(dataset)
         self.strength, self.size = float(strength), size
-        self._diffusers = None
+        self._diffusers: DiffusersGenerator | None = None  # real tier only
         if self.world:
             self.model_id, self.max_batch_size = f"world-edit:{dataset.key}", 32
         else:
@@ -86,7 +89,7 @@ class FailureEditor(Generator):
                 batch_size=batch_size,
             )
             self.model_id, self.max_batch_size = self._diffusers.model_id, batch_size
-        self.pipe = None
+        self.pipe: Any = None  # the diffusers image-to-image pipeline, loaded by prepare()
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sources": store.make_key(list(self.sources["image_id"]), n=12)}
@@ -96,7 +99,7 @@ class FailureEditor(Generator):
 
     def _class_sources(self, spec: GenSpec) -> list[str]:
         ids = list(self.sources.loc[self.sources["label"] == spec.label, "image_id"])
-        if self.world and spec.attribute and ids:
+        if self.world and spec.attribute and spec.value is not None and ids:  # GenSpec: both or neither
             from core.world.generator import ATTRIBUTES, world_value
 
             col = ATTRIBUTES[spec.attribute][0]
@@ -111,7 +114,7 @@ class FailureEditor(Generator):
                 raise InvalidInputError(
                     f"No debug_seed failure of {s.class_name!r} to edit; this mode needs another generator."
                 )
-            if self.world and s.attribute is not None:
+            if self.world and s.attribute is not None and s.value is not None:  # GenSpec: both or neither
                 from core.world.generator import ATTRIBUTES, world_value
 
                 if s.attribute not in ATTRIBUTES:
@@ -125,8 +128,9 @@ class FailureEditor(Generator):
             from diffusers import AutoPipelineForImage2Image
 
             self._diffusers.prepare()
-            self.pipe = AutoPipelineForImage2Image.from_pipe(self._diffusers.pipe)
-            self.pipe.set_progress_bar_config(disable=True)
+            pipe = AutoPipelineForImage2Image.from_pipe(self._diffusers.pipe)
+            pipe.set_progress_bar_config(disable=True)
+            self.pipe = pipe
 
     def begin(self, slots: Sequence[tuple[GenSpec, int, int]], existing: pd.DataFrame) -> None:
         self._slot = {(spec.class_name, spec.value, seed): i for spec, i, seed in slots}
@@ -149,7 +153,8 @@ class FailureEditor(Generator):
     def _edit_world(self, specs, seeds, sources, should_stop) -> list[Image.Image | None]:
         from core.world.generator import ATTRIBUTES, edit_world_image
 
-        images, self.last_info = [], []
+        images: list[Image.Image | None] = []
+        self.last_info = []
         for spec, seed, src in zip(specs, seeds, sources):
             check_stop(should_stop)
             if spec.attribute is None:  # Random_debugging: values as the training distribution has them
@@ -165,10 +170,15 @@ class FailureEditor(Generator):
     def _edit_diffusers(self, prompts, seeds, sources, should_stop) -> list[Image.Image | None]:
         import torch
 
+        diffusers = self._diffusers
+        if diffusers is None:
+            raise RuntimeError("Image-to-image edits are the real tier's; the offline world edits exactly.")
         self.prepare()
         pipe, stopped = self.pipe, False
+        if pipe is None:
+            raise RuntimeError(f"The image-to-image pipeline for {self.model_id!r} did not load.")
         side = self.size or int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
-        inits = [self.dataset.load(s).convert("RGB").resize((side, side), Image.BICUBIC) for s in sources]
+        inits = [self.dataset.load(s).convert("RGB").resize((side, side), Image.Resampling.BICUBIC) for s in sources]
 
         def on_step_end(p, i, t, tensors):
             nonlocal stopped
@@ -179,8 +189,8 @@ class FailureEditor(Generator):
 
         kw: dict[str, Any] = {
             "strength": self.strength,
-            "num_inference_steps": self._diffusers.steps,
-            "guidance_scale": self._diffusers.guidance,
+            "num_inference_steps": diffusers.steps,
+            "guidance_scale": diffusers.guidance,
             "generator": [torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
         }
         if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:

@@ -178,11 +178,13 @@ def index_pool(
 
 
 def _embed_shard(clip, paths: list[Path], rel: list[str], should_stop: StopFn | None) -> tuple[np.ndarray, dict]:
-    images, hashes, skipped = [], [], {}
+    images: list[Image.Image | None] = []
+    hashes: list[str | None] = []
+    skipped: dict[str, str] = {}
     for p, r in zip(paths, rel):
         try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
+            with Image.open(p) as raw:
+                im = raw.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as e:
             skipped[r] = f"{type(e).__name__}: {e}"
             hashes.append(None)

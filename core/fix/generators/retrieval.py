@@ -59,7 +59,10 @@ class PoolRetriever(Generator):
         self.folder = Path(pool).expanduser().resolve()
         pool_files(self.folder)  # a missing or empty folder fails now, not mid-run
         self.dataset, self.split_cfg = dataset, split_cfg
-        self._clip, self._index, self._protected, self._key = clip, None, None, None
+        self._clip = clip
+        self._index: PoolIndex | None = None  # built or loaded on first use
+        self._protected: set[str] | None = None
+        self._key: str | None = None
         self.progress, self.should_stop = progress, should_stop
         self.model_id = f"pool:{self.folder}"
         self.plan: dict[tuple[str, str | None, int], dict] = {}
@@ -140,11 +143,14 @@ class PoolRetriever(Generator):
                     pos = fresh[0] if fresh else i % len(ranked)
                     note = RAN_OUT
                 row = int(ranked[pos])
-                used.add(hashes[row])
-                taken_by_mode[m].add(hashes[row])
+                h = hashes[row]
+                if h is None:  # allowed() excludes unreadable files, so the search cannot return one
+                    raise RuntimeError(f"Pool search returned unreadable file {self.index.files[row]!r}.")
+                used.add(h)
+                taken_by_mode[m].add(h)
                 self.plan[(spec.class_name, spec.value, seed)] = {
                     "pool_file": self.index.files[row],
-                    "pool_hash": hashes[row],
+                    "pool_hash": h,
                     "similarity": round(float(scores[q][pos]), 5),
                     "rank": pos,
                     **({"reused": note} if note else {}),
@@ -155,7 +161,8 @@ class PoolRetriever(Generator):
     def generate_batch(
         self, prompts: list[str], seeds: list[int], specs: Sequence[GenSpec], should_stop: StopFn | None = None
     ) -> list[Image.Image | None]:
-        images, self.last_info = [], []
+        images: list[Image.Image | None] = []
+        self.last_info = []
         for spec, seed in zip(specs, seeds):
             check_stop(should_stop)
             entry = self.plan.get((spec.class_name, spec.value, int(seed)))
