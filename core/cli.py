@@ -593,6 +593,10 @@ def check_args(a) -> None:
         else:
             for v in a.values:
                 validate.number("λ", v, 0.0, 1.0)
+    if getattr(a, "top", None) is not None:
+        validate.whole("Search results (--top)", a.top, 1, validate.MAX_TOP)
+    if getattr(a, "per_mode", None) is not None:
+        validate.whole("Examples per mode (--per-mode)", a.per_mode, 1, validate.MAX_EXAMPLES_PER_MODE)
     if getattr(a, "restore", None) is not None:
         validate.whole("List version (--restore)", a.restore, 1)
 

@@ -16,7 +16,7 @@ def test_page_renders_on_empty_cache(fresh_cache, page):
     assert problems(at) == []
     if page == "pages/setup.py":
         assert any(b.label == "Build the offline world" for b in at.button)
-        assert "python -m core world --size tiny all" in [c.value for c in at.code]
+        assert "python -m core setup --size tiny" in [c.value for c in at.code]
     else:  # other pages point to Setup instead of showing nothing
         assert "Setup" in texts(at)
         assert any("setup" in str(link.proto.page).lower() for link in at.get("page_link"))

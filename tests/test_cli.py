@@ -15,6 +15,7 @@ COMMANDS = {
     "datasets",
     "models",
     "prepare",
+    "report",
     "setup",
     "world",
     "run",

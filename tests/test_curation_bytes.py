@@ -43,7 +43,7 @@ def test_text_entry_points_name_the_upload_in_their_errors(filled):
         filled.import_csv_text("class,value\ncat,x\n", "mine.csv")
     with pytest.raises(InvalidInputError, match=r"mine\.csv line 3: expected 'class_name,value'"):
         filled.import_csv_text("class_name,value\ncat,x\ncat,y,z\n", "mine.csv")
-    with pytest.raises(InvalidInputError, match=r"mine\.json as JSON"):
+    with pytest.raises(InvalidInputError, match=r"mine\.json as UTF-8 JSON"):
         filled.import_json_text("{not json", "mine.json")
     with pytest.raises(InvalidInputError, match=r"latin\.csv is not UTF-8"):
         filled.import_bytes("class_name,value\ncat,café\n".encode("latin-1"), "latin.csv")

@@ -55,6 +55,10 @@ def _bad(tmp_path):
         (["sweep", "k", "--models", "m", "--values", "2.7"], "whole number; got 2.7"),
         (["sweep", "lam", "--models", "m", "--values", "3"], "λ must be between 0 and 1"),
         (["sweep", "k", "--models", "m", "--gen-seed", "-1"], "Generation seed"),
+        (["search", "--model", "m", "a seven on grass", "--top", "0"], "Search results (--top) must be between 1 and"),
+        (["setup", "--seed", "-5"], "Dataset seed"),
+        (["prepare", "--dataset", "no-such-set"], "no-such-set"),
+        (["report", "--per-mode", "0"], "Examples per mode (--per-mode) must be between 1 and"),
     ]
 
 

@@ -67,14 +67,14 @@ def test_exported_text_is_data_not_code():
 
 @pytest.mark.slow
 def test_downloaded_notebooks_reproduce_the_failures_and_overlap_pages(populated_world, tmp_path):
-    from core.find.overlap import iou_matrix
-    from core.find.runs import failure_ids, load_run
+    from core.find.overlap import overlap_of_runs
+    from core.find.runs import load_run
     from core.workspace import open_dataset
 
     ds = open_dataset(TINY)
     models, cls = populated_world.models, populated_world.busiest_class
     runs = [load_run(ds, m) for m in models]  # what the pages read
-    page_iou = iou_matrix(failure_ids(runs))[0]
+    page_iou = overlap_of_runs({r.model: r.folder for r in runs})[0]
     page_failures = int((runs[0].failures["label"] == ds.classes.index(cls)).sum())
 
     ov = analysis_notebook("overlap", TINY, models)

@@ -34,7 +34,7 @@ def test_generation_and_experiment_args_name_the_same_set(fresh_cache):
 
 
 def test_bad_values_are_refused_and_a_broken_file_reads_as_defaults(fresh_cache):
-    with pytest.raises(InvalidInputError, match="positive whole number"):
+    with pytest.raises(InvalidInputError, match=r"k \(failure modes per class\) must be between 1 and"):
         save_settings(SPEC, WorkspaceSettings().with_debug(k_modes=0))
     with pytest.raises(InvalidInputError, match="no setting 'steps'"):
         from_dict(GeneratorConfig, {"steps": 4})
