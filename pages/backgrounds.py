@@ -4,8 +4,8 @@ imported/exported; then which values the failures show (CLIP assignment) as fail
 import pandas as pd
 import streamlit as st
 
-from core.describe.curation import CuratedLists
-from core.describe.proposals import BUILTIN
+from core.describe.curation import CuratedLists, empty_list_warning
+from core.describe.proposals import BUILTIN, LLMConfig
 from ui import data
 from ui.feedback import guard
 from ui.gallery import grid
@@ -30,12 +30,31 @@ proposer = c2.selectbox(
     help="llm asks an OpenAI(-compatible) chat model as in the paper (set OPENAI_API_KEY before "
     "starting the app); offline ranks a built-in vocabulary and says so.",
 )
+l1, l2 = st.columns([2, 1])
+base_url = l1.text_input(
+    "LLM base URL",
+    key="bg-base-url",
+    placeholder="default: OpenAI (or $OPENAI_BASE_URL)",
+    help="An OpenAI-compatible server, e.g. http://localhost:8000/v1. Used by the llm proposer only.",
+).strip()
+llm_model = l2.text_input(
+    "LLM model", key="bg-llm-model", placeholder=f"default: {LLMConfig.model}", help="Used by the llm proposer only."
+).strip()
 vocab = "world" if world and proposer == "offline" else "builtin"
 lists = CuratedLists(ds, attribute)
 
 with c3:
     st.caption(f"Propose uncommon {md(attribute)} values for every class. Lists you have edited are kept as they are.")
-    kw = {"top_n": 10, "vocab": vocab} if proposer == "offline" else {}
+    if proposer == "offline":
+        kw = {"top_n": 10, "vocab": vocab}
+        if base_url or llm_model:
+            st.warning(
+                "The LLM base URL and model apply to the llm proposer only; the offline proposer ignores them. "
+                "Choose the llm proposer, or clear the fields.",
+                icon=":material/info:",
+            )
+    else:
+        kw = {k: v for k, v in (("base_url", base_url), ("model", llm_model)) if v}
     status = job_panel(
         "propose_values",
         label=f"Propose {attribute} values ({proposer})",
@@ -57,6 +76,9 @@ if not current:
     )
 
 st.header("Lists", divider="gray")
+empty = empty_list_warning(current, ds.classes) if current else None
+if empty:
+    st.warning(md(empty), icon=":material/warning:")
 overview = pd.DataFrame(
     [
         {
@@ -150,10 +172,21 @@ with guard("Importing or exporting lists"):
             icon=":material/download:",
         )
     with x2:
+        imported = st.session_state.pop("bg-imported", None)
+        if imported:
+            st.success("Imported: " + ", ".join(f"{md(c)} {md(r)}" for c, r in imported.items()))
         up = st.file_uploader("Import a CSV (class_name,value) or JSON file", type=["csv", "json"], key="bg-upload")
-        if up is not None and st.button("Import", key="bg-import"):
-            report = lists.import_bytes(up.getvalue(), up.name)
-            st.success("Imported: " + ", ".join(f"{md(c)} {md(r)}" for c, r in report.items()))
+        if up is not None:
+            preview = lists.import_bytes(up.getvalue(), up.name, dry_run=True)
+            st.caption(f"What importing {md(up.name)} would change (nothing is written until you click Import):")
+            st.dataframe(
+                pd.DataFrame({"class": list(preview), "import would": list(preview.values())}),
+                hide_index=True,
+            )
+            changes = any(r != "unchanged" for r in preview.values())
+            if st.button("Import", key="bg-import", type="primary", disabled=not changes):
+                st.session_state["bg-imported"] = lists.import_bytes(up.getvalue(), up.name)
+                st.rerun()
 
 st.header("Failure modes", divider="gray")
 runs = data.latest_runs(ds)
@@ -174,6 +207,8 @@ with guard("Assigning failures to values"):
         attribute=attribute,
         k=k,
     )
+    if empty:
+        st.warning(md(empty), icon=":material/warning:")
     got = data.assignments(runs[model], attribute)
     if got is not None:
         assigned, prov = got

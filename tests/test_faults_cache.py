@@ -149,3 +149,23 @@ def test_orphan_temp_files_of_a_killed_generation_are_cleaned(fresh_cache):
     assert not any(p.exists() for p in orphans)
     assert len(gset.manifest()) == 6
     assert not [p for p in root.rglob("*") if store.is_temp_file(p)]
+
+
+def test_orphan_temp_files_of_killed_splits_and_feature_extraction_are_cleaned(fresh_cache):
+    from core.find.splits import make_splits, splits_key
+
+    ds, bb = ColourDataset(), tiny_backbone()
+    split_dir = store.cache_root() / "splits" / splits_key(ds, SPLIT)
+    df = ds.index("val")
+    ref = features.feature_ref(bb, ds, df)
+    orphans = [
+        split_dir / ".head_train.pw27ou25.tmp.parquet",  # what SIGKILL during make_splits left
+        ref.folder / "shards" / ".00000.npy.k3j4.tmp.npy",
+        ref.folder / ".features.q1w2.tmp.npy",
+    ]
+    for p in orphans:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    make_splits(ds, SPLIT)
+    features.extract_features(bb, ds, df)
+    assert [p for p in orphans if p.exists()] == []

@@ -173,6 +173,26 @@ def test_files_written_before_a_hard_stop_are_adopted_not_redone(fresh_cache):
     assert len(generate_set(again, reqs, "s").index()) == 2 and again.calls == 0
 
 
+class InfoPainter(SeedPainter):
+    """Reports per-image info (as the world renderer reports its ground truth)."""
+
+    def generate_batch(self, prompts, seeds, specs, should_stop=None):
+        images = super().generate_batch(prompts, seeds, specs, should_stop)
+        self.last_info = [{"digit_index": s % 97, "background": sp.value} for s, sp in zip(seeds, specs)]
+        return images
+
+
+def test_an_adopted_image_keeps_the_generators_info(fresh_cache):
+    reqs = mode_requests(MODES[:1], 2)
+    generate_set(InfoPainter(), reqs, "s")
+    root = fresh_cache / "generated" / "s"
+    full = read_manifest(root)
+    assert full["info"].notna().all()
+    full.iloc[:1].to_csv(root / "manifest.csv", index=False)  # as if killed after the PNG, before the manifest
+    generate_set(InfoPainter(), reqs, "s")
+    pd.testing.assert_frame_equal(read_manifest(root).drop(columns="created_at"), full.drop(columns="created_at"))
+
+
 def test_deleted_images_stay_deleted_and_can_be_restored(fresh_cache):
     reqs = mode_requests(MODES, 2)
     gset = generate_set(SeedPainter(), reqs, "s")

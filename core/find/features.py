@@ -86,6 +86,7 @@ def extract_features(
         cached = load_cached(ref)  # another process may have finished while we waited for the lock
         if cached is not None:
             return cached
+        store.remove_orphan_temps(ref.folder)  # a killed extraction's unfinished shard or merge writes
         for i, (start, stop) in enumerate(shards):
             shard_file = shard_dir / f"{i:05d}.npy"
             if store.load_npy(shard_file, mmap=True, shape=(stop - start, ref.dim)) is None:

@@ -56,6 +56,7 @@ def make_splits(dataset: ImageDataset, cfg: SplitConfig = SplitConfig()) -> Spli
         return Splits(**stored, config=cfg, key=key)
     tables = _draw(dataset, cfg)
     with store.lock(folder / "write"):
+        store.remove_orphan_temps(folder)  # a killed run's unfinished writes
         for name, df in tables.items():
             with store.atomic_path(folder / f"{name}.parquet") as tmp:
                 df.to_parquet(tmp, index=False)

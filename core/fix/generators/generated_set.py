@@ -173,13 +173,26 @@ def _check_identity(root: Path, set_name: str, want: dict[str, Any]) -> dict | N
 # ---- generation ---------------------------------------------------------------------------------------
 
 
-def _png_bytes(img: Image.Image, spec: GenSpec, seed: int, model_id: str) -> bytes:
-    info = PngInfo()
+def _png_bytes(img: Image.Image, spec: GenSpec, seed: int, model_id: str, info: dict | None = None) -> bytes:
+    """The PNG with its provenance; the generator's ``info`` rides along so a killed run's image is adopted whole."""
+    chunks = PngInfo()
     for k, v in (("prompt", spec.prompt), ("seed", str(seed)), ("model_id", model_id)):
-        info.add_text(k, v)
+        chunks.add_text(k, v)
+    if info:
+        chunks.add_text("info", store.stable_json(info))
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="PNG", pnginfo=info)
+    img.convert("RGB").save(buf, format="PNG", pnginfo=chunks)
     return buf.getvalue()
+
+
+def _png_info(path: Path) -> dict | None:
+    """The generator's info saved in a PNG by :func:`_png_bytes` (None when it has none or cannot be read)."""
+    try:
+        with Image.open(path) as im:
+            text = getattr(im, "text", {}).get("info")
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
 
 
 def _row(
@@ -281,7 +294,7 @@ def generate_set(
             f = root / "images" / f"{sid}.png"
             if f.is_file():  # written before a hard stop that kept the manifest from being updated
                 created = datetime.fromtimestamp(f.stat().st_mtime, UTC).isoformat(timespec="seconds")
-                adopted.append(_row(spec, i, s, generator, f"images/{sid}.png", created, None, None))
+                adopted.append(_row(spec, i, s, generator, f"images/{sid}.png", created, None, _png_info(f)))
             else:
                 pending.append((spec, i, s))
         total, done = len(slots), len(slots) - len(pending)
@@ -327,7 +340,7 @@ def generate_set(
                     else:
                         file = f"images/{slot_id(spec, i, s)}.png"
                         try:
-                            store.atomic_write_bytes(root / file, _png_bytes(img, spec, s, generator.model_id))
+                            store.atomic_write_bytes(root / file, _png_bytes(img, spec, s, generator.model_id, info))
                         except OSError as e:
                             raise GenerationError(
                                 f"Could not write {root / file}: {e.strerror or e}. Free disk space or make {root} "
