@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import shutil
 
 import numpy as np
 import pytest
@@ -90,3 +91,5 @@ def test_interrupted_model_run_leaves_no_partial_run_and_reruns_to_correct_predi
     table = run.table.set_index("image_id").loc[rows["image_id"]]
     assert np.array_equal(run.head.predict(cached), table["pred"].to_numpy())
     assert load_run(ds, model, split).summary == run.summary
+    # The pages show each model's newest run: remove this one so later tests see the session's usual run.
+    shutil.rmtree(run.folder)

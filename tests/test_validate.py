@@ -66,7 +66,7 @@ def test_generation_is_refused_with_the_estimate(tiny_world, monkeypatch):
 
     gen = default_generator(tiny_world)
     monkeypatch.setattr(validate, "machine_memory", lambda: 2**30)
-    modes = pd.DataFrame({"class_name": ["zero"] * 3, "label": [0] * 3, "value": ["grass", "sand", "snow"]})
+    modes = pd.DataFrame({"class_name": ["zero"] * 3, "label": [0] * 3, "value": ["grass", "gravel", "brick wall"]})
     cfg = DebugConfig(images_per_mode=10_000, k_modes=3)
     with pytest.raises(InvalidInputError, match=r"Generating \d.* images .* GiB of memory"):
         generate_for_modes(tiny_world, modes, gen, cfg)
