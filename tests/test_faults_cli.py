@@ -67,7 +67,9 @@ def test_every_command_refuses_bad_input_in_one_line(folder, tmp_path, monkeypat
     import core.find.runs
 
     # `failures` gets as far as writing its CSV without training anything.
-    fake = SimpleNamespace(table=pd.DataFrame(), failures=pd.DataFrame({"image_id": ["a"]}))
+    fake = SimpleNamespace(
+        table=pd.DataFrame(), failures=pd.DataFrame({"image_id": ["a"]}), summary={"accuracy": {}}, family="F"
+    )
     monkeypatch.setattr(core.find.runs, "run_model", lambda *a, **k: fake)
     monkeypatch.setattr(core.find.failures, "per_class_counts", lambda *a, **k: pd.DataFrame())
     cases = _bad(tmp_path)
@@ -81,9 +83,11 @@ def test_every_command_refuses_bad_input_in_one_line(folder, tmp_path, monkeypat
             code = e.code
         err = capsys.readouterr().err
         assert code == 2, (full, err)
+        # Progress bars of work that started before the failure may come first; the error is one line, last.
         lines = [line for line in err.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: "), (full, err)
-        assert expected in lines[0], (full, lines[0])
+        errors = [line for line in lines if line.startswith("error: ")]
+        assert len(errors) == 1 and lines[-1] == errors[0], (full, err)
+        assert expected in errors[0], (full, errors[0])
         assert "Traceback" not in err
 
 
