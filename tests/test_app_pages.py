@@ -263,11 +263,14 @@ def test_generate_filter_settings_reach_the_job_and_results(assigned_world, defa
     from dataclasses import asdict
 
     from core import steps
-    from core.config import FilterConfig, GeneratorConfig
+    from core.config import DebugConfig, FilterConfig, GeneratorConfig
     from core.fix.generators import GeneratedSet
     from core.fix.generators.clip_filter import filter_report
-    from core.settings import load_settings
+    from core.settings import WorkspaceSettings, load_settings, save_settings
 
+    # Its own generation seed, so the filter moves images aside in a set of its own: the session's shared set
+    # (seed 0) stays whole for the pages and experiments other tests look at.
+    save_settings(TINY, WorkspaceSettings(debug=DebugConfig(seed=7)))
     at = open_page("pages/generate.py")
     at.number_input(key="gen-n").set_value(2).run()
     at.toggle(key="gen-filter").set_value(True).run()
@@ -278,7 +281,7 @@ def test_generate_filter_settings_reach_the_job_and_results(assigned_world, defa
     calls = _submitted(monkeypatch)
     at.button(key="gen-start").click().run()
     kind, kw = calls[-1]
-    assert kind == "generate_modes" and kw["clip_filter"] == wanted
+    assert kind == "generate_modes" and kw["clip_filter"] == wanted and kw["debug"]["seed"] == 7
     # The job, run here: the filter scores with the dataset's CLIP, here the test-size one the world was named with.
     import core.describe.textualize as textualize
     from tests.app_world import small_clip
