@@ -13,8 +13,9 @@ Indexing: ``core.fix.generators.pool.index_pool`` over a folder of ``--index-ima
 ``encode_images`` on the same images already decoded and preprocessed: the ratio is what reading, decoding,
 hashing and caching cost on top of CLIP.
 
-With ``--table2`` it instead prints Table 2's heldout accuracy on the tiny world for ours vs Random_debugging
-with each image source (renderer, retrieval, edits), with and without the CLIP filter (see ``table2``).
+With ``--table2 [--seeds 3]`` it instead prints Table 2's heldout accuracy on the tiny world for ours vs
+Random_debugging with each image source (renderer, retrieval, edits), with and without the CLIP filter, over
+seeds with confidence intervals (see ``table2``).
 """
 
 from __future__ import annotations
@@ -143,14 +144,17 @@ def bench_indexing(n_images: int) -> None:
     )
 
 
-def table2(minutes: float = 4.0) -> None:
-    """Table 2 on the tiny world (one model, one seed): ours vs Random_debugging per image source, with and
-    without the CLIP filter (class test off: the world CLIP does not read digits)."""
-    from core.config import DebugConfig, FilterConfig, HeadConfig
+def table2(seeds: int = 3, minutes: float = 30.0, min_class_prob: float = 0.0) -> None:
+    """Table 2 on the tiny world (world-resnet-s): ours vs Random_debugging per image source, with and without
+        the CLIP filter, over split/generation seeds 0..seeds-1 (mean and 95% t-interval; McNemar's test of ours
+        against Random_debugging with the same source, pooled over seeds, on the same heldout images). The filter's
+    class test is off by default (``min_class_prob`` 0): it needs a CLIP that reads the digits."""
+    from core.config import DebugConfig, FilterConfig, HeadConfig, SplitConfig
     from core.datasets import create_dataset
     from core.fix.experiments import Experiment, individual
     from core.fix.generators import create_generator
     from core.fix.generators.edits import seed_failures
+    from core.fix.repeats import paired_tests, summarize
     from core.threads import single_thread
     from core.world.backbones import train_world_backbone
     from core.world.clip import train_world_clip
@@ -165,40 +169,56 @@ def table2(minutes: float = 4.0) -> None:
         train_world_backbone(model, world)
     pool = Path(os.environ["BACKDROP_CACHE"]) / "bench-pool"
     write_world_pool(world, pool, images_per_class=100, seed=0)
-    base = Experiment(world, DebugConfig(), head_cfg=head_cfg, clip=clip)
-    run = base.context(model).run
-    sources = {
-        "renderer": lambda: create_generator("world", world=world),
-        "retrieval": lambda: create_generator("retrieval", pool=pool, dataset=world, clip=clip),
-        "edits": lambda: create_generator("edits", dataset=world, sources=seed_failures(run)),
-    }
-    rows, before = [], None
-    print(
-        f"{'source':<10} {'filter':<6} {'method':<7} {'n_generated':>11} {'acc_heldout':>11} {'acc_test':>8}",
-        flush=True,
-    )
-    for name, make in sources.items():
-        for filt in (None, FilterConfig(min_class_prob=0.0)):
-            if (time.perf_counter() - t_start) / 60 > minutes:
-                print(f"stopped: over {minutes:g} minutes; {name} with filter={filt is not None} not run", flush=True)
-                continue
-            exp = Experiment(world, DebugConfig(), head_cfg=head_cfg, clip=clip, generator=make(), clip_filter=filt)
-            exp._ctx = base._ctx  # the trained model and its features are shared
-            res = individual(exp, [model])
-            before = res[res["method"] == "before"].iloc[0]
-            for _, r in res[res["method"] != "before"].iterrows():
-                rows.append((name, filt is not None, r["method"], r["n_generated"], r["acc_heldout"], r["acc_test"]))
-                print(
-                    f"{name:<10} {str(filt is not None):<6} {r['method']:<7} {r['n_generated']:>11} "
-                    f"{r['acc_heldout']:>11.3f} {r['acc_test']:>8.3f}",
-                    flush=True,
+    filt = FilterConfig(min_class_prob=min_class_prob)
+    rows, preds = [], []
+    for seed in range(seeds):
+        cfg, split = DebugConfig(seed=seed), SplitConfig(seed=seed)
+        base = Experiment(world, cfg, split_cfg=split, head_cfg=head_cfg, clip=clip)
+        run = base.context(model).run
+        sources = {
+            "renderer": lambda: create_generator("world", world=world),
+            "retrieval": lambda: create_generator("retrieval", pool=pool, dataset=world, clip=clip),
+            "edits": lambda: create_generator("edits", dataset=world, sources=seed_failures(run)),  # noqa: B023
+        }
+        for name, make in sources.items():
+            for f in (None, filt):
+                if (time.perf_counter() - t_start) / 60 > minutes:
+                    print(f"stopped: over {minutes:g} minutes at seed {seed}", flush=True)
+                    break
+                tag = name + (" + filter" if f is not None else "")
+                exp = Experiment(
+                    world, cfg, split_cfg=split, head_cfg=head_cfg, clip=clip, generator=make(), clip_filter=f
                 )
-    if before is not None:
+                exp._ctx = base._ctx  # the trained model and its features are shared
+                p: list[pd.DataFrame] = []
+                res = individual(exp, [model], p)
+                rows.append(res.assign(source=tag, repeat=seed))
+                preds += [x.assign(source=tag, repeat=seed) for x in p]
+                got = res.set_index("method")["acc_heldout"]
+                print(f"seed {seed} {tag:<20} ours {got['ours']:.3f} random {got['random']:.3f}", flush=True)
+    table = pd.concat(rows, ignore_index=True)
+    summary = summarize(table, ("acc_heldout", "acc_test", "n_generated"), by=("source", "method"))
+    pred = pd.concat(preds, ignore_index=True)
+
+    def cell(source: str, method: str, metric: str) -> str:
+        r = summary[(summary.source == source) & (summary.method == method) & (summary.metric == metric)].iloc[0]
+        return f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r["n"] > 1 else f"{r['mean']:.3f}"
+
+    print(
+        f"\nTable 2 by image source: {model}, tiny world, {seeds} seeds, lbfgs head; debug_heldout accuracy, "
+        "mean [95% CI]; p: McNemar, ours vs Random_debugging with the same source"
+    )
+    print("| source | ours | Random_debugging | p | test acc. (ours) | images per class-mode set |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for tag in dict.fromkeys(table["source"]):
+        test = paired_tests(pred[pred["source"] == tag])
+        p_rand = test[test["method"] == "random"]["p_value"]
         print(
-            f"before: acc_heldout={before['acc_heldout']:.3f} acc_test={before['acc_test']:.3f} "
-            f"({model}, tiny world, seed 0, lbfgs head)"
+            f"| {tag} | {cell(tag, 'ours', 'acc_heldout')} | {cell(tag, 'random', 'acc_heldout')} | "
+            f"{p_rand.iloc[0]:.2g} | {cell(tag, 'ours', 'acc_test')} | {cell(tag, 'ours', 'n_generated')} |"
         )
-    print(f"total {time.perf_counter() - t_start:.0f} s")
+    before = summary[(summary.method == "before") & (summary.metric == "acc_test")]["mean"].mean()
+    print(f"before: test accuracy {before:.3f}; total {time.perf_counter() - t_start:.0f} s")
 
 
 def main() -> None:
@@ -209,9 +229,11 @@ def main() -> None:
     ap.add_argument("--index-images", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--table2", action="store_true", help="Table 2 per image source on the tiny world instead")
+    ap.add_argument("--seeds", type=int, default=3, help="with --table2: split/generation seeds")
+    ap.add_argument("--filter-min-class", type=float, default=0.0, help="with --table2: the filter's class test")
     a = ap.parse_args()
     if a.table2:
-        table2()
+        table2(a.seeds, min_class_prob=a.filter_min_class)
         return
     bench_search(a.pool, a.dim, a.k, a.repeats)
     bench_indexing(a.index_images)

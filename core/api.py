@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import DebugConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.display import (
     Examples,
@@ -78,6 +78,7 @@ __all__ = [
     "DebugConfig",
     "SplitConfig",
     "HeadConfig",
+    "FilterConfig",
     "BackdropError",
     "MissingResourceError",
 ]
@@ -292,6 +293,7 @@ class Experiment:
     split: SplitConfig = SplitConfig()
     head: HeadConfig = HeadConfig()
     clip: object = None
+    clip_filter: FilterConfig | None = None
 
     def step_args(self) -> dict:
         return {
@@ -301,6 +303,7 @@ class Experiment:
             "split": self.split,
             "head": self.head,
             "clip": self.clip,
+            "clip_filter": self.clip_filter,
         }
 
 
@@ -314,6 +317,8 @@ def experiment(
     generator: str | None = None,
     generator_model: str | None = None,
     generator_options: dict | None = None,
+    pool: str | Path | None = None,
+    clip_filter: FilterConfig | bool = False,
     clip=None,
     seed: int = DebugConfig.seed,
     split: SplitConfig = SplitConfig(),
@@ -321,24 +326,41 @@ def experiment(
 ) -> Experiment:
     """Shared settings of a debugging experiment.
 
-    ``generator``: "world" (the offline world's renderer, its default) or "diffusers" (Stable Diffusion v1-5 by
-    default; ``generator_model="stabilityai/sd-turbo", generator_options={"num_inference_steps": 1}``).
+    ``generator``: "world" (the offline world's renderer, its default), "diffusers" (Stable Diffusion v1-5 by
+    default; ``generator_model="stabilityai/sd-turbo", generator_options={"num_inference_steps": 1}``),
+    "retrieval" (the best CLIP matches from ``pool``, a folder of unlabelled images; giving ``pool`` chooses it)
+    or "edits" (each model's own debug_seed failures, edited onto the failure mode's value; debug one model at a
+    time). ``clip_filter``: True, or a ``bd.FilterConfig`` with other thresholds, drops generated images CLIP
+    does not see as the class and value (kept in the set's trash, restorable on the Generate page).
     ``clip``: a CLIP from ``bd.load_clip`` (default: the world's for the world, ViT-B-32 otherwise).
 
     >>> exp = bd.experiment(world, lam=0.5, k=3, images_per_mode=5)
+    >>> exp = bd.experiment(world, pool="/data/photos", clip_filter=True)            # retrieve, then filter
+    >>> exp = bd.experiment(world, generator="edits", clip_filter=bd.FilterConfig(min_value_prob=0.7))
     """
+    from core.fix.generators.clip_filter import check_filter
     from core.fix.mitigate import check_config
 
     debug = DebugConfig(k_modes=k, images_per_mode=images_per_mode, lam=lam, seed=seed)
     check_config(debug)
-    gen = GeneratorConfig(generator, generator_model, dict(generator_options or {}))
-    return Experiment(dataset, attribute, gen, debug, split, head, clip)
+    options = dict(generator_options or {})
+    if pool is not None:
+        if generator not in (None, "retrieval"):
+            raise InvalidInputError(f"A pool is the folder the retrieval generator searches, not {generator!r}.")
+        generator, options["pool"] = "retrieval", str(pool)
+    gen = GeneratorConfig(generator, generator_model, options)
+    filt = FilterConfig() if clip_filter is True else clip_filter or None
+    if filt is not None:
+        check_filter(filt)
+    return Experiment(dataset, attribute, gen, debug, split, head, clip, filt)
 
 
 def generate(exp: Experiment, model: str):
-    """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached). Returns
-    counts (``.ours``, ``.random``), the generated sets and the modes the generator could not render
-    (``.skipped``); ``bd.examples(exp, model)`` shows the images beside the failures.
+    """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached), from the
+    experiment's generator (renderer, diffusers, retrieval from a pool, or edits of ``model``'s failures) and
+    CLIP-filtered when it asks. Returns counts (``.ours``, ``.random``, ``.dropped`` by the filter), the
+    generated sets and the modes the generator could not render (``.skipped``); ``bd.examples(exp, model)``
+    shows the images beside the failures.
 
     >>> bd.generate(exp, "world-resnet-s").skipped
     """

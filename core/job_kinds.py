@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from core import steps as core_steps
-from core.config import DebugConfig, GeneratorConfig, HeadConfig, SplitConfig, from_dict
+from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig, from_dict
 from core.jobs import job_kind
 from core.progress import check_stop
 
@@ -20,6 +20,11 @@ PREPARE = "prepare_dataset"
 def _given(**kw):
     """The arguments a job was given (the step's own defaults fill the rest: they live in one place)."""
     return {k: v for k, v in kw.items() if v is not None}
+
+
+def _filter(clip_filter: dict | None) -> FilterConfig | None:
+    """The CLIP filter a job asks for (None: no filtering; ``{}``: the filter with its default thresholds)."""
+    return None if clip_filter is None else from_dict(FilterConfig, clip_filter)
 
 
 @job_kind("selftest")
@@ -134,13 +139,18 @@ def generate_modes(
     attribute: str | None = None,
     generator: dict | None = None,
     debug: dict | None = None,
+    model: str | None = None,
+    clip_filter: dict | None = None,
 ):
-    """Images for failure modes (what the Generate page previews) and the Random_debugging baseline."""
+    """Images for failure modes (what the Generate page previews) and the Random_debugging baseline, CLIP-filtered
+    with ``clip_filter``; ``model`` is the model whose failures the edits generator edits."""
     return core_steps.generate(
         dataset,
         modes,
+        model=model,
         generator=from_dict(GeneratorConfig, generator),
         debug=from_dict(DebugConfig, debug),
+        clip_filter=_filter(clip_filter),
         progress=progress,
         should_stop=should_stop,
         **_given(attribute=attribute),
@@ -161,8 +171,10 @@ def experiment(
     head: dict | None = None,
     reference: str | None = None,
     values: list | None = None,
+    clip_filter: dict | None = None,
 ):
-    """One of the paper's experiments: ``individual``, ``collective``, or a sweep over ``lam`` or ``k``."""
+    """One of the paper's experiments: ``individual``, ``collective``, or a sweep over ``lam`` or ``k``; with the
+    edits generator, on one model (core raises a clear error otherwise)."""
     return core_steps.experiment(
         dataset,
         what,
@@ -173,6 +185,7 @@ def experiment(
         head=from_dict(HeadConfig, head),
         reference=reference,
         values=values,
+        clip_filter=_filter(clip_filter),
         progress=progress,
         should_stop=should_stop,
         **_given(attribute=attribute),

@@ -111,13 +111,15 @@ def results_sections(results: Mapping[str, pd.DataFrame]) -> list[tuple[str, Any
     return sections
 
 
-def generated_rows(dataset, generator: GeneratorConfig, attribute: str, seed: int) -> pd.DataFrame:
-    """Index rows (with ``set``) of the failure-mode images these settings generated; reads only (empty when
-    nothing was generated yet)."""
+def generated_rows(
+    dataset, generator: GeneratorConfig, attribute: str, seed: int, model: str | None = None
+) -> pd.DataFrame:
+    """Index rows (with ``set``) of the failure-mode images these settings generated (for ``model``'s failures,
+    with the edits generator); reads only (empty when nothing was generated yet)."""
     from core.fix.generators import GeneratedSet, list_sets
     from core.steps import generated_set_names
 
-    name = generated_set_names(dataset, generator, attribute, seed)[0]
+    name = generated_set_names(dataset, generator, attribute, seed, model)[0]
     if name not in list_sets():
         return pd.DataFrame(columns=["image_id", "class_name", "value", "set"])
     return GeneratedSet(name).index().assign(set=name)
@@ -154,7 +156,7 @@ def examples_of(
         return Examples()
     assignments = pd.read_parquet(chosen)
     modes = failure_modes(assignments, k=k)
-    rows = generated_rows(dataset, generator, attribute, seed)
+    rows = generated_rows(dataset, generator, attribute, seed, model)
     return mode_examples(dataset, model, assignments, modes, rows, per_mode=per_mode)
 
 

@@ -1,5 +1,5 @@
-"""Workspace settings: the choices that cross pages (generator, its model and options, k, λ, images per mode,
-seed, attribute), one typed record per dataset, kept as JSON in the cache.
+"""Workspace settings: the choices that cross pages (generator, its model and options, the CLIP filter and its
+thresholds, k, λ, images per mode, seed, attribute), one typed record per dataset, kept as JSON in the cache.
 
 The Generate page writes them and the Results page reads them, so an experiment retrains with exactly the
 generated set the user made; pages never read each other's widgets.
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core import store
-from core.config import DEFAULT_ATTRIBUTE, DebugConfig, GeneratorConfig, from_dict
+from core.config import DEFAULT_ATTRIBUTE, DebugConfig, FilterConfig, GeneratorConfig, from_dict
 from core.errors import InvalidInputError
 
 SETTINGS_SCHEMA = 1
@@ -24,6 +24,7 @@ class WorkspaceSettings:
     attribute: str = DEFAULT_ATTRIBUTE
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    clip_filter: FilterConfig | None = None  # None: generated images are used unfiltered
 
     def generation_args(self) -> dict[str, Any]:
         """JSON arguments of the generate step these settings ask for (λ plays no part in generating)."""
@@ -31,6 +32,7 @@ class WorkspaceSettings:
             "attribute": self.attribute,
             "generator": asdict(self.generator),
             "debug": {k: getattr(self.debug, k) for k in EDITABLE_DEBUG if k != "lam"},
+            **({"clip_filter": asdict(self.clip_filter)} if self.clip_filter is not None else {}),
         }
 
     def experiment_args(self) -> dict[str, Any]:
@@ -55,14 +57,18 @@ class WorkspaceSettings:
             attribute=str(data.get("attribute") or DEFAULT_ATTRIBUTE),
             generator=from_dict(GeneratorConfig, data.get("generator")),
             debug=from_dict(DebugConfig, debug),
+            clip_filter=None if data.get("clip_filter") is None else from_dict(FilterConfig, data["clip_filter"]),
         )
         out.check()
         return out
 
     def check(self) -> None:
+        from core.fix.generators.clip_filter import check_filter
         from core.fix.mitigate import check_config
 
         check_config(self.debug)
+        if self.clip_filter is not None:
+            check_filter(self.clip_filter)
         if not isinstance(self.generator.options, dict):
             raise InvalidInputError("Generator options are a JSON object of constructor arguments.")
 

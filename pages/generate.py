@@ -1,12 +1,13 @@
 """Generate: images for each class's top-k failure modes ("A photo of {class} {value}") and the Random_debugging
-baseline as one background job, a preview of the prompts, and a gallery per mode where images can be deleted."""
+baseline as one background job (optionally CLIP-filtered), a preview of the prompts, and a gallery per mode where
+images can be deleted and images the filter dropped restored."""
 
 from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
 
-from core.config import GeneratorConfig
+from core.config import FilterConfig, GeneratorConfig
 from core.fix.experiments import default_generator_name
 from core.fix.generators import GENERATORS, list_sets, mode_requests
 from core.settings import load_settings, save_settings
@@ -67,8 +68,9 @@ generator = s5.selectbox(
     names,
     index=names.index(default_name) if default_name in names else 0,
     key="gen-generator",
-    help="world: the offline world's renderer; diffusers / sd-turbo: "
-    "a Stable Diffusion pipeline (hub id or local folder).",
+    help="world: the offline world's renderer; diffusers / sd-turbo: a Stable Diffusion pipeline (hub id or local "
+    "folder); retrieval: the best CLIP matches from a folder of your images; edits: this model's own failures, "
+    "edited onto each failure mode's value.",
 )
 same_gen = saved.generator.name == generator
 model_id, options = None, {}
@@ -106,6 +108,36 @@ elif generator == "retrieval":
         st.info("Give the folder of images to retrieve from.", icon=":material/folder_open:")
         st.stop()
     options = {"pool": pool}
+elif generator == "edits":
+    st.caption(f"Edits the debug_seed failures of {md(model)}: the same objects, on each failure mode's value.")
+
+base_filter = saved.clip_filter or FilterConfig()
+clip_filter = None
+if st.toggle(
+    "Filter with CLIP",
+    value=saved.clip_filter is not None,
+    key="gen-filter",
+    help="CLIP scores each image for its class and its value; images below the thresholds are dropped (kept "
+    "greyed below, restorable) and Results retrains without them.",
+):
+    f1, f2, f3 = st.columns(3)
+    min_class = f1.number_input(
+        "Keep when the class probability is at least", 0.0, 1.0, base_filter.min_class_prob, 0.05, key="gen-f-class"
+    )
+    min_value = f2.number_input(
+        "… and the value probability at least", 0.0, 1.0, base_filter.min_value_prob, 0.05, key="gen-f-value"
+    )
+    keep = f3.number_input(
+        "Or keep this top share of each mode (0: use the thresholds)",
+        0.0,
+        1.0,
+        float(base_filter.keep_fraction or 0.0),
+        0.05,
+        key="gen-f-keep",
+    )
+    clip_filter = replace(
+        base_filter, min_class_prob=float(min_class), min_value_prob=float(min_value), keep_fraction=keep or None
+    )
 settings = save_settings(
     spec,
     replace(
@@ -113,6 +145,7 @@ settings = save_settings(
         attribute=attribute,
         generator=GeneratorConfig(generator, model_id, options),
         debug=replace(saved.debug, k_modes=k, images_per_mode=per_mode, lam=float(lam), seed=seed),
+        clip_filter=clip_filter,
     ),
 )
 
@@ -149,15 +182,23 @@ with guard("Preparing the generation"):
         start_label="Generate",
         dataset=spec,
         modes=chosen,
+        model=model,
         **settings.generation_args(),
     )
 
 with guard("Showing the generated images"):
-    ours_set = data.generated_set_name(spec, generator, settings.generator.kwargs(), attribute, seed)
+    ours_set = data.generated_set_name(spec, settings.generator, attribute, seed, model)
     if ours_set in list_sets():
         st.header("Generated images", divider="gray")
         gs = data.generated_set(ours_set)
         st.dataframe(gs.counts(), hide_index=True)
+        filtered = data.filter_report(ours_set)
+        if filtered["scored"].sum():
+            st.caption(
+                f"The CLIP filter dropped {int(filtered['dropped'].sum())} of {int(filtered['scored'].sum())} "
+                "images; per mode:"
+            )
+            st.dataframe(filtered, hide_index=True)
         groups = gs.groups()
         classes_made = [c for c in ds.classes if any(g[0] == c for g in groups)]
         shown_cls = st.selectbox("Show the images of class", classes_made, key="gen-show") if classes_made else None

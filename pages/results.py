@@ -22,6 +22,14 @@ within_app()
 
 METRICS = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
 
+
+def filter_text(f) -> str:
+    """The CLIP filter's thresholds, as the Generate page asks for them."""
+    if f.keep_fraction:
+        return f"keeps the top {f.keep_fraction:.0%} per mode"
+    return f"class ≥ {f.min_class_prob:g}, value ≥ {f.min_value_prob:g}"
+
+
 st.title("Results")
 spec = dataset_spec()
 ds = data.require_dataset(spec)
@@ -41,6 +49,7 @@ c[3].caption(
     f"Generator: {md(gen.name or 'default for this dataset')}"
     + (f" · {md(gen.model_id)}" if gen.model_id else "")
     + "".join(f" · {md(n)} {md(str(v))}" for n, v in sorted(gen.options.items()))
+    + (f" · CLIP filter {md(filter_text(settings.clip_filter))}" if settings.clip_filter else "")
     + f" · seed {settings.debug.seed} · {md(settings.attribute)} (choose them on the Generate page)"
 )
 common = dict(dataset=spec, models=sorted(models), **settings.experiment_args())

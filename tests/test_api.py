@@ -93,3 +93,26 @@ def test_interrupted_model_run_leaves_no_partial_run_and_reruns_to_correct_predi
     assert load_run(ds, model, split).summary == run.summary
     # The pages show each model's newest run: remove this one so later tests see the session's usual run.
     shutil.rmtree(run.folder)
+
+
+def test_experiment_passes_the_pool_edits_and_the_filter_to_the_steps(monkeypatch, tmp_path):
+    from core import steps
+    from core.config import FilterConfig, GeneratorConfig
+
+    calls: list[dict] = []
+    monkeypatch.setattr(steps, "generate", lambda dataset, **kw: calls.append(kw))
+    exp = bd.experiment(TINY, pool=tmp_path, clip_filter=True, images_per_mode=2)
+    bd.generate(exp, "world-resnet-s")
+    assert calls[-1]["generator"] == GeneratorConfig("retrieval", None, {"pool": str(tmp_path)})
+    assert calls[-1]["clip_filter"] == FilterConfig() and calls[-1]["model"] == "world-resnet-s"
+
+    strict = bd.FilterConfig(min_value_prob=0.8)
+    bd.generate(bd.experiment(TINY, generator="edits", clip_filter=strict), "world-resnet-s")
+    assert calls[-1]["generator"].name == "edits" and calls[-1]["clip_filter"] == strict
+    bd.generate(bd.experiment(TINY), "world-resnet-s")
+    assert calls[-1]["clip_filter"] is None, "unfiltered unless asked"
+
+    with pytest.raises(bd.BackdropError, match="retrieval generator searches"):
+        bd.experiment(TINY, generator="world", pool=tmp_path)
+    with pytest.raises(bd.BackdropError, match="must lie in"):
+        bd.experiment(TINY, clip_filter=bd.FilterConfig(min_class_prob=1.5))

@@ -257,3 +257,81 @@ def test_results_passes_the_generator_options_chosen_on_generate(assigned_world,
     assert (
         kind == "experiment" and kw["generator"] == made["generator"] and kw["debug"]["seed"] == made["debug"]["seed"]
     )
+
+
+def test_generate_filter_settings_reach_the_job_and_results(assigned_world, default_settings, monkeypatch):
+    from dataclasses import asdict
+
+    from core import steps
+    from core.config import DebugConfig, FilterConfig, GeneratorConfig
+    from core.fix.generators import GeneratedSet
+    from core.fix.generators.clip_filter import filter_report
+    from core.settings import WorkspaceSettings, load_settings, save_settings
+
+    # Its own generation seed, so the filter moves images aside in a set of its own: the session's shared set
+    # (seed 0) stays whole for the pages and experiments other tests look at.
+    save_settings(TINY, WorkspaceSettings(debug=DebugConfig(seed=7)))
+    at = open_page("pages/generate.py")
+    at.number_input(key="gen-n").set_value(2).run()
+    at.toggle(key="gen-filter").set_value(True).run()
+    assert at.number_input(key="gen-f-class").value == FilterConfig.min_class_prob  # the defaults live in core
+    at.number_input(key="gen-f-value").set_value(0.7).run()
+    wanted = asdict(FilterConfig(min_value_prob=0.7))
+    assert load_settings(TINY).clip_filter == FilterConfig(min_value_prob=0.7), "saved for the Results page"
+    calls = _submitted(monkeypatch)
+    at.button(key="gen-start").click().run()
+    kind, kw = calls[-1]
+    assert kind == "generate_modes" and kw["clip_filter"] == wanted and kw["debug"]["seed"] == 7
+    # The job, run here: the filter scores with the dataset's CLIP, here the test-size one the world was named with.
+    import core.describe.textualize as textualize
+    from tests.app_world import small_clip
+
+    monkeypatch.setattr(textualize, "default_clip", lambda dataset: small_clip())
+    done = jobs.run_inline(jobs.job_for(kind, **kw))
+    at = open_page("pages/generate.py")
+    assert problems(at) == []
+    per_mode = next(d.value for d in at.dataframe if "scored" in d.value)
+    ours = steps.generated_set_names(TINY, GeneratorConfig(**kw["generator"]), kw["attribute"], kw["debug"]["seed"])[0]
+    pd.testing.assert_frame_equal(per_mode, filter_report(GeneratedSet(ours)), check_dtype=False)  # ours, per mode
+    assert per_mode["scored"].sum() == len(kw["modes"]) * 2 and 0 < per_mode["dropped"].sum() <= done["dropped"]
+    assert f"dropped {per_mode['dropped'].sum()} of {per_mode['scored'].sum()}" in texts(at)
+
+    calls = _submitted(monkeypatch)
+    at = open_page("pages/results.py")  # a new session: the filter comes from the saved settings
+    assert problems(at) == []
+    at.button(key="res-ind-start").click().run()
+    kind, exp = calls[-1]
+    assert kind == "experiment" and exp["clip_filter"] == wanted and exp["generator"] == kw["generator"]
+
+
+def test_generate_edits_the_shown_models_failures_and_results_refuses_several(assigned_world, default_settings):
+    from core import steps
+    from core.config import GeneratorConfig
+
+    at = open_page("pages/generate.py")
+    model = at.selectbox(key="gen-model").value
+    at.number_input(key="gen-n").set_value(1).run()
+    at.selectbox(key="gen-generator").set_value("edits").run()
+    assert problems(at) == []
+    at.button(key="gen-start").click().run()
+    job = next(
+        j for j, s in jobs.list_jobs() if j.kind == "generate_modes" and j.kwargs["generator"]["name"] == "edits"
+    )
+    assert job.kwargs["model"] == model
+    done = job.wait(timeout=300)
+    assert done["state"] == jobs.DONE, done
+    ours = steps.generated_set_names(
+        TINY, GeneratorConfig("edits"), job.kwargs["attribute"], job.kwargs["debug"]["seed"], model
+    )[0]
+    assert ours in done["result"]["sets"], "the edits of this model's failures"
+    at.run()
+    assert problems(at) == [] and len(at.image) > 0, texts(at)
+
+    at = open_page("pages/results.py")
+    assert len(at.multiselect(key="res-models").value) >= 2
+    at.button(key="res-ind-start").click().run()
+    job = next(j for j, s in jobs.list_jobs() if j.kind == "experiment" and j.kwargs["generator"]["name"] == "edits")
+    assert job.wait(timeout=120)["state"] == jobs.FAILED
+    at.run()
+    assert list(at.exception) == []
+    assert any("one model at a time" in e.value for e in at.error), problems(at)

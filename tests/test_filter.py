@@ -163,3 +163,10 @@ def test_bad_filter_settings_say_what_is_wrong(half_wrong_set, world_clip):
         filter_set(gset, world_clip, FilterConfig(keep_fraction=0.0))
     with pytest.raises(InvalidInputError, match="min class prob"):
         filter_set(gset, world_clip, FilterConfig(min_class_prob=1.5))
+
+
+def test_a_set_with_every_image_dropped_selects_none(half_wrong_set):
+    gset, reqs = half_wrong_set
+    gset.delete(list(gset.manifest()["image_id"]))  # as a filter that drops everything leaves it
+    rows = select_images(gset, reqs)
+    assert rows.empty and {"image_id", "label", "set"} <= set(rows.columns)

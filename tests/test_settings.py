@@ -43,3 +43,16 @@ def test_bad_values_are_refused_and_a_broken_file_reads_as_defaults(fresh_cache)
     assert load_settings(SPEC) == WorkspaceSettings()
     settings_path(SPEC).write_text("{not json")
     assert load_settings(SPEC) == WorkspaceSettings()
+
+
+def test_the_clip_filter_is_saved_and_reaches_both_steps(fresh_cache):
+    from core.config import FilterConfig
+
+    assert "clip_filter" not in WorkspaceSettings().generation_args(), "unfiltered unless asked"
+    mine = WorkspaceSettings(clip_filter=FilterConfig(min_value_prob=0.7, keep_fraction=0.8))
+    save_settings(SPEC, mine)
+    assert load_settings(SPEC) == mine
+    want = from_dict(FilterConfig, mine.generation_args()["clip_filter"])
+    assert want == from_dict(FilterConfig, mine.experiment_args()["clip_filter"]) == mine.clip_filter
+    with pytest.raises(InvalidInputError, match="must lie in"):
+        save_settings(SPEC, WorkspaceSettings(clip_filter=FilterConfig(min_class_prob=2.0)))

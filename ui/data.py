@@ -18,6 +18,7 @@ import streamlit as st
 
 import core.job_kinds  # noqa: F401  (registers the job kinds pages submit)
 from core import jobs, store
+from core.config import GeneratorConfig
 from core.datasets.base import ImageDataset
 from core.describe import textualize
 from core.find.embedding import embedding_map_path, load_embedding_map
@@ -176,17 +177,22 @@ def _failure_modes(folder: str, attribute: str, k: int, version: float) -> pd.Da
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _generator(spec_text: str, cache_root: str, name: str, kwargs_text: str):
-    from core.fix.experiments import default_generator
+def _generator(spec_text: str, cache_root: str, generator_text: str, model: str | None):
+    from core.steps import make_generator
 
-    return default_generator(_open(spec_text, cache_root), name, **json.loads(kwargs_text))
+    return make_generator(_open(spec_text, cache_root), GeneratorConfig(**json.loads(generator_text)), model)
 
 
-def generated_set_name(spec: dict, generator: str, kwargs: dict, attribute: str | None, seed: int = 0) -> str:
-    """The shared set core.fix.mitigate generates into for this dataset, generator and attribute (None: baseline)."""
+def generated_set_name(
+    spec: dict, generator: GeneratorConfig, attribute: str | None, seed: int = 0, model: str | None = None
+) -> str:
+    """The shared set core.fix.mitigate generates into for this dataset, generator and
+    attribute (None: baseline); ``model`` is the model whose failures the edits generator edits."""
+    from dataclasses import asdict
+
     from core.fix.mitigate import set_name
 
-    gen = _generator(spec_json(spec), str(store.cache_root()), generator, json.dumps(kwargs, sort_keys=True))
+    gen = _generator(spec_json(spec), str(store.cache_root()), json.dumps(asdict(generator), sort_keys=True), model)
     return set_name(get_dataset(spec), gen, attribute, seed)
 
 
@@ -194,6 +200,13 @@ def generated_set(name: str):
     from core.fix.generators import GeneratedSet
 
     return GeneratedSet(name)
+
+
+def filter_report(name: str) -> pd.DataFrame:
+    """Per mode of a generated set: images the CLIP filter scored, dropped, restored by hand, and kept."""
+    from core.fix.generators.clip_filter import filter_report as report
+
+    return report(generated_set(name))
 
 
 def dropped_by_filter(name: str) -> pd.DataFrame:

@@ -131,12 +131,16 @@ def select_images(gset: GeneratedSet, requests) -> pd.DataFrame:
     man = gset.manifest()
     man = man[~man["deleted"] & man["file"].notna()]
     want = {(r.class_name, r.value): r.n_images for r in requests}
-    keep = [
-        want.get((c, v if isinstance(v, str) else None), 0) > i
-        for c, v, i in man[["class_name", "value", "index"]].itertuples(index=False)
-    ]
+    keep = pd.Series(
+        [
+            want.get((c, v if isinstance(v, str) else None), 0) > i
+            for c, v, i in man[["class_name", "value", "index"]].itertuples(index=False)
+        ],
+        index=man.index,
+        dtype=bool,
+    )  # a Series even when empty (every image dropped): an empty list would select columns
     idx = gset.index().set_index("image_id")
-    rows = idx.loc[man[keep]["image_id"]].reset_index()
+    rows = idx.loc[man.loc[keep, "image_id"]].reset_index()
     rows["set"] = gset.set_name
     return rows
 

@@ -44,13 +44,16 @@ def generated_set_names(
     generator: GeneratorConfig = GeneratorConfig(),
     attribute: str = DEFAULT_ATTRIBUTE,
     seed: int = DebugConfig.seed,
+    model: str | None = None,
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
 ) -> tuple[str, str]:
     """(failure-mode set, Random_debugging set): the shared generated sets these settings generate into and
-    every experiment with the same settings reads from."""
+    every experiment with the same settings reads from (``model``: whose failures the edits generator edits)."""
     from core.fix.mitigate import set_name
 
     ds = open_ds(dataset)
-    gen = make_generator(ds, generator)
+    gen = make_generator(ds, generator, model, split, head)
     return set_name(ds, gen, attribute, seed), set_name(ds, gen, None, seed)
 
 
@@ -78,16 +81,17 @@ def generate(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Generated:
-    """Images for failure modes ({class_name, label, value} rows, best first per class; or, with ``model``, its
-    top ``debug.k_modes`` modes) and as many Random_debugging images per class, into the shared generated sets
-    that retraining, sweeps and collective debugging reuse."""
+    """Images for failure modes ({class_name, label, value} rows, best first per class; or, with ``model`` alone,
+    its top ``debug.k_modes`` modes) and as many Random_debugging images per class, into the shared generated sets
+    that retraining, sweeps and collective debugging reuse. With both, the modes are the given ones and ``model``
+    is the model whose debug_seed failures the edits generator edits."""
     from core.fix.experiments import skipped_modes
     from core.fix.mitigate import generate_for_modes
 
-    if (modes is None) == (model is None):
-        raise InvalidInputError("Generate for given failure modes or for a model's modes: give one of the two.")
     ds = open_ds(dataset)
-    if model is not None:
+    if modes is None:
+        if model is None:
+            raise InvalidInputError("Generate for given failure modes or for a model's modes: give one of the two.")
         modes = textualize(
             ds, model, attribute, debug.k_modes, split, head, clip=clip, progress=progress, should_stop=should_stop
         ).modes
