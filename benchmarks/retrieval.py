@@ -208,7 +208,7 @@ def table2(seeds: int = 3, minutes: float = 30.0, min_class_prob: float = 0.0) -
         f"\nTable 2 by image source: {model}, tiny world, {seeds} seeds, lbfgs head; debug_heldout accuracy, "
         "mean [95% CI]; p: McNemar, ours vs Random_debugging with the same source"
     )
-    print("| source | ours | Random_debugging | p | test acc. (ours) | images per class-mode set |")
+    print("| source | ours | Random_debugging | p | test acc. (ours) | generated images (ours) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for tag in dict.fromkeys(table["source"]):
         test = paired_tests(pred[pred["source"] == tag])
