@@ -1,6 +1,7 @@
 """The paper's claims on the offline world, over several seeds, every world-trained model, with ground truth.
 
-    python benchmarks/fidelity.py [--size default|tiny] [--seeds 5] [--world-seed 0] [--models ...]
+    python benchmarks/fidelity.py [--dataset scenes-mnist|scenes-mnist-open] [--size default|tiny] [--seeds 5]
+                                  [--world-seed 0] [--models ...]
                                   [--solver fused] [--out fidelity.md]
 
 Each seed s redraws the splits (so the heads, their failures and seed/heldout halves, the failure modes) and the
@@ -57,6 +58,7 @@ def render(d: dict) -> str:
     from core.fix.repeats import METRICS, interval, paired_tests, summarize
 
     models, seeds, size, solver = d["models"], d["seeds"], d["size"], d["solver"]
+    dataset = d.get("dataset", "scenes-mnist")
     t_setup, t_ind, t_rest = d["times"]
     summary = summarize(d["rows"], metrics=list(dict.fromkeys([*METRICS, *DISCOVERY])))
     held = paired_tests(d["predictions"], split="heldout")
@@ -64,7 +66,7 @@ def render(d: dict) -> str:
     sw, rel = d["sweeps"], d["rel"]
     lambdas, ks = sorted(set(sw.loc[sw["sweep"] == "lam", "lam"])), sorted(set(sw.loc[sw["sweep"] == "k", "k"]))
     lines = [
-        f"# Fidelity on the offline world ({size}, world seed {d['world_seed']}, {len(seeds)} split seeds)",
+        f"# Fidelity on the offline world {dataset} ({size}, world seed {d['world_seed']}, {len(seeds)} split seeds)",
         "",
         f"Command: `{d['command']}`",
         "",
@@ -172,6 +174,7 @@ def render(d: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="scenes-mnist", help="offline world: scenes-mnist or scenes-mnist-open")
     ap.add_argument("--size", default="default", help="world size: default (what the app builds) or tiny")
     ap.add_argument("--seeds", type=int, default=5, help="split/generation seeds 0..N-1")
     ap.add_argument("--world-seed", type=int, default=0)
@@ -185,7 +188,7 @@ def main() -> None:
     import pandas as pd
 
     from core.config import DebugConfig, HeadConfig
-    from core.datasets import create_dataset
+    from core.datasets import create_dataset, is_offline_world
     from core.fix.experiments import KS, LAMBDAS, Experiment, collective, sweep
     from core.fix.mitigate import relative_to_individual
     from core.fix.repeats import individual_repeats, reseeded
@@ -202,7 +205,9 @@ def main() -> None:
     t0 = time.perf_counter()
     seeds = list(range(a.seeds))
     models = a.models or list(ARCHS)
-    ds = create_dataset("scenes-mnist", size=a.size, seed=a.world_seed)
+    ds = create_dataset(a.dataset, size=a.size, seed=a.world_seed)
+    if not is_offline_world(ds):
+        ap.error(f"{a.dataset!r} is not an offline world (it has no ground truth to score against)")
     with single_thread():
         for m in models:
             train_world_backbone(m, ds)
@@ -231,7 +236,7 @@ def main() -> None:
                 coll.append(relative_to_individual(rows).assign(repeat=s, reference=ms[0]))
     t_rest = time.perf_counter() - t0 - t_setup - t_ind
     d = dict(
-        command=command, size=a.size, world_seed=a.world_seed, seeds=seeds, models=models, solver=a.solver,
+        command=command, dataset=a.dataset, size=a.size, world_seed=a.world_seed, seeds=seeds, models=models, solver=a.solver,
         times=(t_setup, t_ind, t_rest), rows=rep.rows, predictions=rep.predictions,
         sweeps=pd.concat(sweeps, ignore_index=True), rel=pd.concat(coll, ignore_index=True) if coll else pd.DataFrame(),
     )  # fmt: skip

@@ -115,7 +115,7 @@ def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_c
         )
     names = list(models or ARCHS)
     opened: Any = world  # the offline world: it has a size and a seed
-    spec = {"name": "scenes-mnist", "size": opened.size, "seed": opened.seed}
+    spec = {"name": opened.name, "size": opened.size, "seed": opened.seed}
     bar = TqdmProgress("world")
     worlds = [n for n in names if n in ARCHS]
     steps.build_world(

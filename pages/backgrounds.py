@@ -19,7 +19,6 @@ within_app()
 st.title("Backgrounds")
 spec = dataset_spec()
 ds = data.require_dataset(spec)
-world = spec.get("name") == "scenes-mnist"
 
 c1, c2, c3 = st.columns([1, 1, 2])
 attribute = c1.selectbox("Attribute", list(BUILTIN), key="bg-attr")
@@ -40,13 +39,12 @@ base_url = l1.text_input(
 llm_model = l2.text_input(
     "LLM model", key="bg-llm-model", placeholder=f"default: {LLMConfig.model}", help="Used by the llm proposer only."
 ).strip()
-vocab = "world" if world and proposer == "offline" else "builtin"
 lists = CuratedLists(ds, attribute)
 
 with c3:
     st.caption(f"Propose uncommon {md(attribute)} values for every class. Lists you have edited are kept as they are.")
     if proposer == "offline":
-        kw = {"top_n": 10, "vocab": vocab}
+        kw = {}  # core picks the vocabulary and list size the dataset calls for
         if base_url or llm_model:
             st.warning(
                 "The LLM base URL and model apply to the llm proposer only; the offline proposer ignores them. "

@@ -74,5 +74,23 @@ def world_clip(tiny_world):
         return train_world_clip(tiny_world, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def open_world(session_cache):
+    """The tiny open-vocabulary world (``scenes-mnist-open``, seed 0), its offline-proposed background lists and a
+    world CLIP trained on it with a shortened schedule (150 steps), built once per session:
+    ``(world, {class: candidates}, clip)``."""
+    from core.datasets import create_dataset
+    from core.describe.proposals import propose
+    from core.describe.proposals.offline import offline_options
+    from core.threads import single_thread
+    from core.world.clip import WorldClipConfig, train_world_clip
+
+    world = create_dataset("scenes-mnist-open", size="tiny", seed=0)
+    props = propose("background", world.classes, proposer="offline", **offline_options(world))
+    with single_thread():
+        clip = train_world_clip(world, WorldClipConfig(max_steps=150), device="cpu")
+    return world, {c: p.values for c, p in props.items()}, clip
+
+
 # The app's populated worlds (models run, lists curated, experiments done), session-scoped, in tests/app_world.py.
 from tests.app_world import assigned_world, populated_world, results_world  # noqa: E402, F401  (fixtures)

@@ -54,10 +54,8 @@ def test_base_url_with_the_offline_proposer_is_explained_and_not_passed(page):
     page.text_input(key="bg-base-url").input("http://127.0.0.1:9/v1").run()
     assert page.selectbox(key="bg-proposer").value == "offline"
     assert any("apply to the llm proposer only" in w.value for w in page.warning), texts(page)
-    offline = jobs.job_for(
-        "propose_values", dataset=TINY, attribute="colour", proposer="offline", top_n=10, vocab="world"
-    )
-    assert set(offline.kwargs) == {"dataset", "attribute", "proposer", "top_n", "vocab"}
+    offline = jobs.job_for("propose_values", dataset=TINY, attribute="colour", proposer="offline")
+    assert set(offline.kwargs) == {"dataset", "attribute", "proposer"}, "core picks the offline vocabulary"
 
 
 def test_import_previews_without_writing_then_imports_on_click(page):

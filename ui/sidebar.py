@@ -30,7 +30,7 @@ def sidebar() -> None:
                 "Dataset spec",
                 value="" if current != _OTHER else json.dumps(spec),
                 placeholder='{"name": "cifar10", "root": "/data/cifar10"}',
-                help="Registered names: scenes-mnist, cifar10, cifar100, imagenet, imagefolder.",
+                help="Registered names: scenes-mnist, scenes-mnist-open, cifar10, cifar100, imagenet, imagefolder.",
             )
             if st.button("Use this dataset", disabled=not text.strip()):
                 try:

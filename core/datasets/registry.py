@@ -1,8 +1,8 @@
 """The dataset registry: ``create_dataset(name, **kw)`` builds any registered :class:`ImageDataset`.
 
-Registered: ``scenes-mnist`` (the offline world, ``core.world.dataset``), ``cifar10``, ``cifar100``
-(torchvision's on-disk format), ``imagenet`` (ImageFolder layout with human class names) and ``imagefolder``
-(any folder of class folders).
+Registered: ``scenes-mnist`` and ``scenes-mnist-open`` (the offline worlds, ``core.world.dataset``), ``cifar10``,
+``cifar100`` (torchvision's on-disk format), ``imagenet`` (ImageFolder layout with human class names) and
+``imagefolder`` (any folder of class folders).
 """
 
 from __future__ import annotations

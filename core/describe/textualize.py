@@ -41,12 +41,13 @@ def ensure_lists(
     (e.g. ``{"base_url": ..., "model": ...}`` for the LLM)."""
     from core.describe.curation import CuratedLists
     from core.describe.proposals import choose_proposer, dedupe_proposals, propose
+    from core.describe.proposals.offline import offline_options
 
     lists = CuratedLists(dataset, attribute)
     missing = [c for c in dataset.classes if lists.get(c) is None]
     if missing:
         proposer = proposer or choose_proposer()
-        kw: dict[str, Any] = {"vocab": "world"} if proposer == "offline" and is_offline_world(dataset) else {}
+        kw: dict[str, Any] = offline_options(dataset) if proposer == "offline" else {}
         kw.update(proposer_options or {})
         props = propose(attribute, missing, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
         lists.seed_from_proposals(props, dedupe_proposals(props))

@@ -30,18 +30,18 @@ def propose(
     should_stop: StopFn | None = None,
 ) -> Proposed:
     """Uncommon values per class (LLM when ``proposer`` is "llm" or a key is set, else the offline vocabulary:
-    the world's own for the offline world), deduplicated, seeded into the curated lists. Lists a user edited
+    ``core.describe.proposals.offline.offline_options``), deduplicated, seeded into the curated lists. Lists a user edited
     are kept as they are. ``options`` go to the proposer (offline: ``top_n``, ``vocab``)."""
-    from core.datasets import is_offline_world
     from core.describe.curation import CuratedLists
     from core.describe.proposals import choose_proposer, dedupe_proposals
     from core.describe.proposals import propose as ask
+    from core.describe.proposals.offline import offline_options
 
     ds = open_ds(dataset)
     proposer = proposer or choose_proposer()
     kw = dict(options or {})
     if proposer == "offline":
-        kw.setdefault("vocab", "world" if is_offline_world(ds) else "builtin")
+        kw = {**offline_options(ds), **kw}
     props = ask(attribute, ds.classes, proposer=proposer, progress=progress, should_stop=should_stop, **kw)
     report = CuratedLists(ds, attribute).seed_from_proposals(props, dedupe_proposals(props))
     return Proposed(proposer, report, next((p.notice for p in props.values() if p.notice), None))

