@@ -75,4 +75,4 @@ def world_clip(tiny_world):
 
 
 # The app's populated worlds (models run, lists curated, experiments done), session-scoped, in tests/app_world.py.
-from tests.app_world import assigned_world, populated_world, results_world  # noqa: E402, F401  (fixtures)
+from tests.app_world import assigned_world, populated_world, repeats_world, results_world  # noqa: E402, F401
