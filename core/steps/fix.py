@@ -244,7 +244,7 @@ def experiment_repeats(
         alpha=repeats.alpha,
         split_seeds=sorted(set(rep.rows["split_seed"].astype(int))),
         clip=exp.clip.key,
-        list_versions=sorted(set(rep.rows["list_version"].astype(str))) if "list_version" in rep.rows else [],
+        list_versions=sorted(set(rep.rows.get("list_version", pd.Series(dtype=str)).dropna().astype(str))),
         generator_kwargs=generator.kwargs(),
     )
     parquet, csv = save_repeats(what, summary, tests, rep.rows, meta)
