@@ -436,7 +436,7 @@ def repeats(
     )
     bar.close()
     meta = store.load_json(Path(res.parquet).with_suffix(".json")) or {}
-    return RepeatsTable(res.summary, res.tests, res.rows, res.verdicts, meta, title=TITLES.get(meta.get("what"), what))
+    return RepeatsTable(res.summary, res.tests, res.rows, res.verdicts, meta, title=TITLES.get(f"{what}-repeats", what))
 
 
 # -- the report ----------------------------------------------------------------------------------------------------
