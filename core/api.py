@@ -27,12 +27,13 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, RepeatsConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.display import (
     Examples,
     Gallery,
     ModeExamples,
+    RepeatsTable,
     ResultsTable,
     before_after_figure,
     failure_gallery,
@@ -69,6 +70,8 @@ __all__ = [
     "debug",
     "collective",
     "sweep",
+    "repeats",
+    "RepeatsTable",
     "before_after_figure",
     "sweep_figure",
     "report",
@@ -431,10 +434,37 @@ def sweep(exp: Experiment, models: Sequence[str], over: str = "lam", values=None
     return _run(exp, over, models, values=values)
 
 
+def repeats(
+    exp: Experiment,
+    models: Sequence[str],
+    n: int = RepeatsConfig.n,
+    what: str = "individual",
+    values=None,
+    alpha: float = RepeatsConfig.alpha,
+) -> RepeatsTable:
+    """Table 2 (``what="individual"``) or a sweep (``"lam"``, ``"k"``) rerun over ``n`` seeds (repeat i adds i to
+    the split and generation seeds; repeat 0 is ``bd.debug``'s run): mean and 95% CI per model, method and
+    metric (``.summary``, ``.table2()``, ``.figure()`` with error bars), McNemar's test of ours against each
+    baseline on the same images (``.tests``) and whether each gain is significant, in words (``.verdicts``).
+    Each finished repeat is cached, so a stopped call resumes.
+
+    >>> rep = bd.repeats(exp, ["world-resnet-s"], n=5); rep.verdicts
+    """
+    from core import steps, store
+
+    bar = TqdmProgress("repeats")
+    res = steps.experiment_repeats(
+        exp.dataset, what, list(models), repeats=RepeatsConfig(n, alpha), values=values, progress=bar, **exp.step_args()
+    )
+    bar.close()
+    meta = store.load_json(Path(res.parquet).with_suffix(".json")) or {}
+    return RepeatsTable(res.summary, res.tests, res.rows, res.verdicts, meta, title=TITLES.get(f"{what}-repeats", what))
+
+
 # -- the report ----------------------------------------------------------------------------------------------------
 def report(
     exp: Experiment,
-    results: Sequence[ResultsTable] | ResultsTable,
+    results: Sequence[ResultsTable | RepeatsTable] | ResultsTable | RepeatsTable,
     path: str | Path | None = None,
     *,
     models: Sequence[str] | None = None,
@@ -449,9 +479,11 @@ def report(
     from core import store
     from core.report import results_report
 
-    if isinstance(results, ResultsTable):
+    if isinstance(results, (ResultsTable, RepeatsTable)):
         results = [results]
-    saved = {r.meta.get("what", r.title): (r.df, dict(r.meta)) for r in results}
+    saved = {
+        r.meta.get("what", r.title): (r.df if isinstance(r, ResultsTable) else r.summary, dict(r.meta)) for r in results
+    }
     html = results_report(exp.dataset, saved, models=models, per_mode=per_mode, title=title)
     if path is not None:
         store.atomic_write_bytes(Path(path), html.encode())

@@ -12,7 +12,15 @@ import sys
 from pathlib import Path
 
 from core import steps
-from core.config import DEFAULT_ATTRIBUTE, DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.config import (
+    DEFAULT_ATTRIBUTE,
+    DebugConfig,
+    FilterConfig,
+    GeneratorConfig,
+    HeadConfig,
+    RepeatsConfig,
+    SplitConfig,
+)
 from core.errors import BackdropError, InvalidInputError
 from core.progress import TqdmProgress
 
@@ -449,7 +457,42 @@ def fix_configs(a) -> dict:
     }
 
 
+def repeats_arg(p) -> None:
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="rerun over N seeds (repeat i adds i to the split and generation seeds) and print mean and 95%% CI "
+        "per method, with McNemar's test of ours against each baseline on the same images",
+    )
+
+
+def _repeated(a, what: str, **kw):
+    """The experiment over ``--repeats`` seeds: mean ± CI per method and metric, paired tests, verdicts."""
+    from core.display import repeats_table
+
+    bar, models = TqdmProgress("repeats"), model_list(a)
+    cfg = RepeatsConfig(n=a.repeats)
+    done = steps.experiment_repeats(open_ds(a), what, models, repeats=cfg, progress=bar, **fix_configs(a), **kw)
+    bar.close()
+    print(f"mean ± half-width of the 95% confidence interval over {done.repeats} repeats")
+    if what == "individual":
+        print(table(repeats_table(done.summary)))
+    else:
+        s = done.summary[done.summary["metric"].isin(["acc_heldout", "acc_test"])]
+        print(table(s.round(4)))
+    cols = ["model", *[c for c in ("lam", "k") if c in done.tests], "method", "split", "n_pairs"]
+    cols += ["diff_mean", "diff_ci_low", "diff_ci_high", "p_value"]
+    print("\nours against each method on the same images (McNemar's test over the repeats' pooled images)")
+    print(table(done.tests[cols].round(4)))
+    print("\n" + "\n".join(done.verdicts))
+    print(f"\nsaved {done.parquet}")
+    write_csv(done.summary, a.csv, "summary rows")
+
+
 def _experiment(a, what: str, **kw):
+    if getattr(a, "repeats", None) is not None:
+        return _repeated(a, what, **kw)
     bar, models = TqdmProgress("debugging"), model_list(a)
     done = steps.experiment(open_ds(a), what, models, progress=bar, **fix_configs(a), **kw)
     bar.close()
@@ -502,8 +545,14 @@ def cmd_sweep(a):
     _experiment(a, a.over, values=a.values)
 
 
+def _debug_parser(p):
+    _experiment_args(p)
+    repeats_arg(p)
+
+
 def _sweep_parser(p):
     _experiment_args(p)
+    repeats_arg(p)
     p.add_argument("over", choices=["lam", "k"])
     p.add_argument("--values", nargs="+", type=float, help="default: λ 0,.25,.5,.75,1 or k 1..5")
 
@@ -544,7 +593,7 @@ PARSERS = {
     "propose": _propose_parser,
     "lists": _lists_parser,
     "modes": _modes_parser,
-    "debug": _experiment_args,
+    "debug": _debug_parser,
     "generate": _experiment_args,
     "collective": _collective_parser,
     "sweep": _sweep_parser,
@@ -585,6 +634,8 @@ def check_args(a) -> None:
         DebugConfig(k_modes=a.k, images_per_mode=a.images_per_mode, lam=a.lam, seed=a.gen_seed)
     elif getattr(a, "k", None) is not None:
         validate.whole("k (failure modes per class)", a.k, 1, validate.MAX_K_MODES)
+    if getattr(a, "repeats", None) is not None:
+        RepeatsConfig(n=a.repeats)
     if getattr(a, "steps", None) is not None:
         validate.whole("Diffusion steps (--steps)", a.steps, 1, validate.MAX_STEPS)
     if getattr(a, "values", None):

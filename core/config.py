@@ -97,6 +97,20 @@ class FilterConfig:
     value_template: str = "A photo of {value}"
 
 
+@dataclass(frozen=True)
+class RepeatsConfig:
+    """An experiment rerun over several seeds (:mod:`core.fix.repeats`): repeat i uses split seed and generation
+    seed each raised by i, so repeat 0 is the single run with the same settings."""
+
+    n: int = 3  # repeats (a confidence interval needs at least two)
+    alpha: float = 0.05  # significance level of the paired tests and the verdicts
+
+    def __post_init__(self) -> None:
+        hint = "A confidence interval needs at least two repeats."
+        _set(self, "n", validate.whole("Repeats", self.n, 2, validate.MAX_REPEATS, hint))
+        _set(self, "alpha", validate.number("Significance level α", self.alpha, 1e-6, 0.5))
+
+
 def to_dict(cfg) -> dict:
     return asdict(cfg)
 

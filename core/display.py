@@ -172,6 +172,111 @@ def mode_examples(
     return Examples(out)
 
 
+METRIC_NAMES = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
+METHOD_ORDER = ("before", "ours", "random", "real_failures", "oracle")  # then any other (collective1/2)
+
+
+def ordered_methods(methods) -> list[str]:
+    """Methods in Table 2's order: before, ours, the baselines, then any other method alphabetically."""
+    present = set(methods)
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def table2_wide(df: pd.DataFrame, index: Sequence[str] = ("model",)) -> pd.DataFrame:
+    """Table 2's layout: one row per ``index`` (model), columns "<split> · <method>" for test / debug_seed /
+    debug_heldout accuracy before, with ours, Random_debugging, real failures, the oracle, then others."""
+    cols = [c for c in METRIC_NAMES if c in df]
+    wide = df.pivot_table(index=list(index), columns="method", values=cols, aggfunc="first")
+    order = [(c, m) for c in cols for m in ordered_methods(df["method"]) if (c, m) in wide.columns]
+    wide = wide[order]
+    wide.columns = [f"{METRIC_NAMES[c]} · {m}" for c, m in order]
+    return wide
+
+
+def mean_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """ "0.083 ± 0.033": a mean and the half-width of its (symmetric) 95% interval; the mean alone without one."""
+    if mean != mean:
+        return "–"
+    return f"{mean:.{digits}f}" if low != low else f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def repeats_table(summary: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_NAMES)) -> pd.DataFrame:
+    """A repeated Table 2 (``core.fix.repeats.summarize`` rows): one row per model and method in Table 2's
+    order, one "mean ± CI" column per metric, and the number of repeats."""
+    s = summary[summary["metric"].isin(metrics)]
+    rows = []
+    for model in sorted(set(s["model"])):
+        g = s[s["model"] == model]
+        for method in ordered_methods(g["method"]):
+            h = g[g["method"] == method].set_index("metric")
+            row = {"model": model, "method": method}
+            for m in metrics:
+                if m in h.index:
+                    row[METRIC_NAMES.get(m, m)] = mean_ci(*h.loc[m, ["mean", "ci_low", "ci_high"]])
+            row["repeats"] = int(h["n"].max())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _error_bars(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(err_plus=df["ci_high"] - df["mean"], err_minus=df["mean"] - df["ci_low"])
+
+
+def repeats_figure(summary: pd.DataFrame, metric: str = "acc_heldout"):
+    """Grouped bars per model, one per method: ``metric``'s mean over the repeats with its 95% CI as error bars."""
+    import plotly.express as px
+
+    s = _error_bars(summary[summary["metric"] == metric])
+    label = METRIC_NAMES.get(metric, metric)
+    n = int(s["n"].max()) if len(s) else 0
+    fig = px.bar(
+        s,
+        x="model",
+        y="mean",
+        color="method",
+        barmode="group",
+        error_y="err_plus",
+        error_y_minus="err_minus",
+        category_orders={"method": ordered_methods(s["method"])},
+        labels={"mean": f"{label} accuracy"},
+    )
+    fig.update_layout(title=f"{label} accuracy: mean and 95% CI over {n} repeats", height=360)
+    return fig
+
+
+@dataclass
+class RepeatsTable:
+    """A repeated experiment (``bd.repeats``): ``.summary`` (mean, ci_low, ci_high, n per model, method and
+    metric), ``.tests`` (McNemar's test of ours against each method on the same images), ``.rows`` (every
+    repeat's result rows) and ``.verdicts`` (whether ours' gain over each baseline is significant, in words)."""
+
+    summary: pd.DataFrame
+    tests: pd.DataFrame
+    rows: pd.DataFrame
+    verdicts: list[str]
+    meta: Mapping = field(default_factory=dict)
+    title: str = "Repeated results"
+
+    def table2(self) -> pd.DataFrame:
+        """Mean ± 95% CI per model and method (Table 2's layout for an individual experiment)."""
+        return repeats_table(self.summary)
+
+    def figure(self, metric: str = "acc_heldout"):
+        """Error bars: the individual experiment's bars, or a sweep's lines, with 95% CIs."""
+        what = str(self.meta.get("what", "individual")).removesuffix("-repeats")
+        return sweep_figure(self.summary, what) if what in ("lam", "k") else repeats_figure(self.summary, metric)
+
+    def _repr_html_(self) -> str:
+        sweep = next((c for c in ("lam", "k") if c in self.summary), None)
+        body = self.summary if sweep else self.table2()
+        items = "".join(f"<li>{html_text(v)}</li>" for v in self.verdicts)
+        return (
+            (f"<h4>{html_text(self.title)}</h4>" if self.title else "")
+            + body.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4f}", border=0)
+            + (f"<ul>{items}</ul>" if items else "")
+        )
+
+
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else html_text(v)
 
@@ -185,16 +290,9 @@ class ResultsTable:
     title: str = "Results"
 
     def table2(self) -> pd.DataFrame:
-        """Table 2's layout: per model, test / debug_seed / debug_heldout accuracy before, ours, random (then any
-        other method, e.g. collective1/2)."""
-        cols = [c for c in ("acc_test", "acc_seed", "acc_heldout") if c in self.df]
-        wide = self.df.pivot_table(index="model", columns="method", values=cols, aggfunc="first")
-        names = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
-        methods = ["before", "ours", "random"] + sorted(set(self.df["method"]) - {"before", "ours", "random"})
-        order = [(c, m) for c in cols for m in methods if (c, m) in wide.columns]
-        wide = wide[order]
-        wide.columns = [f"{names[c]} · {m}" for c, m in order]
-        return wide
+        """Table 2's layout: per model, test / debug_seed / debug_heldout accuracy before, ours, random, real
+        failures, the oracle (then any other method, e.g. collective1/2)."""
+        return table2_wide(self.df)
 
     def _repr_html_(self) -> str:
         long_form = "sweep" in self.df or not {"method", "model"} <= set(self.df)  # sweeps: one row per point
@@ -228,19 +326,20 @@ def before_after_figure(results: pd.DataFrame, metric: str = "acc_heldout", titl
 
 
 def sweep_figure(results: pd.DataFrame, over: str):
-    """Figure 5: debug_heldout accuracy against λ or k, ours and Random_debugging, one line style per model."""
+    """Figure 5: debug_heldout accuracy against λ or k, ours and Random_debugging, one line style per model.
+    ``results``: a sweep's rows, or a repeated sweep's summary (``core.fix.repeats``), drawn as the mean with
+    its 95% CI as error bars."""
     import plotly.express as px
 
-    pts = results[results["method"] != "before"]
     x = "lam" if over == "lam" else "k"
-    fig = px.line(
-        pts,
-        x=x,
-        y="acc_heldout",
-        color="method",
-        line_dash="model",
-        markers=True,
-        labels={"lam": "λ", "acc_heldout": "debug_heldout accuracy"},
-    )
-    fig.update_layout(title=f"{'λ' if over == 'lam' else 'k'} sweep", height=360)
+    name = "λ" if over == "lam" else "k"
+    labels = {"lam": "λ", "acc_heldout": "debug_heldout accuracy", "mean": "debug_heldout accuracy"}
+    if "mean" in results:  # a repeated sweep's summary
+        pts = _error_bars(results[(results["metric"] == "acc_heldout") & (results["method"] != "before")])
+        bars = {"error_y": "err_plus", "error_y_minus": "err_minus"}
+        y, title = "mean", f"{name} sweep: mean and 95% CI over {int(pts['n'].max()) if len(pts) else 0} repeats"
+    else:
+        pts, bars, y, title = results[results["method"] != "before"], {}, "acc_heldout", f"{name} sweep"
+    fig = px.line(pts, x=x, y=y, color="method", line_dash="model", markers=True, labels=labels, **bars)
+    fig.update_layout(title=title, height=360)
     return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from core import steps as core_steps
-from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig, from_dict
+from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, RepeatsConfig, SplitConfig, from_dict
 from core.jobs import job_kind
 from core.progress import check_stop
 
@@ -186,6 +186,39 @@ def experiment(
         reference=reference,
         values=values,
         clip_filter=_filter(clip_filter),
+        progress=progress,
+        should_stop=should_stop,
+        **_given(attribute=attribute),
+    ).to_json()
+
+
+@job_kind("experiment_repeats")
+def experiment_repeats(
+    progress,
+    should_stop,
+    dataset: dict,
+    what: str,
+    models: list[str],
+    repeats: dict | None = None,
+    attribute: str | None = None,
+    generator: dict | None = None,
+    debug: dict | None = None,
+    split: dict | None = None,
+    head: dict | None = None,
+    values: list | None = None,
+):
+    """``individual`` or a ``lam`` / ``k`` sweep rerun over several seeds: mean and 95% CI per method, and
+    McNemar's test of ours against each baseline (the verdicts, in words)."""
+    return core_steps.experiment_repeats(
+        dataset,
+        what,
+        models,
+        repeats=from_dict(RepeatsConfig, repeats),
+        generator=from_dict(GeneratorConfig, generator),
+        debug=from_dict(DebugConfig, debug),
+        split=from_dict(SplitConfig, split),
+        head=from_dict(HeadConfig, head),
+        values=values,
         progress=progress,
         should_stop=should_stop,
         **_given(attribute=attribute),

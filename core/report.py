@@ -19,10 +19,13 @@ from core.display import (
     Examples,
     Gallery,
     ModeExamples,
+    RepeatsTable,
     ResultsTable,
     before_after_figure,
     html_text,
     mode_examples,
+    repeats_figure,
+    repeats_table,
     sweep_figure,
 )
 
@@ -31,6 +34,9 @@ TITLES = {
     "collective": "Collective debugging",
     "lam": "λ sweep",
     "k": "k sweep",
+    "individual-repeats": "Before / after over repeats: mean and 95% CI",
+    "lam-repeats": "λ sweep over repeats: mean and 95% CI",
+    "k-repeats": "k sweep over repeats: mean and 95% CI",
 }
 
 _STYLE = """
@@ -49,7 +55,7 @@ def section_html(content: Any, plotly_js: str | bool) -> tuple[str, str | bool]:
     """One section's HTML, and whether plotly.js still has to be embedded by a later chart."""
     if isinstance(content, pd.DataFrame):
         return _table(content), plotly_js
-    if isinstance(content, ResultsTable):
+    if isinstance(content, (ResultsTable, RepeatsTable)):
         return content._repr_html_(), plotly_js
     if isinstance(content, (Gallery, ModeExamples, Examples)):
         return content.to_html(css=False), plotly_js
@@ -108,6 +114,11 @@ def results_sections(results: Mapping[str, pd.DataFrame]) -> list[tuple[str, Any
             sections.append(("Collective gain relative to individual", before_after_figure(rel, "relative")))
         elif what in ("lam", "k"):
             sections.append((TITLES[what] + " (debug_heldout)", sweep_figure(df, what)))
+        elif what == "individual-repeats":
+            sections[-1] = (TITLES[what], repeats_table(df))
+            sections.append(("debug_heldout accuracy over repeats", repeats_figure(df)))
+        elif what in ("lam-repeats", "k-repeats"):
+            sections.append((TITLES[what] + " (debug_heldout)", sweep_figure(df, what.removesuffix("-repeats"))))
     return sections
 
 

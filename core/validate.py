@@ -27,6 +27,7 @@ MAX_EPOCHS = 1_000_000  # full-batch head training steps (paper: 1000)
 MAX_STEPS = 1_000  # diffusion steps per image (Stable Diffusion: 50; SD-Turbo: 1)
 MAX_BATCH = 4_096  # images per batch
 MAX_TOP = 100_000  # images returned by a search
+MAX_REPEATS = 100  # seeds an experiment is rerun over
 MAX_EXAMPLES_PER_MODE = 100  # failures and generated images shown per mode in a report
 MAX_VALUES_PER_CLASS = 200  # values in one curated list (CLIP scores every failure against each)
 MAX_IMAGE_PIXELS = 40_000_000  # pixels in one user image (e.g. 8000 x 5000); larger files are skipped

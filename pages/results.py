@@ -1,11 +1,14 @@
-"""Results: before/after accuracy of retraining with generated images, ours versus Random_debugging; collective
-debugging; λ and k sweeps; an IoU summary; every table as CSV and one self-contained HTML report."""
+"""Results: before/after accuracy of retraining with generated images, ours versus Random_debugging, real
+failures and (offline world) the oracle, once or over several seeds with confidence intervals and paired tests;
+collective debugging; λ and k sweeps; an IoU summary; every table as CSV and one self-contained HTML report."""
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.display import sweep_figure
+from core import steps, validate
+from core.config import RepeatsConfig
+from core.display import repeats_figure, repeats_table, sweep_figure, table2_wide
 from core.find.overlap import family_average, mean_pairwise_iou
 from core.notebook_export import notebook_bytes
 from core.report import results_report
@@ -61,17 +64,43 @@ tabs = st.tabs(["Before / after", "Collective", "λ and k sweeps", "IoU summary"
 report: list[tuple[str, object]] = []
 
 
+with guard("Reading repeated results"):
+    repeated = data.saved_repeats(ds)
+
+
 def before_after(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per model: each metric before, with ours and with Random_debugging."""
-    wide = df.pivot_table(index=["model", "family"], columns="method", values=list(METRICS), aggfunc="first")
-    wide.columns = [f"{METRICS[m]} · {method}" for m, method in wide.columns]
-    order = [
-        f"{METRICS[m]} · {x}"
-        for m in METRICS
-        for x in ("before", "ours", "random")
-        if f"{METRICS[m]} · {x}" in wide.columns
-    ]
-    return wide[order].reset_index()
+    """One row per model: each metric before, with ours, Random_debugging, real failures and the oracle."""
+    return table2_wide(df, ("model", "family")).reset_index()
+
+
+def repeats_panel(what: str, key: str) -> None:
+    """The control that reruns ``what`` over several seeds (a background job)."""
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    n = int(
+        c1.number_input(
+            "Repeats",
+            2,
+            validate.MAX_REPEATS,
+            RepeatsConfig.n,
+            key=f"{key}-n",
+            help="Repeat i adds i to the split and generation seeds; repeat 0 is the single run above.",
+        )
+    )
+    with c2:
+        job_panel(
+            "experiment_repeats",
+            label=f"Rerun over {n} seeds: mean and 95% CI per method, McNemar's test of ours against each baseline",
+            key=key,
+            start_label="Run repeats",
+            what=what,
+            repeats={"n": n},
+            **common,
+        )
+
+
+def verdict_list(verdicts: list[str]) -> None:
+    """Whether ours' gain over each baseline is significant, in the words core chose."""
+    st.markdown("\n".join(f"- {md(v)}" for v in verdicts) or "No paired tests.")
 
 
 def made_with(meta: dict) -> None:
@@ -118,6 +147,25 @@ with tabs[0], guard("Showing before/after"):
         )
         fig = grouped_bars(gains(df), "gain_heldout", "accuracy gain on debug_heldout", "res-gain")
         report += [("Before / after: accuracy", table), ("Gain on debug_heldout", fig)]
+    st.subheader("Over several seeds")
+    if models:
+        repeats_panel("individual", "res-rep")
+    if "individual" in repeated:
+        summary, tests, verdicts, meta = repeated["individual"]
+        made_with(meta)
+        st.caption(
+            f"Mean ± half-width of the 95% confidence interval over {meta.get('repeats')} repeats (split seeds "
+            f"{', '.join(map(str, meta.get('split_seeds', [])))}); p: McNemar's test of ours against each method "
+            "on the same images, pooled over the repeats."
+        )
+        rtable = repeats_table(summary)
+        st.dataframe(rtable, hide_index=True)
+        fig = repeats_figure(summary)
+        fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0))
+        st.plotly_chart(fig, key="res-rep-fig")
+        verdict_list(verdicts)
+        report += [("Before / after over repeats (mean ± 95% CI)", rtable), ("Over repeats", fig)]
+        report += [("Is ours' gain significant?", verdicts)]
 
 with tabs[1], guard("Showing collective debugging"):
     if len(models) >= 2:
@@ -153,14 +201,23 @@ with tabs[2], guard("Showing the sweeps"):
             what=what,
             **common,
         )
+        repeats_panel(what, f"res-rep-{what}")
     for w in ("lam", "k"):
-        if w in saved:
-            df, meta = saved[w]
+        name = "λ" if w == "lam" else "k"
+        if w in repeated:  # error bars: the sweep over several seeds
+            df, tests, verdicts, meta = repeated[w]
             fig = sweep_figure(df, w)
-            fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0))
-            st.plotly_chart(fig, key=f"res-plot-{w}")
-            name = "λ" if w == "lam" else "k"
-            report += [(f"{name} sweep", fig), (f"{name} sweep table", df)]
+        elif w in saved:
+            (df, meta), verdicts = saved[w], []
+            fig = sweep_figure(df, w)
+        else:
+            continue
+        fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0))
+        st.plotly_chart(fig, key=f"res-plot-{w}")
+        if verdicts:
+            with st.expander(f"Ours against Random_debugging at each {name}"):
+                verdict_list(verdicts)
+        report += [(f"{name} sweep", fig), (f"{name} sweep table", df)]
 
 with tabs[3], guard("Showing the IoU summary"):
     chosen = models if len(models) >= 2 else ordered
@@ -209,7 +266,7 @@ with tabs[4], guard("Preparing downloads"):
                 generator_model=gen.model_id,
                 generator_options=gen.options,
                 seed=settings.debug.seed,
-                experiments=list(saved) or ["individual"],
+                experiments=[w for w in saved if w in steps.EXPERIMENTS] or ["individual"],
             ),
             file_name="backdrop-results.ipynb",
             mime="application/x-ipynb+json",

@@ -14,7 +14,7 @@ import pytest
 
 import core.job_kinds  # noqa: F401
 from core import jobs, steps
-from core.config import GeneratorConfig
+from core.config import DebugConfig, GeneratorConfig, RepeatsConfig
 from tests.app_harness import TINY
 
 MODELS = ["world-mobilenet-s", "world-resnet-s"]  # the two smallest world backbones: seconds to train
@@ -81,3 +81,15 @@ def results_world(assigned_world) -> World:
         TINY, "individual", assigned_world.models[:1], generator=GeneratorConfig("world"), clip=small_clip()
     )  # one model keeps the session short; the page handles any number
     return assigned_world
+
+
+REPEATS = dict(what="individual", repeats=RepeatsConfig(n=2), debug=DebugConfig(k_modes=1, images_per_mode=1))
+
+
+@pytest.fixture(scope="session")
+def repeats_world(results_world) -> World:
+    """Table 2 over two repeats (split and generation seeds 0 and 1) for the first model, saved as the app's
+    experiment_repeats job and ``debug --repeats 2`` save it (one mode per class, one image per mode: the
+    surfaces, not the effect sizes, are under test here)."""
+    steps.experiment_repeats(TINY, models=results_world.models[:1], clip=small_clip(), **REPEATS)
+    return results_world

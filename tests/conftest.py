@@ -93,4 +93,4 @@ def open_world(session_cache):
 
 
 # The app's populated worlds (models run, lists curated, experiments done), session-scoped, in tests/app_world.py.
-from tests.app_world import assigned_world, populated_world, results_world  # noqa: E402, F401  (fixtures)
+from tests.app_world import assigned_world, populated_world, repeats_world, results_world  # noqa: E402, F401

@@ -116,3 +116,35 @@ def test_experiment_passes_the_pool_edits_and_the_filter_to_the_steps(monkeypatc
         bd.experiment(TINY, generator="world", pool=tmp_path)
     with pytest.raises(bd.BackdropError, match="must lie in"):
         bd.experiment(TINY, clip_filter=bd.FilterConfig(min_class_prob=1.5))
+
+
+def test_api_repeats_returns_intervals_paired_tests_and_verdicts(repeats_world):
+    """bd.repeats: mean and 95% t-interval of every method's metrics over the repeats' own rows, McNemar's test
+    of ours against each baseline, and a verdict per baseline that calls a gain significant only when p < α and
+    the interval excludes 0."""
+    from scipy import stats
+
+    from tests.app_world import small_clip
+
+    world = bd.open_dataset(**TINY)
+    exp = bd.experiment(world, k=1, images_per_mode=1, generator="world", clip=small_clip())
+    rep = bd.repeats(exp, repeats_world.models[:1], n=2)  # the settings repeats_world ran: read back
+    methods = {"before", "ours", "random", "real_failures", "oracle"}
+    assert set(rep.rows["method"]) == methods and sorted(set(rep.rows["repeat"])) == [0, 1]
+    for method in methods:
+        vals = rep.rows[rep.rows["method"] == method].sort_values("repeat")["acc_test"].to_numpy()
+        s = rep.summary[(rep.summary["method"] == method) & (rep.summary["metric"] == "acc_test")].iloc[0]
+        half = stats.t.ppf(0.975, 1) * np.std(vals, ddof=1) / np.sqrt(2)
+        assert s["n"] == 2 and s["mean"] == pytest.approx(vals.mean())
+        assert s["ci_high"] - s["mean"] == pytest.approx(half) and s["mean"] - s["ci_low"] == pytest.approx(half)
+    held = rep.tests[rep.tests["split"] == "heldout"]
+    assert set(held["method"]) == methods - {"ours"} and held["p_value"].between(0, 1).all()
+    assert (held["n_pairs"] > 0).all() and (held["ours_only"] + held["other_only"] <= held["n_pairs"]).all()
+    assert len(rep.verdicts) == 4  # three baselines on debug_heldout, and before on test
+    for _, t in held[held["method"] != "before"].iterrows():
+        said = next(v for v in rep.verdicts if v.startswith(f"ours − {t['method']} on debug_heldout"))
+        significant = t["p_value"] < 0.05 and not t["diff_ci_low"] <= 0 <= t["diff_ci_high"]
+        assert ("not significant" not in said) == significant, (said, t.to_dict())
+    fig = rep.figure()
+    assert len(fig.data) == len(methods) and all(len(tr.error_y.array) == 1 for tr in fig.data)
+    assert "±" in rep._repr_html_() and "significant" in rep._repr_html_()

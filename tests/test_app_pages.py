@@ -1,6 +1,11 @@
 """Every page on a populated tiny world: renders without errors, and its main action drives core and shows the
 result. The world (two world models run, background lists proposed) is built once per session."""
 
+import base64
+import json
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -192,6 +197,46 @@ def test_results_show_before_after_and_report(results_world):
     labels = [b.label for b in at.download_button]
     assert any("individual results" in lab for lab in labels)
     assert "Report for stakeholders (self-contained HTML)" in labels
+
+
+def plotly_array(a) -> np.ndarray:
+    """A number array of a plotly figure's JSON (plain list, or plotly's base64 typed array)."""
+    if isinstance(a, dict):
+        return np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
+    return np.asarray(a, dtype=float)
+
+
+def test_results_show_repeats_with_error_bars_verdicts_and_every_baseline(repeats_world, monkeypatch):
+    """The before/after table has real failures and the oracle beside ours and Random_debugging; the saved
+    repeats show as mean ± CI, bars with 95% error bars and a verdict in words per baseline; the repeats control
+    starts the experiment_repeats job with the chosen count."""
+    from core.fix.mitigate import list_results
+    from core.workspace import open_dataset
+
+    at = open_page("pages/results.py")
+    assert problems(at) == []
+    table = next(d.value for d in at.dataframe if "debug_heldout · ours" in d.value)
+    for method in ("before", "ours", "random", "real_failures", "oracle"):
+        assert f"debug_heldout · {method}" in table, table.columns
+    rep = next(d.value for d in at.dataframe if "repeats" in d.value)
+    assert list(rep["method"]) == ["before", "ours", "random", "real_failures", "oracle"]
+    assert rep["debug_heldout"].str.fullmatch(r"\d\.\d{3} ± \d\.\d{3}").all() and (rep["repeats"] == 2).all()
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = next(c for c in charts if "95% CI over 2 repeats" in c["layout"].get("title", {}).get("text", ""))
+    widths = [plotly_array(t["error_y"]["array"]) for t in bars["data"]]  # one bar per method, its CI half-width
+    assert len(widths) == 5 and all(len(w) == 1 and w[0] >= 0 for w in widths) and max(w[0] for w in widths) > 0
+    shown = texts(at)
+    for other in ("random", "real_failures", "oracle"):
+        said = re.escape(md(f"ours − {other} on debug_heldout"))
+        assert re.search(said + r".*significant", shown), (other, shown)
+    _, meta = list_results(open_dataset(TINY).key)["individual-repeats"]
+    assert meta["repeats"] == 2
+
+    calls = _submitted(monkeypatch)
+    at.number_input(key="res-rep-n").set_value(4).run()
+    at.button(key="res-rep-start").click().run()
+    kind, kw = calls[-1]
+    assert kind == "experiment_repeats" and kw["what"] == "individual" and kw["repeats"] == {"n": 4}
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The command line: every command parses, errors users can fix are one line with exit status 2, and what it
-saves is what the app reads (a CLI sweep is the Results page's sweep)."""
+saves is what the app reads (a CLI sweep is the Results page's sweep; `debug --repeats` is the Results page's
+repeats)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import pytest
 
 from core import cli
 from tests.app_harness import ROOT, TINY, open_page, problems
-from tests.app_world import SMALL_CLIP, assigned_world, populated_world  # noqa: F401  (session fixtures)
+from tests.app_world import SMALL_CLIP, assigned_world, populated_world, small_clip  # noqa: F401  (fixtures)
 
 COMMANDS = {
     "datasets",
@@ -58,6 +60,7 @@ def test_every_command_has_help(command, capsys):
         (["debug", "--size", "tiny"], "Name models with --models"),
         (["setup", "--dataset", "cifar10"], "builds the offline world"),
         (["world", "--dataset", "cifar10"], "is not the offline world"),
+        (["debug", "--size", "tiny", "--models", "m", "--repeats", "1"], "at least two repeats"),
     ],
 )
 def test_errors_users_can_fix_are_one_line_and_exit_2(argv, message, capsys, fresh_cache):
@@ -94,6 +97,38 @@ def test_cli_sweep_is_the_results_pages_sweep(assigned_world, monkeypatch, capsy
     assert problems(at) == []
     titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text") for c in at.get("plotly_chart")]
     assert "λ sweep" in titles, ("the Results page draws the CLI's λ sweep", titles)
+
+
+def test_cli_debug_repeats_prints_intervals_and_paired_p(repeats_world, monkeypatch, capsys):
+    """`debug --repeats 2` prints mean ± CI for every method, the paired McNemar p of ours against each and the
+    verdicts; the repeats the app's job ran (repeats_world: same settings) are read back, not run again, and
+    the single run's saved table is left as it was."""
+    from core.describe import textualize
+    from core.fix.mitigate import list_results
+    from core.workspace import open_dataset
+
+    ds = open_dataset(TINY)
+    small = small_clip()
+    monkeypatch.setattr(textualize, "default_clip", lambda dataset: small)
+    parts = {p: p.stat().st_mtime for p in (repeats_world.cache / "results" / "repeats").glob("individual-*")}
+    single = list_results(ds.key)["individual"][0]
+    single_mtime = single.stat().st_mtime
+    model = repeats_world.models[0]
+    argv = ["debug", "--size", "tiny", "--models", model, "-k", "1", "--images-per-mode", "1", "--repeats", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "95% confidence interval over 2 repeats" in out
+    for method in ("before", "ours", "random", "real_failures", "oracle"):
+        assert re.search(rf"{method}(\s+\d\.\d{{3}} ± \d\.\d{{3}}){{3}}\s+2\n", out), (method, out)
+    assert "McNemar" in out and "p_value" in out
+    for other in ("random", "real_failures", "oracle"):
+        line = next(x for x in out.splitlines() if x.startswith(f"ours − {other} on debug_heldout:"))
+        assert re.search(r"McNemar p = [\d.e-]+ over \d+ paired images: .*significant", line), line
+    assert len(parts) == 4, parts  # rows and predictions of two repeats
+    assert {p: p.stat().st_mtime for p in parts} == parts, "finished repeats are reused, never rewritten"
+    pq, meta = list_results(ds.key)["individual-repeats"]
+    assert meta["repeats"] == 2 and meta["split_seeds"] == [0, 1] and f"saved {pq}" in out
+    assert list_results(ds.key)["individual"][0] == single and single.stat().st_mtime == single_mtime
 
 
 def test_sweeps_saved_by_older_versions_are_found_as_sweeps(fresh_cache):

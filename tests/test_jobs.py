@@ -48,6 +48,7 @@ def test_one_job_kind_per_step():
         "textualize",
         "generate_modes",
         "experiment",
+        "experiment_repeats",
         "search_failures",
     }
     for kind in kinds:

@@ -231,6 +231,27 @@ def saved_results(ds: ImageDataset) -> dict[str, tuple[pd.DataFrame, dict]]:
     return {w: (_results(str(pq), _mtime(pq)), meta) for w, (pq, meta) in list_results(ds.key).items()}
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _repeats(path: str, mtime: float, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    from core.fix.repeats import read_repeats, verdicts
+
+    summary, tests, _rows = read_repeats(path)
+    return summary, tests, verdicts(tests, alpha)
+
+
+def saved_repeats(ds: ImageDataset) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str], dict]]:
+    """The newest repeated experiment per kind ("individual", "lam", "k") for this dataset: kind -> (summary,
+    paired tests, verdicts in words, meta), as core.fix.repeats saved and words them."""
+    from core.config import RepeatsConfig
+
+    out = {}
+    for w, (pq, meta) in list_results(ds.key).items():
+        if w.endswith("-repeats"):
+            alpha = float(meta.get("alpha", RepeatsConfig.alpha))
+            out[w.removesuffix("-repeats")] = (*_repeats(str(pq), _mtime(pq), alpha), meta)
+    return out
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _failures_with_values(folder: str, mtime: float, attribute: str, version: float) -> pd.DataFrame:
     return textualize.failures_with_values(folder, attribute)

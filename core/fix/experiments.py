@@ -240,9 +240,13 @@ def collective_study(exp: Experiment, models: list[str], reference: str | None =
     )
 
 
-def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
+def sweep(
+    exp: Experiment, model: str, what: str, values=None, predictions: list[pd.DataFrame] | None = None
+) -> pd.DataFrame:
     """Figure 5: vary λ (``what="lam"``) or the number of modes k (``what="k"``) for one model; ours and
-    Random_debugging with the same image count at each point. Images are generated once, for the largest k."""
+    Random_debugging with the same image count at each point. Images are generated once, for the largest k.
+    Per-image predictions (with a ``what`` column: the point) are appended to ``predictions`` when a list is
+    given (see :mod:`core.fix.repeats`)."""
     if what not in ("lam", "k"):
         raise InvalidInputError(f"Sweep over 'lam' or 'k'; got {what!r}.")
     values = list(values if values is not None else (LAMBDAS if what == "lam" else KS))
@@ -261,6 +265,8 @@ def sweep(exp: Experiment, model: str, what: str, values=None) -> pd.DataFrame:
         ours, rand = exp.images(text.modes, cfg)
         for method, imgs in (("ours", ours), ("random", rand)):
             ev = ctx.retrain(imgs, cfg.lam, should_stop=exp.should_stop)
+            if predictions is not None:
+                predictions.append(ctx.predictions(ev, method).assign(**{what: v}))
             rows.append(
                 result_row(
                     ctx,

@@ -357,11 +357,18 @@ def relative_to_individual(results: pd.DataFrame, metric: str = "acc_heldout") -
     return out.reset_index(drop=True)
 
 
-def save_results(df: pd.DataFrame, name: str, meta: dict) -> tuple[str, str]:
-    """Persist a results table (parquet + CSV) with what it came from; returns both paths."""
+def save_results(
+    df: pd.DataFrame, name: str, meta: dict, parts: dict[str, pd.DataFrame] | None = None
+) -> tuple[str, str]:
+    """Persist a results table (parquet + CSV) with what it came from; returns both paths. ``parts``: further
+    tables of the same result (e.g. a repeated experiment's paired tests), written first beside it
+    (:func:`result_part` reads them)."""
     folder = store.cache_root() / "results"
     key = store.make_key(name, meta, n=10)
     pq, csv = folder / f"{name}-{key}.parquet", folder / f"{name}-{key}.csv"
+    for label, part in (parts or {}).items():
+        with store.atomic_path(part_path(pq, label)) as tmp:
+            part.to_parquet(tmp, index=False)
     with store.atomic_path(pq) as tmp:
         df.to_parquet(tmp, index=False)
     store.atomic_write_bytes(csv, df.to_csv(index=False).encode())
@@ -392,6 +399,17 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def part_path(path: str | Path, label: str) -> Path:
+    """Where the part ``label`` of the saved results table at ``path`` lives."""
+    return Path(path).with_suffix(f".{label}.parquet")
+
+
+def result_part(path: str | Path, label: str) -> pd.DataFrame:
+    """A further table saved with a results table (``save_results(..., parts=...)``); empty when there is none."""
+    p = part_path(path, label)
+    return pd.read_parquet(p) if p.is_file() else pd.DataFrame()
+
+
 __all__ = [
     "check_config",
     "set_name",
@@ -404,6 +422,7 @@ __all__ = [
     "save_results",
     "list_results",
     "read_results",
+    "result_part",
     "evaluate",
     "evaluation",
     "Evaluation",

@@ -8,7 +8,15 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import DEFAULT_ATTRIBUTE, DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, SplitConfig
+from core.config import (
+    DEFAULT_ATTRIBUTE,
+    DebugConfig,
+    FilterConfig,
+    GeneratorConfig,
+    HeadConfig,
+    RepeatsConfig,
+    SplitConfig,
+)
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, StopFn
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
@@ -141,15 +149,41 @@ def experiment(
     ``individual`` (Table 2: before / ours / Random_debugging), ``collective`` (Table 3, Figure 6: individual,
     random and collective types 1 and 2), or a sweep over ``lam`` or ``k`` (Figure 5; ``values`` default λ
     0…1 or k 1…5)."""
-    from core.fix.experiments import Experiment, collective_study, individual, sweep
+    from core.fix.experiments import collective_study, individual, sweep
     from core.fix.mitigate import save_results
 
     if what not in EXPERIMENTS:
         raise InvalidInputError(f"Unknown experiment {what!r}: use {', '.join(EXPERIMENTS)}.")
+    exp = _experiment(
+        dataset, models, attribute, generator, debug, split, head, clip, clip_filter, progress, should_stop
+    )
+    meta: dict[str, Any] = {"models": list(models)}
+    if what == "individual":
+        df = individual(exp, models)
+    elif what == "collective":
+        df = collective_study(exp, models, reference)
+        meta["reference"] = reference or models[0]
+    else:
+        df = pd.concat([sweep(exp, m, what, _values(what, values)) for m in models], ignore_index=True)
+    parquet, csv = save_results(
+        df, what, exp.meta(what=what, step="experiment", generator_kwargs=generator.kwargs(), **meta)
+    )
+    return ExperimentResult(what, len(df), parquet, csv, df)
+
+
+def _values(what: str, values: list | None) -> list | None:
+    """A sweep's values as the sweep takes them (JSON gives k as floats)."""
+    return None if values is None else [int(v) if what == "k" else float(v) for v in values]
+
+
+def _experiment(dataset, models, attribute, generator, debug, split, head, clip, clip_filter, progress, should_stop):
+    """The core experiment these settings describe (refuses an empty model list)."""
+    from core.fix.experiments import Experiment
+
     if not models:
         raise InvalidInputError("Name at least one model to debug (see `python -m core models`).")
     ds = open_ds(dataset)
-    exp = Experiment(
+    return Experiment(
         ds,
         debug,
         attribute=attribute,
@@ -161,17 +195,61 @@ def experiment(
         progress=progress,
         should_stop=should_stop,
     )
-    meta: dict[str, Any] = {"models": list(models)}
-    if what == "individual":
-        df = individual(exp, models)
-    elif what == "collective":
-        df = collective_study(exp, models, reference)
-        meta["reference"] = reference or models[0]
-    else:
-        if values is not None:
-            values = [int(v) if what == "k" else float(v) for v in values]
-        df = pd.concat([sweep(exp, m, what, values) for m in models], ignore_index=True)
-    parquet, csv = save_results(
-        df, what, exp.meta(what=what, step="experiment", generator_kwargs=generator.kwargs(), **meta)
+
+
+@dataclass
+class RepeatsResult(StepResult):
+    what: str  # individual, lam or k
+    repeats: int
+    verdicts: list[str]  # ours against each baseline, in words (core.fix.repeats.verdicts)
+    parquet: str
+    csv: str
+    summary: pd.DataFrame = _in_memory(default=None)  # mean, ci_low, ci_high, n per model, method (point), metric
+    tests: pd.DataFrame = _in_memory(default=None)  # paired tests of ours against each method
+    rows: pd.DataFrame = _in_memory(default=None)  # every repeat's result rows (``repeat`` column)
+
+
+def experiment_repeats(
+    dataset: DatasetLike,
+    what: str,
+    models: list[str],
+    *,
+    repeats: RepeatsConfig = RepeatsConfig(),
+    attribute: str = DEFAULT_ATTRIBUTE,
+    generator: GeneratorConfig = GeneratorConfig(),
+    debug: DebugConfig = DebugConfig(),
+    split: SplitConfig = SplitConfig(),
+    head: HeadConfig = HeadConfig(),
+    values: list | None = None,
+    clip: Any = None,
+    clip_filter: FilterConfig | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> RepeatsResult:
+    """``individual`` (Table 2) or a sweep over ``lam`` / ``k``, rerun ``repeats.n`` times (repeat i: split and
+    generation seeds raised by i), summarised as mean and 95% CI per metric and method, with McNemar's test
+    of ours against each baseline on the same images. Each finished repeat is cached (a stopped run resumes);
+    the summary is saved as ``<what>-repeats`` where the Results page and the report find it."""
+    from core.fix.repeats import check_kind, pooled, repeat_experiment, save_repeats, verdicts
+
+    check_kind(what)
+    exp = _experiment(
+        dataset, models, attribute, generator, debug, split, head, clip, clip_filter, progress, should_stop
     )
-    return ExperimentResult(what, len(df), parquet, csv, df)
+    values = _values(what, values)
+    rep = repeat_experiment(exp, what, list(models), repeats, values)
+    summary, tests = pooled(rep, what)
+    meta = exp.meta(
+        what=f"{what}-repeats",
+        step="experiment_repeats",
+        models=list(models),
+        values=values,
+        repeats=repeats.n,
+        alpha=repeats.alpha,
+        split_seeds=sorted(set(rep.rows["split_seed"].astype(int))),
+        clip=exp.clip.key,
+        list_versions=sorted(set(rep.rows.get("list_version", pd.Series(dtype=str)).dropna().astype(str))),
+        generator_kwargs=generator.kwargs(),
+    )
+    parquet, csv = save_repeats(what, summary, tests, rep.rows, meta)
+    return RepeatsResult(what, repeats.n, verdicts(tests, repeats.alpha), parquet, csv, summary, tests, rep.rows)
