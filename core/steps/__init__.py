@@ -32,7 +32,16 @@ from core.steps.fix import (
     generated_set_names,
     make_generator,
 )
-from core.steps.setup import SETUP_STAGES, SetupDone, setup_world
+from core.steps.setup import DONE as SETUP_DONE
+from core.steps.setup import (
+    SETUP_STAGES,
+    SETUP_STEPS,
+    SetupDone,
+    made_by_setup,
+    model_order,
+    setup_record,
+    setup_world,
+)
 
 __all__ = [
     "DEFAULT_ATTRIBUTE",
@@ -52,6 +61,9 @@ __all__ = [
     "generate",
     "experiment",
     "setup_world",
+    "setup_record",
+    "made_by_setup",
+    "model_order",
     "Prepared",
     "Prepare",
     "WorldBuilt",
@@ -66,4 +78,6 @@ __all__ = [
     "WORLD_PARTS",
     "EXPERIMENTS",
     "SETUP_STAGES",
+    "SETUP_STEPS",
+    "SETUP_DONE",
 ]
