@@ -122,12 +122,11 @@ class TqdmProgress:
         if self._bar is None or total != self._bar.total or done < self._bar.n:
             if self._bar is not None:
                 self._bar.close()
-            self._bar = tqdm(
-                total=total, desc=self.desc, leave=False, bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}"
-            )
+            elif done >= total:
+                return  # a step found finished (cached): no bar to draw
+            self._bar = tqdm(total=total, leave=False, bar_format="{percentage:3.0f}%|{bar}| {desc}")
             self._eta = Eta()
-        self._bar.set_description_str(message or self.desc, refresh=False)
-        self._bar.set_postfix_str(self._eta.line(done, total), refresh=False)
+        self._bar.set_description_str(f"{message or self.desc} · {self._eta.line(done, total)}", refresh=False)
         self._bar.n = done
         self._bar.refresh()
         if done >= total:

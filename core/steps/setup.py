@@ -206,8 +206,8 @@ def setup_world(
 
     def step(name: str, fn, made=lambda out: {}) -> Any:
         check_stop(should_stop)
-        if name == "experiment" and _still_there(record.get(name, {})):
-            return None  # the one step with no cache underneath: an earlier build's table is kept, not redone
+        if name in ("lists", "experiment") and _still_there(record.get(name, {})):
+            return None  # no cache underneath these two: an earlier build's lists and table are kept, not redone
         t0 = time.time()
         out = fn(stages.stage(name, labels[name]))
         _write(ds, name, state=DONE, label=labels[name], finished=time.time(), seconds=time.time() - t0, made=made(out))
@@ -301,10 +301,11 @@ def _run_lite(ds, lite_models: list[str], stages: Stages, label: str, should_sto
 
 
 def _still_there(entry: dict) -> bool:
+    """An earlier build finished this step and what it saved is still there."""
     from pathlib import Path
 
     tables = entry.get("made", {}).get("individual", [])
-    return entry.get("state") == DONE and bool(tables) and all(Path(t).is_file() for t in tables)
+    return entry.get("state") == DONE and all(Path(t).is_file() for t in tables)
 
 
 def _none(spec: dict) -> None:
