@@ -59,7 +59,7 @@ def job_panel(
             st.rerun()
     elif state == jobs.CANCELLED:
         done, total = int(status.get("done") or 0), int(status.get("total") or 0)
-        where = f" at {done:,}/{total:,}" if total else ""
+        where = f" at {done / total:.0%}" if total else ""
         c2.warning(
             f"{md(label)} stopped{where}. Finished work is kept; Resume continues where it stopped.",
             icon=":material/pause_circle:",
