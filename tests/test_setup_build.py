@@ -13,8 +13,15 @@ from core import jobs, steps
 from core.progress import Eta, Stages
 from tests.app_harness import TINY, open_page, problems, texts
 from tests.app_world import SMALL_CLIP
+from ui.text import md
 
 SETUP_CAPTION = "From the setup build at"
+
+
+def _finished(step: str) -> str:
+    import time
+
+    return time.strftime("%H:%M", time.localtime(steps.setup_record(TINY)[step]["finished"]))
 
 
 def test_stages_weight_progress_by_cost_and_eta_follows_the_work():
@@ -56,13 +63,13 @@ def test_pages_after_setup_show_the_default_world_models_work(results_world):
     at = open_page("pages/generate.py")
     assert problems(at) == [] and at.selectbox(key="gen-model").value == default
     assert "Generated images" in [h.value for h in at.header]
-    assert f"{SETUP_CAPTION}" in texts(at) and f"failure modes of {default}" in texts(at)
+    assert SETUP_CAPTION in texts(at) and md(f"failure modes of {default}") in texts(at)
 
     at = open_page("pages/results.py")
     assert problems(at) == []
     table = next(d.value for d in at.dataframe if "debug_heldout · ours" in d.value)
     assert list(table["model"]) == [default]
-    assert f"before/after experiment for {default}" in texts(at)
+    assert md(f"From the setup build at {_finished('experiment')}: before/after experiment for {default}.") in texts(at)
 
 
 @pytest.mark.slow
@@ -72,7 +79,7 @@ def test_skipped_lite_step_is_listed_and_a_stopped_one_resumes(results_world):
     assert problems(at) == []
     table = next(d.value for d in at.dataframe if "step" in d.value)
     assert table.set_index("step").loc["lite", "state"] == "skipped"
-    assert "EfficientNet-Lite family (skipped)" in texts(at)
+    assert md("run the EfficientNet-Lite family (skipped)") + ": Complete the world setup runs it" in texts(at)
     at.checkbox(key="setup-lite").uncheck().run()
     assert "python -m core setup --size tiny --skip-lite" in [c.value for c in at.code]
 
