@@ -258,15 +258,18 @@ def model_order(ds: ImageDataset, runs: dict) -> list[str]:
     return order(ds, list(runs))
 
 
+@st.cache_data(show_spinner=False, ttl=2, max_entries=8)
+def _setup_steps(dataset_key: str, cache_root: str, _ds: ImageDataset) -> tuple[pd.DataFrame | None, str]:
+    from core.steps.setup import setup_table, steps_left
+
+    return setup_table(_ds), steps_left(_ds)
+
+
 def setup_steps(ds: ImageDataset) -> pd.DataFrame | None:
     """The setup build's steps and what became of each (core.steps.setup.setup_table); None before any build."""
-    from core.steps.setup import setup_table
-
-    return setup_table(ds)
+    return _setup_steps(ds.key, str(store.cache_root()), ds)[0]
 
 
 def setup_left(ds: ImageDataset) -> str:
     """The setup steps skipped or stopped so far, as one phrase ("" when none)."""
-    from core.steps.setup import steps_left
-
-    return steps_left(ds)
+    return _setup_steps(ds.key, str(store.cache_root()), ds)[1]
