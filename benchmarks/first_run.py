@@ -43,8 +43,14 @@ def main() -> int:
     job = jobs.submit("setup_world", **kwargs)
     marks: dict[str, float] = {}
     last_change, longest, longest_at, seen = t0, 0.0, "", None
+    interrupted = False
     while True:
-        st = job.status()
+        try:
+            st = job.status()
+        except KeyboardInterrupt:  # Ctrl-C: stop the build and print what was measured so far
+            job.request_stop()
+            interrupted, st = True, job.wait(timeout=120)
+            break
         now = time.time()
         key = (st.get("done"), st.get("message"))
         if key != seen:
@@ -69,19 +75,28 @@ def main() -> int:
             marks["images"] = now - t0
         if st["state"] in (jobs.DONE, jobs.FAILED, jobs.CANCELLED):
             break
-        time.sleep(a.poll)
+        try:
+            time.sleep(a.poll)
+        except KeyboardInterrupt:
+            job.request_stop()
+            interrupted, st = True, job.wait(timeout=120)
+            break
     total = time.time() - t0
     print()
     if st["state"] != jobs.DONE:
-        print(f"the job ended {st['state']}: {st.get('error') or st.get('message')}")
-        return 1
+        print(
+            f"the job ended {st['state']}{' (interrupted)' if interrupted else ''}: {st.get('error') or st.get('message')}"
+        )
     print(f"failures shown (world models run):   {marks.get('models', float('nan')):7.1f} s")
     print(f"every page populated (before/after): {marks.get('experiment', float('nan')):7.1f} s")
-    print(f"total:                               {total:7.1f} s  ({duration(total)})")
+    print(
+        f"total{' (until stopped)' if st['state'] != jobs.DONE else ''}:".ljust(37)
+        + f"{total:7.1f} s  ({duration(total)})"
+    )
     print(f"longest gap between progress updates: {longest:.1f} s (during: {longest_at[:80]})")
     for step, entry in steps.setup_record(spec).items():
-        print(f"  {step:<11} {entry.get('state', ''):<8} {entry.get('seconds', 0):7.1f} s")
-    return 0
+        print(f"  {step:<11} {entry.get('state', ''):<8} {entry.get('seconds') or 0:7.1f} s")
+    return 0 if st["state"] == jobs.DONE else 1
 
 
 if __name__ == "__main__":
