@@ -226,7 +226,7 @@ def setup_world(
     )
     step(
         "lists",
-        lambda p: propose(ds, DEFAULT_ATTRIBUTE, proposer="offline", progress=p, should_stop=should_stop),
+        lambda p: _has_lists(ds) or propose(ds, proposer="offline", progress=p, should_stop=should_stop),
         lambda _: {"lists": [_lists_id(ds)]},
     )
 
@@ -310,6 +310,14 @@ def _still_there(entry: dict) -> bool:
 
 def _none(spec: dict) -> None:
     return None
+
+
+def _has_lists(ds) -> bool:
+    """Every class already has a background list (proposed or edited on the Backgrounds page): kept as it is."""
+    from core.describe.curation import CuratedLists
+
+    lists = CuratedLists(ds, DEFAULT_ATTRIBUTE)
+    return all(lists.versions(c) for c in ds.classes)
 
 
 def _lists_id(ds) -> str:
