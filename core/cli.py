@@ -156,14 +156,31 @@ def cmd_prepare(a):
         print(f"  {pool}: {len(ds.index(pool))} images")
 
 
-@command("setup", "the offline world's first run: images, backbones, CLIP, every world model run, background lists")
+@command(
+    "setup",
+    "the offline world's first run: world models built, run, assigned, generated for and debugged; then the "
+    "EfficientNet-Lite family (--skip-lite leaves it for later)",
+)
 def cmd_setup(a):
+    from core.config import SetupConfig
     from core.job_kinds import prepare_shared
 
     bar = TqdmProgress("setup")
-    done = steps.setup_world(dataset_spec(a), prepare=prepare_shared, progress=bar)
+    cfg = SetupConfig(lite=not a.skip_lite)
+    done = steps.setup_world(dataset_spec(a), config=cfg, prepare=prepare_shared, progress=bar)
     bar.close()
-    print("ready: " + ", ".join(done.models))
+    print("ready: " + ", ".join(done.models) + f" (default model {done.default_model})")
+    for step, state in done.steps.items():
+        if state != steps.SETUP_DONE:
+            print(f"  {step}: {state} (run `python -m core setup` without --skip-lite to resume it)")
+
+
+def _setup_parser(p):
+    p.add_argument(
+        "--skip-lite",
+        action="store_true",
+        help="leave out the EfficientNet-Lite family (minutes per model on a CPU); a later setup resumes it",
+    )
 
 
 @command("world", "build the offline world and train its backbones and CLIP")
@@ -583,6 +600,7 @@ def _report_parser(p):
 
 
 PARSERS = {
+    "setup": _setup_parser,
     "report": _report_parser,
     "models": _models_parser,
     "world": _world_parser,

@@ -55,6 +55,35 @@ class HeadConfig:
 
 
 @dataclass(frozen=True)
+class SetupConfig:
+    """The one-click build of the offline world (core.steps.setup_world)."""
+
+    default_model: str = "world-resnet-s"  # the world model pages show first and the build debugs end to end
+    lite: bool = True  # then run the packaged EfficientNet-Lite family (slow on CPU; can be skipped and resumed)
+    models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
+    # Expected seconds of each step on the default world on a quiet 2-core CPU, from measured runs (README:
+    # `python -m core world all` 246 s, the six world models' runs 34 s; EfficientNet-Lite0/1/2 3.5/5/7 min;
+    # benchmarks/first_run.py prints each step's seconds). The progress bar weights the steps by these, scaled by
+    # the world's size, so it moves with the work rather than step by step.
+    costs: tuple[tuple[str, float], ...] = (
+        ("images", 40.0),
+        ("backbones", 150.0),
+        ("clip", 55.0),
+        ("models", 35.0),
+        ("lists", 15.0),
+        ("assign", 20.0),
+        ("generate", 15.0),
+        ("experiment", 60.0),
+        ("efficientnet-lite0", 210.0),
+        ("efficientnet-lite1", 300.0),
+        ("efficientnet-lite2", 420.0),
+    )
+
+    def seconds(self, step: str) -> float:
+        return dict(self.costs).get(step, 10.0)
+
+
+@dataclass(frozen=True)
 class DebugConfig:
     k_modes: int = 3  # failure modes per class (paper default)
     images_per_mode: int = 5  # generated images per failure mode (paper)

@@ -10,7 +10,16 @@ from __future__ import annotations
 import time
 
 from core import steps as core_steps
-from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, RepeatsConfig, SplitConfig, from_dict
+from core.config import (
+    DebugConfig,
+    FilterConfig,
+    GeneratorConfig,
+    HeadConfig,
+    RepeatsConfig,
+    SetupConfig,
+    SplitConfig,
+    from_dict,
+)
 from core.jobs import job_kind
 from core.progress import check_stop
 
@@ -43,20 +52,31 @@ def prepare_dataset(progress, should_stop, dataset: dict):
     return core_steps.prepare_dataset(dataset, progress=progress, should_stop=should_stop).to_json()
 
 
-def prepare_shared(spec: dict) -> None:
+def prepare_shared(spec: dict, progress=None) -> None:
     """Prepare ``spec`` as the app's prepare job (run here unless done), so the app opens the dataset from now
-    on: the setup steps of the CLI and of the setup job use it."""
+    on: the setup steps of the CLI and of the setup job use it (``progress`` also hears the job's progress)."""
     from core import jobs
 
     job = jobs.job_for(PREPARE, dataset=spec)
     if job.state != jobs.DONE:
-        jobs.run_inline(job)
+        jobs.run_inline(job, also=progress)
 
 
 @job_kind("setup_world")
-def setup_world(progress, should_stop, dataset: dict):
-    """Everything a first run needs, in one job (core.steps.setup_world); what `python -m core setup` runs."""
-    return core_steps.setup_world(dataset, prepare=prepare_shared, progress=progress, should_stop=should_stop).to_json()
+def setup_world(progress, should_stop, dataset: dict, setup: dict | None = None, clip: dict | None = None):
+    """Everything a first run needs, in one job (core.steps.setup_world); what `python -m core setup` runs.
+    ``setup``: SetupConfig fields (e.g. {"lite": false} skips the EfficientNet-Lite family); ``clip``: the world
+    CLIP's WorldClipConfig fields."""
+    from core.world.clip import WorldClipConfig
+
+    return core_steps.setup_world(
+        dataset,
+        config=from_dict(SetupConfig, setup),
+        clip_config=from_dict(WorldClipConfig, clip) if clip else None,
+        prepare=prepare_shared,
+        progress=progress,
+        should_stop=should_stop,
+    ).to_json()
 
 
 @job_kind("run_models")

@@ -2,7 +2,8 @@
 
 A job is a registered kind plus JSON arguments. Its id is a hash of both, so two sessions (or the CLI and the
 app) asking for the same work share one job instead of running it twice. State lives in
-``cache/jobs/<id>/``: ``spec.json``, ``status.json`` (state, done/total, message, error, result) and a ``stop``
+``cache/jobs/<id>/``: ``spec.json``, ``status.json`` (state, done/total, message, seconds elapsed and an estimate
+of the seconds left (``elapsed_s``, ``eta_s``: core.progress.Eta), error, result) and a ``stop``
 file whose presence asks the job to stop between units of work. Pages poll ``status``; nothing here imports
 streamlit. Ray or another scheduler can later run the same kinds over shards without changing callers.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from core import store
 from core.errors import BackdropError, Cancelled
+from core.progress import Eta
 from core.registry import Registry
 
 JOB_KINDS: Registry[Callable[..., Any]] = Registry("job kind", plugins=("core.job_kinds",))
@@ -138,17 +140,28 @@ def _mark_started(job: Job, pid: int) -> None:
             store.save_json(job.folder / "status.json", st)
 
 
-def run_inline(job: Job) -> Any:
-    """Run a job in this process (the worker's body; also what tests and the CLI use)."""
+def run_inline(job: Job, also: Callable[[int, int, str], None] | None = None) -> Any:
+    """Run a job in this process (the worker's body; also what tests and the CLI use); ``also`` hears its
+    progress too (a step that runs this job as part of a larger one)."""
     fn = JOB_KINDS.entry(job.kind).fn
-    _update(job, state=RUNNING, pid=os.getpid(), kind=job.kind, kwargs=job.kwargs)
-    last = [0.0]
+    _update(job, state=RUNNING, pid=os.getpid(), kind=job.kind, kwargs=job.kwargs, elapsed_s=0.0, eta_s=None)
+    last, eta = [0.0], Eta()
 
     def progress(done: int, total: int, message: str = "") -> None:
         now = time.time()
+        elapsed, left = eta(done, total)
+        if also is not None:
+            also(done, total, message)
         if now - last[0] > 0.2 or done >= total:
             last[0] = now
-            _update(job, done=int(done), total=int(total), message=message)
+            _update(
+                job,
+                done=int(done),
+                total=int(total),
+                message=message,
+                elapsed_s=round(elapsed, 1),
+                eta_s=None if left is None else round(left, 1),
+            )
 
     try:
         result = fn(progress=progress, should_stop=job.stop_requested, **job.kwargs)

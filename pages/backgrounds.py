@@ -40,6 +40,8 @@ llm_model = l2.text_input(
     "LLM model", key="bg-llm-model", placeholder=f"default: {LLMConfig.model}", help="Used by the llm proposer only."
 ).strip()
 lists = CuratedLists(ds, attribute)
+if made := data.made_by(ds, ("lists", lists.current_version_id())):
+    st.caption(md(made))
 
 with c3:
     st.caption(f"Propose uncommon {md(attribute)} values for every class. Lists you have edited are kept as they are.")
@@ -192,7 +194,7 @@ if not runs:
     data.empty_state("Failure modes come from a model's failures: run a model on the Setup page first.")
     st.stop()
 m1, m2 = st.columns([2, 1])
-model = m1.selectbox("Failures of model", sorted(runs), key="bg-model")
+model = m1.selectbox("Failures of model", data.model_order(ds, runs), key="bg-model")
 k = int(m2.number_input("k: modes per class", 1, 20, 3, key="bg-k"))
 with guard("Assigning failures to values"):
     job_panel(
@@ -210,6 +212,8 @@ with guard("Assigning failures to values"):
     got = data.assignments(runs[model], attribute)
     if got is not None:
         assigned, prov = got
+        if made := data.made_by(ds, ("assign", runs[model]["folder"])):
+            st.caption(md(made))
         if prov.get("list_version") != lists.current_version_id():
             st.warning(
                 "The lists changed since this assignment: assign again to use the edited lists.",

@@ -25,7 +25,7 @@ ds = data.require_dataset(spec)
 runs = data.require_runs(ds)
 
 classes = ds.classes
-models = sorted(runs)
+models = data.model_order(ds, runs)
 model = st.selectbox(
     "Model",
     models,
@@ -33,6 +33,8 @@ model = st.selectbox(
     format_func=lambda m: f"{m} · {runs[m]['family']} · {runs[m]['n_failures']:,} failures",
 )
 summary = runs[model]
+if made := data.made_by(ds, ("run", summary["folder"]), ("assign", summary["folder"])):
+    st.caption(md(made))
 with guard("Loading the model's failures"):
     table = data.run_table(summary)
     attribute = st.sidebar.selectbox("Attribute of assigned values", ["background", "colour"], key="f-attr")

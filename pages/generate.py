@@ -32,7 +32,7 @@ saved = load_settings(spec)  # what the user chose last time, on this page or an
 attributes = ["background", "colour"]
 
 c1, c2 = st.columns(2)
-model = c1.selectbox("Failure modes of model", sorted(runs), key="gen-model")
+model = c1.selectbox("Failure modes of model", data.model_order(ds, runs), key="gen-model")
 attribute = c2.selectbox(
     "Attribute",
     attributes,
@@ -190,6 +190,8 @@ with guard("Showing the generated images"):
     ours_set = data.generated_set_name(spec, settings.generator, attribute, seed, model)
     if ours_set in list_sets():
         st.header("Generated images", divider="gray")
+        if made := data.made_by(ds, ("generated", ours_set)):
+            st.caption(md(made))
         gs = data.generated_set(ours_set)
         st.dataframe(gs.counts(), hide_index=True)
         filtered = data.filter_report(ours_set)

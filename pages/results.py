@@ -37,7 +37,7 @@ st.title("Results")
 spec = dataset_spec()
 ds = data.require_dataset(spec)
 runs = data.require_runs(ds)
-ordered = sorted(runs, key=lambda m: (runs[m]["family"], m))
+ordered = data.model_order(ds, runs)
 
 models = st.multiselect("Models", ordered, default=ordered[:4], key="res-models")
 settings = load_settings(spec)  # chosen on the Generate page (core.settings), so runs use the set made there
@@ -139,6 +139,8 @@ with tabs[0], guard("Showing before/after"):
         df, meta = saved["individual"]
         table = before_after(df)
         st.subheader("Accuracy before and after debugging")
+        if made := data.results_made_by(ds, "individual"):
+            st.caption(md(made))
         made_with(meta)
         st.dataframe(
             table,

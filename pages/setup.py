@@ -27,19 +27,36 @@ with guard("Checking the dataset"):
             st.info(
                 "The offline world is not built on this machine yet. It composes real MNIST digits onto real "
                 "photos and textures that ship with the installed packages, so it needs no network. One click "
-                "renders its images, trains its backbones and its CLIP, runs every world model and proposes "
-                "background lists; the pages fill in as each step finishes.",
+                "renders its images, trains its backbones and its CLIP, runs the world's models, names their "
+                "failures with CLIP, generates images for the failure modes and runs a before/after experiment "
+                "for the default world model; the EfficientNet-Lite family runs last. The pages fill in as each "
+                "step finishes.",
                 icon=":material/rocket_launch:",
             )
+        lite = st.checkbox(
+            "Also run the EfficientNet-Lite family (ImageNet models; minutes each on a CPU, run last)",
+            value=True,
+            key="setup-lite",
+            help="Unticked, the build stops after the world's own models; tick it and build again to add them.",
+        )
         job_panel(
             "setup_world",
-            label="Build the offline world (images, backbones, CLIP, model runs, lists)",
+            label="Build the offline world (world models first, then the EfficientNet-Lite family)"
+            if lite
+            else "Build the offline world (world models only)",
             key="world",
             start_label="Build the offline world" if ds is None else "Complete the world setup",
             dataset=spec,
+            **({} if lite else {"setup": {"lite": False}}),
         )
+        if ds is not None and (built := data.setup_steps(ds)) is not None:
+            st.dataframe(
+                built, hide_index=True, column_config={"seconds": st.column_config.NumberColumn(format="%.0f")}
+            )
+            if (left := data.setup_left(ds)) and lite:
+                st.caption(f"{md(left)}: Complete the world setup runs it; the finished steps are kept.")
         st.caption("Command line equivalent (the same step, core.steps.setup_world)")
-        st.code(cli("setup", spec), language="bash")
+        st.code(cli("setup", spec, *([] if lite else ["--skip-lite"])), language="bash")
     elif ds is None:
         st.info(
             "This dataset has not been opened yet. Check it: files that are missing are named, with where to put them.",

@@ -263,3 +263,47 @@ def failures_with_values(summary: dict, attribute: str) -> pd.DataFrame:
     return _failures_with_values(
         summary["folder"], summary["mtime"], attribute, _assignment_version(summary, attribute)
     )
+
+
+@st.cache_data(show_spinner=False, ttl=2, max_entries=16)
+def _setup_captions(dataset_key: str, cache_root: str, _ds: ImageDataset) -> dict[str, str]:
+    from core.steps.setup import setup_captions
+
+    return setup_captions(_ds)
+
+
+def made_by(ds: ImageDataset, *shown: tuple[str, str]) -> str:
+    """Which setup step made what a page shows (core.steps.setup.setup_captions), for each (kind, key) shown;
+    "" when the setup build made none of them."""
+    captions = _setup_captions(ds.key, str(store.cache_root()), ds)
+    return " ".join(dict.fromkeys(c for c in (captions.get(f"{kind}:{key}") for kind, key in shown) if c))
+
+
+def results_made_by(ds: ImageDataset, what: str) -> str:
+    """``made_by`` for the newest saved ``what`` table (the one the Results page shows)."""
+    found = list_results(ds.key).get(what)
+    return made_by(ds, (what, str(found[0]))) if found else ""
+
+
+def model_order(ds: ImageDataset, runs: dict) -> list[str]:
+    """The run models in the order pages offer them: the default world model first (core.steps.model_order)."""
+    from core.steps.setup import model_order as order
+
+    return order(ds, list(runs))
+
+
+@st.cache_data(show_spinner=False, ttl=2, max_entries=8)
+def _setup_steps(dataset_key: str, cache_root: str, _ds: ImageDataset) -> tuple[pd.DataFrame | None, str]:
+    from core.steps.setup import setup_table, steps_left
+
+    return setup_table(_ds), steps_left(_ds)
+
+
+def setup_steps(ds: ImageDataset) -> pd.DataFrame | None:
+    """The setup build's steps and what became of each (core.steps.setup.setup_table); None before any build."""
+    return _setup_steps(ds.key, str(store.cache_root()), ds)[0]
+
+
+def setup_left(ds: ImageDataset) -> str:
+    """The setup steps skipped or stopped so far, as one phrase ("" when none)."""
+    return _setup_steps(ds.key, str(store.cache_root()), ds)[1]

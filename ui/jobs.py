@@ -12,6 +12,7 @@ import time
 import streamlit as st
 
 from core import jobs
+from core.progress import time_line
 from ui.text import md
 
 POLL_SECONDS = 1.0
@@ -21,7 +22,9 @@ def _progress_line(status: dict) -> tuple[float, str]:
     done, total = int(status.get("done") or 0), int(status.get("total") or 0)
     frac = min(1.0, done / total) if total > 0 else 0.0
     msg = status.get("message") or ""
-    text = f"{md(msg)} — {done:,}/{total:,}" if total else md(msg or "starting")
+    text = f"{md(msg)} — {frac:.0%}" if total else md(msg or "starting")
+    if status.get("elapsed_s") is not None:
+        text += f" · {time_line(status['elapsed_s'], status.get('eta_s'))}"
     return frac, text
 
 
@@ -56,7 +59,7 @@ def job_panel(
             st.rerun()
     elif state == jobs.CANCELLED:
         done, total = int(status.get("done") or 0), int(status.get("total") or 0)
-        where = f" at {done:,}/{total:,}" if total else ""
+        where = f" at {done / total:.0%}" if total else ""
         c2.warning(
             f"{md(label)} stopped{where}. Finished work is kept; Resume continues where it stopped.",
             icon=":material/pause_circle:",

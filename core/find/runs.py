@@ -21,7 +21,7 @@ from core.find.failures import failure_table, per_class_counts
 from core.find.features import extract_features, feature_key
 from core.find.heads import LinearHead, train_head
 from core.models.base import Backbone
-from core.progress import ProgressFn, StopFn
+from core.progress import ProgressFn, StopFn, no_progress
 
 RUN_SCHEMA = 1
 _BACKBONES: dict[tuple, Backbone] = {}
@@ -110,12 +110,19 @@ def _compute(
     should_stop: StopFn | None,
 ) -> ModelRun:
     splits = get_splits(dataset, split_cfg)
-    feats = {
-        name: extract_features(
-            backbone, dataset, getattr(splits, name), batch_size=batch_size, progress=progress, should_stop=should_stop
+    parts = ("head_train", "debug", "test")
+    report = progress or no_progress
+    n_images = sum(len(getattr(splits, name)) for name in parts)
+    feats, before = {}, 0
+    for name in parts:  # one count of images over the three splits, so a bar never goes back between them
+
+        def within(done: int, total: int, message: str = "", before: int = before) -> None:
+            report(before + done, n_images, message)
+
+        feats[name] = extract_features(
+            backbone, dataset, getattr(splits, name), batch_size=batch_size, progress=within, should_stop=should_stop
         )
-        for name in ("head_train", "debug", "test")
-    }
+        before += len(getattr(splits, name))
     ht = splits.head_train
     head = train_head(
         feats["head_train"],
@@ -129,7 +136,7 @@ def _compute(
             "dataset": dataset.key,
             "feature_key": feature_key(backbone, dataset, ht),
         },
-        progress=progress,
+        progress=lambda done, total, message="": report(n_images, n_images, message),
         should_stop=should_stop,
     )
     table = failure_table(splits.debug, head.logits(feats["debug"]).numpy(), seed=split_cfg.seed)

@@ -34,7 +34,16 @@ from core.steps.fix import (
     generated_set_names,
     make_generator,
 )
-from core.steps.setup import SETUP_STAGES, SetupDone, setup_world
+from core.steps.setup import DONE as SETUP_DONE
+from core.steps.setup import (
+    SETUP_STAGES,
+    SETUP_STEPS,
+    SetupDone,
+    made_by_setup,
+    model_order,
+    setup_record,
+    setup_world,
+)
 
 __all__ = [
     "DEFAULT_ATTRIBUTE",
@@ -55,6 +64,9 @@ __all__ = [
     "experiment",
     "experiment_repeats",
     "setup_world",
+    "setup_record",
+    "made_by_setup",
+    "model_order",
     "Prepared",
     "Prepare",
     "WorldBuilt",
@@ -70,4 +82,6 @@ __all__ = [
     "WORLD_PARTS",
     "EXPERIMENTS",
     "SETUP_STAGES",
+    "SETUP_STEPS",
+    "SETUP_DONE",
 ]

@@ -115,15 +115,21 @@ def run_models(
         raise InvalidInputError("Name at least one model to run (see `python -m core models`).")
     ds, report = open_ds(dataset), progress or no_progress
     runs = {}
+    n = len(models)
     for i, m in enumerate(models):
         check_stop(should_stop)
-        report(i, len(models), f"model {m} ({i + 1}/{len(models)})")
+        report(i * 1000, n * 1000, f"model {m} ({i + 1}/{n})")
 
         def within(done: int, total: int, message: str = "", i: int = i, m: str = m) -> None:
-            report(i, len(models), f"{m}: {message} {done}/{total}")
+            # the bar moves with the images inside each model; the message counts them
+            report(
+                i * 1000 + 1000 * done // max(total, 1),
+                n * 1000,
+                f"{m} ({i + 1}/{n}): {message} {done:,}/{total:,} images",
+            )
 
         runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
-    report(len(models), len(models), "done")
+    report(n * 1000, n * 1000, "done")
     return ModelsRun({m: r.summary["accuracy"] for m, r in runs.items()}, runs)
 
 

@@ -25,7 +25,7 @@ from core import store
 from core.errors import InvalidInputError, MissingResourceError
 from core.models.base import Backbone
 from core.models.registry import MODELS
-from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.progress import ProgressFn, Stages, StopFn, check_stop, no_progress
 from core.threads import single_thread
 
 if TYPE_CHECKING:
@@ -288,10 +288,13 @@ def train_world_backbones(
     should_stop: StopFn | None = None,
     config: WorldTrainConfig = WorldTrainConfig(),
 ) -> list[Path]:
-    """Train several (default: all six) world backbones; finished ones stay cached if a later one is stopped."""
+    """Train several (default: all six) world backbones; finished ones stay cached if a later one is stopped.
+    Progress runs over all of them, each weighted by its rough cost (width² × depth)."""
+    names = list(names or ARCHS)
+    stages = Stages({n: _arch(n).width ** 2 * _arch(n).depth for n in names}, progress)
     return [
-        train_world_backbone(n, dataset, progress=progress, should_stop=should_stop, config=config)
-        for n in (names or list(ARCHS))
+        train_world_backbone(n, dataset, progress=stages.stage(n, n), should_stop=should_stop, config=config)
+        for n in names
     ]
 
 
