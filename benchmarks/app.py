@@ -39,16 +39,10 @@ from core.find.failures import failure_table, per_class_counts  # noqa: E402
 from core.find.heads import LinearHead  # noqa: E402
 from core.find.overlap import iou_matrix  # noqa: E402
 from core.workspace import open_dataset  # noqa: E402
+from ui.nav import PAGE_FILES  # noqa: E402
 
 TINY = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
-PAGES = [
-    "pages/setup.py",
-    "pages/failures.py",
-    "pages/overlap.py",
-    "pages/backgrounds.py",
-    "pages/generate.py",
-    "pages/results.py",
-]
+PAGES = list(PAGE_FILES)
 FAMILIES = ["ResNet", "EfficientNet", "ViT", "CLIP", "ConvNeXt", "DenseNet", "MobileNet", "RegNet"]
 
 
