@@ -46,10 +46,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(cache: Path, spec: dict, timeout: float = 90):
-    """``streamlit run app.py`` on 127.0.0.1 with its own cache; yields the base URL, stops the server after."""
+def serve_app(cache: Path, spec: dict, timeout: float = 90, script: Path = ROOT / "app.py", env: dict | None = None):
+    """``streamlit run app.py`` (or ``script``) on 127.0.0.1 with its own cache; yields the base URL, stops the
+    server after."""
     port = free_port()
-    env = dict(os.environ, BACKDROP_CACHE=str(cache), BACKDROP_APP_DATASET=json.dumps(spec))
+    env = dict(os.environ, BACKDROP_CACHE=str(cache), BACKDROP_APP_DATASET=json.dumps(spec), **(env or {}))
     with open(cache / "streamlit.log", "ab") as log:  # the child keeps its own copy of the handle
         proc = subprocess.Popen(
             [
@@ -57,7 +58,7 @@ def serve_app(cache: Path, spec: dict, timeout: float = 90):
                 "-m",
                 "streamlit",
                 "run",
-                str(ROOT / "app.py"),
+                str(script),
                 "--server.headless",
                 "true",
                 "--server.address",
