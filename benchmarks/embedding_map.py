@@ -13,7 +13,6 @@ one screenshot). The round trip ends when the page's selected count equals the c
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -24,12 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.browser_harness import (  # noqa: E402
-    ATLAS_FRAME,
     CHROMIUM_ARGS,
     chromium_path,
     lasso,
     serve_app,
     wait_for_points,
+    wait_for_selection,
 )
 
 
@@ -46,20 +45,7 @@ def one_load(browser, url: str) -> dict:
         page.wait_for_timeout(1500)  # let the widget finish its first queries before drawing on it
         lasso(page)
         lassoed = time.perf_counter()
-        caption = page.get_by_text(re.compile(r"points selected on the map"))
-        status = page.frame_locator(ATLAS_FRAME).get_by_text(re.compile(r"^[\d,]+ / [\d,]+ points$")).last
-        while True:
-            caption.wait_for(timeout=120_000)
-            state = page.evaluate(
-                "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
-            )
-            ours = _count(re.search(r"([\d,]+) points selected", caption.inner_text()).group(1))
-            theirs = _count(status.inner_text().split("/")[0])
-            if state == "notRunning" and ours == theirs:
-                break
-            if time.perf_counter() - lassoed > 120:
-                raise TimeoutError(f"the page's selection ({ours}) never matched the map's ({theirs})")
-            page.wait_for_timeout(20)
+        ours = wait_for_selection(page, timeout=120)
         return {"first_points_s": drawn - start, "lasso_round_trip_s": time.perf_counter() - lassoed, "selected": ours}
     finally:
         page.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -159,3 +160,24 @@ def lasso(page, frac: float = 0.25, frame_selector: str = ATLAS_FRAME) -> None:
     for x, y in ring[1:]:
         page.mouse.move(x, y, steps=6)
     page.mouse.up()
+
+
+def wait_for_selection(page, timeout: float = 60, frame_selector: str = ATLAS_FRAME) -> int:
+    """After a selection on the embedding map: block until the page shows as many selected points as the map's own
+    status line does and its script run has ended; returns that count. The widget reports a growing lasso more
+    than once, so the first caption may be from a partial selection."""
+    caption = page.get_by_text(re.compile(r"points selected on the map"))
+    status = page.frame_locator(frame_selector).get_by_text(re.compile(r"^[\d,]+ / [\d,]+ points$")).last
+    end = time.perf_counter() + timeout
+    while True:
+        caption.wait_for(timeout=timeout * 1000)
+        state = page.evaluate(
+            "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+        )
+        ours = int(re.search(r"([\d,]+) points selected", caption.inner_text()).group(1).replace(",", ""))
+        theirs = int(status.inner_text().split("/")[0].replace(",", ""))
+        if state == "notRunning" and ours == theirs:
+            return ours
+        if time.perf_counter() > end:
+            raise TimeoutError(f"the page's selection ({ours}) never matched the map's ({theirs})")
+        page.wait_for_timeout(20)

@@ -21,6 +21,7 @@ from tests.browser_harness import (
     settle,
     shot,
     wait_for_points,
+    wait_for_selection,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -192,20 +193,9 @@ def test_embedding_map_draws_and_its_lasso_filters_the_gallery(browser, app_url,
     shot(page, "2-failures-map")
     lasso(page)
     lassoed = time.perf_counter()
-    caption = page.get_by_text(re.compile(r"points selected on the map"))
-    status = page.frame_locator(ATLAS_FRAME).get_by_text(re.compile(r"^[\d,]+ / [\d,]+ points$")).last
-    while True:  # the widget reports a growing lasso more than once; the round trip ends when the page agrees
-        caption.wait_for(timeout=60_000)
-        state = page.evaluate(
-            "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
-        )
-        ours = _count(re.search(r"([\d,]+) points selected", caption.inner_text()).group(1))
-        theirs = _count(status.inner_text().split("/")[0])
-        if state == "notRunning" and ours == theirs:
-            break
-        assert time.perf_counter() - lassoed < 60, ("the page's selection never matched the map's", ours, theirs)
-        page.wait_for_timeout(20)
+    wait_for_selection(page)
     round_trip = time.perf_counter() - lassoed
+    caption = page.get_by_text(re.compile(r"points selected on the map"))
     selected, failing = map(
         _count, re.search(r"([\d,]+) points selected on the map, ([\d,]+) of them", caption.inner_text()).groups()
     )
