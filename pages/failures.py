@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import jobs
+from core.find.failures import among
 from core.notebook_export import notebook_bytes
 from ui import data
 from ui.atlas import embedding_atlas
@@ -125,7 +126,7 @@ with guard("Loading the model's failures"):
             predicate = embedding_atlas(pts, key=f"f-atlas-{model}-{method}", text="true class")
             if predicate:
                 map_ids = data.map_selection(summary, classes, method, predicate)
-                n_fail = int(fails["image_id"].isin(map_ids).sum())
+                n_fail = int(among(fails["image_id"], map_ids).sum())
                 st.caption(f"{len(map_ids):,} points selected on the map, {n_fail:,} of them failures.")
 
     sel = select_rows(fails, labels=labels, preds=preds, split=half, values=values, ids=map_ids)

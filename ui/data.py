@@ -96,7 +96,7 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)  # not copied on each read (200,000 rows); never mutated
 def _map(summary_key: str, method: str, mtime: float, classes: tuple[str, ...]) -> pd.DataFrame | None:
     summary = json.loads(summary_key)
     points = load_embedding_map(summary, method)
