@@ -50,7 +50,9 @@ class BenchWorld(ImageDataset):
 
     name = "bench-world"
 
-    def __init__(self, n_debug: int = 30_000):
+    def __init__(self, n_debug: int = 30_000, size: str | None = None, seed: int = 0):
+        # size and seed: the offline world's defaults, which core.workspace.canonical_spec adds to every offline
+        # world's spec; this one is always the tiny world's images behind n_debug ids
         self.world = open_dataset(TINY)
         self.classes = list(self.world.classes)
         base = self.world.index("val")
