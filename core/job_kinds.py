@@ -95,10 +95,10 @@ def run_models(
 
 
 @job_kind("embedding_map")
-def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict | None = None):
-    """2-D map of a model's debug features, for the Failures page's linked map."""
+def embedding_map(progress, should_stop, dataset: dict, model: str, split: dict | None = None, method: str = "pca"):
+    """2-D map of a model's debug features (PCA, or UMAP), for the Failures page's linked map."""
     return core_steps.embedding_map(
-        dataset, model, from_dict(SplitConfig, split), progress=progress, should_stop=should_stop
+        dataset, model, from_dict(SplitConfig, split), method=method, progress=progress, should_stop=should_stop
     )
 
 

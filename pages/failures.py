@@ -1,11 +1,12 @@
 """Failures: a gallery of one model's debug failures with filters, a linked embedding map and CSV export."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.find.failures import among
 from core.notebook_export import notebook_bytes
 from ui import data
+from ui.atlas import embedding_atlas
 from ui.feedback import guard
 from ui.gallery import grid, page_slice
 from ui.jobs import job_panel
@@ -17,7 +18,6 @@ from ui.text import md
 within_app()
 
 PER_PAGE = 30
-MAP_POINTS = 8_000
 
 st.title("Failures")
 spec = dataset_spec()
@@ -90,45 +90,46 @@ with guard("Loading the model's failures"):
 
     map_ids = None
     show_map = st.toggle(
-        "Embedding map: a 2-D projection of the model's features; select points to filter the gallery", key="f-map-on"
+        "Embedding map: a 2-D projection of the model's debug features; select points to filter the gallery",
+        key="f-map-on",
     )
     if show_map:
-        pts = data.embedding_points(summary)
+        methods = data.projection_methods()
+        method = "pca"
+        if len(methods) > 1:
+            method = (
+                st.segmented_control(
+                    "Projection",
+                    methods,
+                    default="pca",
+                    format_func=str.upper,
+                    key="f-map-method",
+                    help="PCA is quick and exact; UMAP keeps neighbourhoods together and takes longer to compute.",
+                )
+                or "pca"
+            )
+        pts = data.embedding_points(summary, classes, method)
         if pts is None:
             job_panel(
                 "embedding_map",
-                label="Project the debug features to 2-D",
-                key="emap",
+                label=f"Project the debug features to 2-D ({method.upper()})",
+                key="emap" if method == "pca" else f"emap-{method}",
                 start_label="Make the map",
                 dataset=spec,
                 model=model,
                 split=summary["split_config"],
+                **({} if method == "pca" else {"method": method}),
             )
         else:
-            shown = pts.merge(fails[["image_id", "label", "pred"]], on="image_id")
-            if len(shown) > MAP_POINTS:
-                shown = shown.sample(MAP_POINTS, random_state=0)
-                st.caption(f"Showing {MAP_POINTS:,} of {len(fails):,} failures.")
-            names = [classes[i] for i in shown["label"]]
-            fig = go.Figure(
-                go.Scattergl(
-                    x=shown["x"],
-                    y=shown["y"],
-                    mode="markers",
-                    customdata=shown["image_id"],
-                    text=names,
-                    marker=dict(
-                        size=4, color=shown["label"], colorscale="Turbo", cmin=0, cmax=max(1, len(classes) - 1)
-                    ),
-                    hovertemplate="%{text}<br>%{customdata}<extra></extra>",
-                )
+            st.caption(
+                f"All {len(pts):,} debug images, coloured and filtered with the map's own controls (Color, the "
+                "charts panel). Pan with drag, zoom with the wheel; select with the rectangle or lasso tool."
             )
-            fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso")
-            event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso", "points"), key="f-map")
-            picked = [p["customdata"] for p in event.selection.points if p.get("customdata")]
-            if picked:
-                map_ids = picked
-                st.caption(f"{len(picked):,} points selected on the map.")
+            predicate = embedding_atlas(pts, key=f"f-atlas-{model}-{method}", text="true class")
+            if predicate:
+                map_ids = data.map_selection(summary, classes, method, predicate)
+                n_fail = int(among(fails["image_id"], map_ids).sum())
+                st.caption(f"{len(map_ids):,} points selected on the map, {n_fail:,} of them failures.")
 
     sel = select_rows(fails, labels=labels, preds=preds, split=half, values=values, ids=map_ids)
     if search_ids is not None:  # keep the search's order: best match first

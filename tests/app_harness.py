@@ -8,17 +8,12 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from ui.nav import PAGE_FILES
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 TINY = {"name": "scenes-mnist", "size": "tiny", "seed": 0}
-PAGES = [
-    "pages/setup.py",
-    "pages/failures.py",
-    "pages/overlap.py",
-    "pages/backgrounds.py",
-    "pages/generate.py",
-    "pages/results.py",
-]
+PAGES = list(PAGE_FILES)
 
 
 def open_page(page: str = "pages/setup.py", spec: dict = TINY, timeout: float = 120) -> AppTest:

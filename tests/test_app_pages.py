@@ -74,7 +74,7 @@ def test_failures_embedding_map_job(populated_world):
     assert job.wait(timeout=240)["state"] == jobs.DONE, job.status()
     at.run()
     assert problems(at) == []
-    assert at.get("plotly_chart"), "the map is drawn once its job is done"
+    assert at.get("component_instance"), "the map is drawn once its job is done"
     from core.find.embedding import load_embedding_map
 
     summary = next(s for s in _runs() if s["model"] == model)

@@ -7,11 +7,22 @@ world, populated once per test session. Screenshots: artifacts/screenshots/ (loo
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
 from tests.app_harness import TINY
-from tests.browser_harness import CHROMIUM_ARGS, chromium_path, serve_app, settle, shot
+from tests.browser_harness import (
+    ATLAS_FRAME,
+    CHROMIUM_ARGS,
+    chromium_path,
+    lasso,
+    serve_app,
+    settle,
+    shot,
+    wait_for_points,
+    wait_for_selection,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -156,3 +167,45 @@ def test_walk_the_offline_world_flow(browser, app_url, results_world):
     assert page.locator('[data-testid="stDataFrame"]').count() > 0
     no_exception(page)
     shot(page, "6-results")
+
+
+def _count(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_embedding_map_draws_and_its_lasso_filters_the_gallery(browser, app_url, populated_world):
+    start = time.perf_counter()
+    page = open_page(browser, app_url)
+    page.get_by_role("link", name="Failures").click()
+    settle(page)
+    page.get_by_role("heading", name="Failures", exact=True).wait_for()
+    export = page.get_by_role("button", name=re.compile(r"Export these [\d,]+ failures as CSV"))
+    every = _count(re.search(r"these ([\d,]+) failures", export.inner_text()).group(1))
+    page_ready = time.perf_counter()
+    page.get_by_text("Embedding map:", exact=False).click()
+    settle(page)
+    if page.get_by_role("button", name="Make the map").count():  # not made by an earlier test of this session
+        page.get_by_role("button", name="Make the map").click()
+        page.locator(ATLAS_FRAME).wait_for(timeout=120_000)  # the map replaces its job's panel when done
+        settle(page)
+        page_ready = time.perf_counter()  # the map's job is not part of drawing it
+    drawn = wait_for_points(page)
+    shot(page, "2-failures-map")
+    lasso(page)
+    lassoed = time.perf_counter()
+    wait_for_selection(page)
+    round_trip = time.perf_counter() - lassoed
+    caption = page.get_by_text(re.compile(r"points selected on the map"))
+    selected, failing = map(
+        _count, re.search(r"([\d,]+) points selected on the map, ([\d,]+) of them", caption.inner_text()).groups()
+    )
+    shown = _count(re.search(r"these ([\d,]+) failures", export.inner_text()).group(1))
+    no_exception(page)
+    shot(page, "2-failures-map-lasso")
+    print(
+        f"embedding map, tiny world: page ready {page_ready - start:.2f} s after load, first points "
+        f"{drawn - page_ready:.2f} s after the map was asked for ({drawn - start:.2f} s after load); lasso round trip "
+        f"(selection -> ids -> gallery) {round_trip:.2f} s; {selected} points selected, {failing} failures of {every}"
+    )
+    assert selected > 0, "the lasso around the map's centre selects points"
+    assert shown == failing < every, ("the gallery keeps the selected failures only", shown, failing, every)

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.find import failures as F
 from core.find import overlap as O
@@ -134,3 +135,12 @@ def test_latest_runs_keeps_the_newest_run_per_model(fresh_cache):
     runs = latest_runs(ds)
     assert sorted(runs) == ["m1", "m2"]
     assert runs["m1"]["folder"].endswith("/m1/new") and runs["m2"]["folder"].endswith("/m2/only")
+
+
+@pytest.mark.parametrize("m,n", [(1, 1), (3, 63), (7, 64), (9, 1000), (13, 4097)])
+def test_packed_popcount_intersections_equal_a_matrix_product(m, n):
+    rng = np.random.default_rng(m * n)
+    B = rng.random((m, n)) < rng.uniform(0.05, 0.95, size=(m, 1))
+    ref = B.astype(np.int64) @ B.astype(np.int64).T
+    np.testing.assert_array_equal(O.intersections(B), ref)
+    np.testing.assert_array_equal(O.intersections(B, block=1), ref)

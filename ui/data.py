@@ -21,7 +21,13 @@ from core import jobs, store
 from core.config import GeneratorConfig
 from core.datasets.base import ImageDataset
 from core.describe import textualize
-from core.find.embedding import embedding_map_path, load_embedding_map
+from core.find.embedding import (
+    available_methods,
+    embedding_map_path,
+    ids_in_selection,
+    load_embedding_map,
+    map_points,
+)
 from core.find.overlap import compare_pair, overlap_of_runs
 from core.find.runs import latest_runs, read_failure_table
 from core.fix.mitigate import list_results, read_results
@@ -91,15 +97,39 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _embedding(summary_key: str, mtime: float) -> pd.DataFrame | None:
-    return load_embedding_map(json.loads(summary_key))
+@st.cache_resource(show_spinner=False, max_entries=4)  # not copied on each read (200,000 rows); never mutated
+def _map(summary_key: str, method: str, mtime: float, classes: tuple[str, ...]) -> pd.DataFrame | None:
+    summary = json.loads(summary_key)
+    points = load_embedding_map(summary, method)
+    if points is None:
+        return None
+    return map_points(points, _table(summary["folder"], summary["mtime"]), list(classes))
 
 
-def embedding_points(summary: dict) -> pd.DataFrame | None:
-    """image_id, x, y of the run's debug images, or None until the embedding_map job has made it."""
-    key = {k: summary[k] for k in ("backbone_key", "dataset_key", "split_config")}
-    return _embedding(json.dumps(key, sort_keys=True), _mtime(embedding_map_path(summary)))
+def _map_key(summary: dict) -> str:
+    return json.dumps({k: summary[k] for k in ("backbone_key", "dataset_key", "split_config", "folder", "mtime")})
+
+
+def projection_methods() -> list[str]:
+    """The embedding map's projections this installation offers (UMAP only when umap-learn is installed)."""
+    return available_methods()
+
+
+def embedding_points(summary: dict, classes: list[str], method: str = "pca") -> pd.DataFrame | None:
+    """What the run's embedding map draws (core.find.embedding.map_points), or None until the embedding_map job
+    has made the projection."""
+    return _map(_map_key(summary), method, _mtime(embedding_map_path(summary, method)), tuple(classes))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _selected(summary_key: str, method: str, mtime: float, classes: tuple[str, ...], predicate: str):
+    points = _map(summary_key, method, mtime, classes)
+    return None if points is None else ids_in_selection(points, predicate)
+
+
+def map_selection(summary: dict, classes: list[str], method: str, predicate: str):
+    """image_ids inside a selection drawn on the run's embedding map (the widget's SQL predicate), cached."""
+    return _selected(_map_key(summary), method, _mtime(embedding_map_path(summary, method)), tuple(classes), predicate)
 
 
 def empty_state(message: str, icon: str = ":material/info:") -> None:

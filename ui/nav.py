@@ -14,19 +14,28 @@ import streamlit as st
 _APP_RAN = "backdrop-app-navigation"
 
 
+SECTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "Prepare": (("pages/setup.py", "Setup", ":material/settings:"),),
+    "Find": (
+        ("pages/failures.py", "Failures", ":material/broken_image:"),
+        ("pages/overlap.py", "Overlap", ":material/join_inner:"),
+    ),
+    "Describe": (("pages/backgrounds.py", "Backgrounds", ":material/landscape:"),),
+    "Fix": (
+        ("pages/generate.py", "Generate", ":material/auto_awesome:"),
+        ("pages/results.py", "Results", ":material/insights:"),
+    ),
+}
+"""The pages, grouped by the paper's steps: (file, title, icon); the first page is the default."""
+PAGE_FILES: tuple[str, ...] = tuple(path for pages in SECTIONS.values() for path, _, _ in pages)
+"""Every page file, in navigation order (tests and benchmarks render each)."""
+
+
 def app_pages() -> dict[str, list]:
-    """The pages, grouped by the paper's steps; URL paths are the file names (``/overlap``)."""
+    """The pages as ``st.Page`` objects, grouped by the paper's steps; URL paths are the file names (``/overlap``)."""
     return {
-        "Prepare": [st.Page("pages/setup.py", title="Setup", icon=":material/settings:", default=True)],
-        "Find": [
-            st.Page("pages/failures.py", title="Failures", icon=":material/broken_image:"),
-            st.Page("pages/overlap.py", title="Overlap", icon=":material/join_inner:"),
-        ],
-        "Describe": [st.Page("pages/backgrounds.py", title="Backgrounds", icon=":material/landscape:")],
-        "Fix": [
-            st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
-            st.Page("pages/results.py", title="Results", icon=":material/insights:"),
-        ],
+        section: [st.Page(path, title=title, icon=icon, default=path == PAGE_FILES[0]) for path, title, icon in pages]
+        for section, pages in SECTIONS.items()
     }
 
 

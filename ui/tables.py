@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from core.find.failures import among
+
 EXPORT_COLUMNS = [
     "image_id",
     "label",
@@ -42,7 +44,7 @@ def select_rows(
     if values and "value" in df:
         mask &= df["value"].isin(values)
     if ids is not None:
-        mask &= df["image_id"].isin(list(ids))
+        mask &= among(df["image_id"], ids)
     return df[mask]
 
 

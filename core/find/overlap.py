@@ -1,8 +1,8 @@
 """Overlap of failure sets across models (paper §5.3, Figure 6): intersection-over-union, family averages, and
 what two models share.
 
-One kernel: a boolean failure matrix (models × images) and one matrix product give every pair's intersection
-and union. Runs over the same debug set (the usual case: one split config) build that matrix by stacking their
+One kernel: a boolean failure matrix (models × images), packed 64 images to a word, and a popcount of every pair's
+AND give every pair's intersection (exact integers) and so its union. Runs over the same debug set (the usual case: one split config) build that matrix by stacking their
 wrong-prediction masks, with no id hashing; failure sets given as image ids are factorized into it in one pass.
 """
 
@@ -38,17 +38,32 @@ def failure_matrix(failure_sets: Mapping[str, Iterable], universe: list[str] | N
     return names, list(uni), B
 
 
+def intersections(B: np.ndarray, block: int = 4) -> np.ndarray:
+    """(M, M) int64 counts of the images both rows of a boolean M×N matrix are True on: the rows packed to 64-bit
+    words, ANDed pair by pair and popcounted (``np.bitwise_count``), upper triangle only, ``block`` rows at a time.
+    Exact, and 50-200× faster than a float32 matrix product on CPUs (benchmarks/overlap.py)."""
+    B = np.asarray(B, dtype=bool)
+    packed = np.packbits(B.reshape(len(B), -1), axis=1)
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    words = np.ascontiguousarray(packed).view(np.uint64)
+    m = len(words)
+    out = np.empty((m, m), np.int64)
+    for i in range(0, m, block):
+        both = np.bitwise_count(words[i : i + block, None, :] & words[None, i:, :]).sum(-1, dtype=np.int64)
+        out[i : i + block, i:] = both
+        out[i:, i : i + block] = both.T
+    return out
+
+
 def overlap_from_matrix(names: list[str], B: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """IoU and raw intersection counts between every pair of rows of a boolean failure matrix (one matmul)."""
-    Bf = np.asarray(B, dtype=np.float32).reshape(len(names), -1)
-    inter = Bf @ Bf.T
-    sizes = Bf.sum(1)
+    """IoU and raw intersection counts between every pair of rows of a boolean failure matrix."""
+    inter = intersections(np.asarray(B, dtype=bool).reshape(len(names), -1))
+    sizes = np.diagonal(inter).astype(np.float64)
     union = sizes[:, None] + sizes[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return (
-        pd.DataFrame(iou, index=names, columns=names),
-        pd.DataFrame(inter.astype(np.int64), index=names, columns=names),
-    )
+    iou = np.divide(inter, union, out=np.zeros((len(names), len(names))), where=union > 0)
+    return pd.DataFrame(iou, index=names, columns=names), pd.DataFrame(inter, index=names, columns=names)
 
 
 def _are_masks(names: list[str], sets: list) -> bool:

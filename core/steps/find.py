@@ -160,10 +160,14 @@ def embedding_map(
     model: str,
     split: SplitConfig = SplitConfig(),
     *,
+    method: str = "pca",
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> dict:
-    """2-D map of the model's debug features for the Failures page (core.find.embedding): {"path", "points"}."""
+    """2-D map (PCA, or UMAP) of the model's debug features for the Failures page (core.find.embedding):
+    {"path", "points", "method"}."""
     from core.find.embedding import compute_embedding_map
 
-    return compute_embedding_map(open_ds(dataset), model, split, progress=progress, should_stop=should_stop)
+    return compute_embedding_map(
+        open_ds(dataset), model, split, method=method, progress=progress, should_stop=should_stop
+    )
