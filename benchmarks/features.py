@@ -1,12 +1,20 @@
-"""Feature-extraction throughput against the bare forward pass, measured side by side in one run.
+"""Feature-extraction throughput against the bare forward pass and the machine's matmul rate, side by side in one run.
 
-    python benchmarks/features.py [--model efficientnet-lite0] [--images 512] [--batch-sizes 16 32 64 128]
+    python benchmarks/features.py [--model efficientnet-lite0] [--images 256] [--batch-sizes 16 32 64]
+                                  [--threads 1 2] [--rounds 3]
 
-1. Bare forward: images/s of ``backbone(x)`` on ready tensors under torch.inference_mode, at each batch size;
-   the best is the ceiling.
-2. Pipeline: images/s of ``core.find.features.extract_features`` on the offline world's images (decode, the model's
-   own preprocessing, batching, the forward pass, sharded atomic writes), into an empty cache.
-It prints both figures and their ratio (pipeline / best bare forward); 1.0 would mean no overhead at all.
+1. Matmul rate: GFLOP/s of a float32 ``torch.mm`` (2048 × 2048) at the process's thread count, the ceiling a
+   forward pass is measured against.
+2. Model cost: FLOPs of one image's forward pass, counted by ``torch.utils.flop_counter.FlopCounterMode``
+   (convolutions and matmuls; 2 FLOPs per multiply-add).
+3. Bare forward: images/s of ``backbone(x)`` on ready tensors under torch.inference_mode, for each layout
+   (``contiguous``, the default, and ``channels_last``: weights and input in NHWC), batch size and thread count.
+   Variants are timed in interleaved rounds (best round kept), so a load change on the machine hits all of them;
+   each variant's features are compared with the default's on the same real images (max |Δ| over max |f|).
+   Its share of the matmul rate is images/s × FLOPs per image / matmul FLOP/s.
+4. Pipeline: images/s of ``core.find.features.extract_features`` (decode, the model's own preprocessing, batching,
+   the forward pass as the pipeline sets it up, sharded atomic writes), into an empty cache, at the best batch
+   size; its ratio to the bare forward in the pipeline's layout (1.0 would mean no overhead at all).
 """
 
 from __future__ import annotations
@@ -21,19 +29,60 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+TOLERANCE = 1e-4  # features of a faster variant may differ from the default's by this much (relative to max |f|)
+
+
+def matmul_gflops(n: int = 2048, rounds: int = 5) -> float:
+    """Best-of-``rounds`` float32 matmul rate, GFLOP/s (2·n³ FLOPs per product)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def gflop_per_image(bb, size) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        bb(torch.randn(1, *size))
+    return counter.get_total_flops() / 1e9
+
+
+def forward_rate(bb, x, n_images: int) -> float:
+    """images/s of ``bb`` on the batch ``x``, repeated until ``n_images`` have passed (after one warm-up)."""
+    import torch
+
+    with torch.inference_mode():
+        bb(x)
+        n, t0 = 0, time.perf_counter()
+        while n < n_images:
+            bb(x)
+            n += len(x)
+    return n / (time.perf_counter() - t0)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="efficientnet-lite0")
-    ap.add_argument("--images", type=int, default=512)
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--images", type=int, default=256, help="images per timing (bare forward and pipeline)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts to try (default: torch's)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per variant (best kept)")
     ap.add_argument("--world-size", default="tiny")
     a = ap.parse_args()
     os.environ["BACKDROP_CACHE"] = tempfile.mkdtemp(prefix="backdrop-bench-features-")
 
     import torch
 
-    from core.find.features import extract_features
+    from core.datasets.base import TorchView
+    from core.find.features import extract_features, forward_layout
     from core.find.runs import load_backbone
     from core.workspace import open_dataset
 
@@ -45,29 +94,64 @@ def main() -> None:
     bb = load_backbone(a.model, ds).eval()
     df = ds.index("val").iloc[: a.images]
     size = tuple(bb.data_config["input_size"])
+    default_threads = torch.get_num_threads()
+    threads = a.threads or [default_threads]
+    gflops = matmul_gflops()
+    cost = gflop_per_image(bb, size)
     print(
-        f"model {a.model}: input {size}, feature dim {bb.feature_dim}, {len(df)} images, "
-        f"{torch.get_num_threads()} threads"
+        f"model {a.model}: input {size}, feature dim {bb.feature_dim}, {cost:.3f} GFLOP per image; {len(df)} images "
+        f"per timing; float32 matmul {gflops:.0f} GFLOP/s at {default_threads} threads"
     )
 
-    bare = {}
+    # the same real images through the model's preprocessing, to compare each variant's features
+    view = TorchView(ds, df.iloc[: max(a.batch_sizes)], bb.transform())
+    real = torch.stack([view[i][0] for i in range(len(view))])
     with torch.inference_mode():
-        for bs in a.batch_sizes:
-            x = torch.randn(bs, *size)
-            bb(x)  # warm-up
-            n, t0 = 0, time.perf_counter()
-            while n < len(df):
-                bb(x)
-                n += bs
-            bare[bs] = n / (time.perf_counter() - t0)
-            print(f"  bare forward  batch {bs:4d}: {bare[bs]:8.1f} images/s")
-    best_bs = max(bare, key=bare.get)
+        reference = bb(real)
+    scale = float(reference.abs().max())
 
+    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    variants = [(lay, bs, th) for lay in layouts for bs in a.batch_sizes for th in threads]
+    rates = {v: 0.0 for v in variants}
+    for _ in range(a.rounds):
+        for lay, bs, th in variants:
+            torch.set_num_threads(th)
+            model = bb.to(memory_format=layouts[lay])
+            x = torch.randn(bs, *size).contiguous(memory_format=layouts[lay])
+            rates[(lay, bs, th)] = max(rates[(lay, bs, th)], forward_rate(model, x, len(df)))
+    torch.set_num_threads(default_threads)
+    base = rates[("contiguous", max(a.batch_sizes), default_threads)] if default_threads in threads else None
+    print(f"  {'layout':13} {'batch':>5} {'threads':>7} {'images/s':>9} {'share of matmul':>15} {'vs default':>10}")
+    for v in variants:
+        ratio = f"{rates[v] / base:9.2f}x" if base else f"{'n/a':>10}"
+        print(f"  {v[0]:13} {v[1]:5d} {v[2]:7d} {rates[v]:9.1f} {rates[v] * cost / gflops:14.1%} {ratio}")
+    for lay, fmt in layouts.items():
+        with torch.inference_mode():
+            diff = float((bb.to(memory_format=fmt)(real.contiguous(memory_format=fmt)) - reference).abs().max())
+        print(
+            f"  features {lay:13}: max |Δ| {diff / scale:.1e} of max |f| "
+            f"({'equal' if diff <= TOLERANCE * scale else 'NOT equal'} within {TOLERANCE:g})"
+        )
+    best = {lay: max(r for v, r in rates.items() if v[0] == lay and v[2] == default_threads) for lay in layouts}
+    print(
+        f"  channels_last / contiguous, best batch at {default_threads} threads: "
+        f"{best['channels_last'] / best['contiguous']:.2f}x"
+    )
+
+    layout = forward_layout(bb)
+    lay = "channels_last" if layout == torch.channels_last else "contiguous"
+    best_bs = max(a.batch_sizes, key=lambda bs: rates[(lay, bs, default_threads)] if default_threads in threads else 0)
+    bare = rates.get((lay, best_bs, default_threads), 0.0)
+    bb.to(memory_format=torch.contiguous_format)  # as load_backbone returns it; the pipeline sets its own layout
     t0 = time.perf_counter()
     extract_features(bb, ds, df, batch_size=best_bs)
     pipe = len(df) / (time.perf_counter() - t0)
-    print(f"  extract_features batch {best_bs:4d}: {pipe:8.1f} images/s (decode + preprocess + forward + write)")
-    print(f"ratio pipeline / best bare forward: {pipe / bare[best_bs]:.2f}")
+    print(
+        f"  extract_features batch {best_bs:4d} ({lay}): {pipe:8.1f} images/s (decode + preprocess + forward + "
+        f"write), {pipe * cost / gflops:.1%} of matmul"
+    )
+    if bare:
+        print(f"ratio pipeline / bare forward ({lay}, batch {best_bs}): {pipe / bare:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import DebugConfig
+from core.config import DebugConfig, HeadConfig
 from core.errors import InvalidInputError
-from core.fix.experiments import Experiment, collective, individual, sweep
+from core.fix import mitigate
+from core.fix.experiments import LAMBDAS, Experiment, collective, individual, sweep
 from core.fix.mitigate import check_config, relative_to_individual, save_results
 from core.fix.repeats import interval, mcnemar_test, paired_tests, summarize, verdict
 from core.threads import single_thread
@@ -180,6 +181,54 @@ def test_named_modes_beat_random_images_at_every_k(exp):
     assert (ours["n_generated"] == rand["n_generated"]).all()
     for k in (1, 5):
         assert ours.loc[k, "acc_heldout"] >= rand.loc[k, "acc_heldout"] + MARGIN, (k, ours, rand)
+
+
+@pytest.fixture
+def batched(tiny_world, world_clip, monkeypatch):
+    """An experiment on the same runs, failures and images as ``exp`` whose retrained heads use the batched
+    solver, and a list of the (problems, heads) of every train_heads call it makes."""
+    calls: list[tuple[list, list]] = []
+    real = mitigate.train_heads
+
+    def recorded(problems, cfg, **kw):
+        heads = real(problems, cfg, **kw)
+        calls.append((problems, heads))
+        return heads
+
+    monkeypatch.setattr(mitigate, "train_heads", recorded)
+    fast = Experiment(tiny_world, DebugConfig(), clip=world_clip, retrain_cfg=HeadConfig(solver="batched"))
+    return fast, calls
+
+
+@pytest.mark.slow
+def test_batched_sweep_trains_its_heads_in_one_call_as_one_by_one(exp, batched):
+    """With the batched solver a λ sweep's 10 heads (5 λ × ours/random) are one train_heads call, and each
+    equals the head trained alone with the same solver: objective within 1e-5 (relative), predictions on at
+    least 99% of the debug images, accuracies within 1 point."""
+    fast, calls = batched
+    s = sweep(fast, MODELS[0], "lam", LAMBDAS)
+    assert [len(p) for p, _ in calls] == [2 * len(LAMBDAS)]
+    # the runs' heads, and so "before" and the failures, stay the paper's SGD heads of ``exp``
+    assert s.iloc[0]["method"] == "before"
+    assert s.iloc[0]["acc_test"] == exp.context(MODELS[0]).before()["acc_test"]
+    ctx = fast.context(MODELS[0])
+    for i, (p, together) in enumerate(zip(*calls[0])):
+        alone = ctx.retrain_many([p])[0]
+        obj_t, obj_a = together.meta["objective"], alone.head.meta["objective"]
+        assert abs(obj_t - obj_a) <= 1e-5 * abs(obj_a), (p.lam, obj_t, obj_a)
+        assert (together.predict(ctx.feats["debug"]) == alone.pred_debug).mean() >= 0.99, p.lam
+        row = s.iloc[1 + i]
+        assert (row["lam"], row["method"]) == (p.lam, ("ours", "random")[i % 2])
+        for col in ("acc_test", "acc_seed", "acc_heldout"):
+            assert abs(row[col] - alone.scores[col]) <= 0.01, (p.lam, col, row[col], alone.scores[col])
+
+
+@pytest.mark.slow
+def test_batched_collective_debugging_trains_the_family_in_one_call(batched):
+    fast, calls = batched
+    rows = collective(fast, MODELS, 1)
+    assert [len(p) for p, _ in calls] == [len(MODELS)] and list(rows["model"]) == MODELS
+    assert (rows["head_solver"] == "batched").all()
 
 
 def test_intervals_and_paired_tests_on_known_numbers():

@@ -82,3 +82,21 @@ def test_classifies_labelled_imagenet_photos(imagenet_images):
     assert top1 >= 52, (top1, nll)
     assert top5 >= 58, (top5, nll)
     assert mean_nll <= 0.73, nll
+
+
+def test_extraction_runs_lite_in_channels_last_with_equal_features(tiny_world):
+    """The pipeline runs EfficientNet-Lite in channels_last on the CPU (benchmarks/features.py measured it faster);
+    its features equal the default layout's forward pass within 1e-4 of their largest value."""
+    from core.datasets.base import TorchView
+    from core.find.features import extract_features, forward_layout
+
+    bb = create_model("efficientnet-lite0")
+    assert forward_layout(bb, "cpu") == torch.channels_last and forward_layout(bb, "cuda") == torch.contiguous_format
+    df = tiny_world.index("val").iloc[:3]
+    view = TorchView(tiny_world, df, bb.transform())
+    x = torch.stack([view[i][0] for i in range(len(view))])
+    with torch.inference_mode():
+        want = bb.to(memory_format=torch.contiguous_format)(x)
+    got = torch.as_tensor(extract_features(bb, tiny_world, df, device="cpu"))
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max(), (got - want).abs().max()
+    assert want.std() > 0  # real features, not a constant

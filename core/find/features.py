@@ -77,7 +77,7 @@ def extract_features(
         return cached
 
     device = device or default_device()
-    model = backbone.to(device).eval()
+    model = backbone.to(device, memory_format=forward_layout(backbone, device)).eval()
     transform = backbone.transform()
     shards = [(s, min(s + shard_size, ref.n)) for s in range(0, ref.n, shard_size)]
     shard_dir = ref.folder / "shards"
@@ -112,13 +112,21 @@ def extract_features(
     return merged
 
 
+def forward_layout(backbone: Backbone, device: str | torch.device = "cpu") -> torch.memory_format:
+    """The memory layout extraction runs ``backbone`` in: channels_last (NHWC) on the CPU for backbones that ask
+    for it (measured faster there with equal features, benchmarks/features.py), else the default."""
+    on_cpu = torch.device(device).type == "cpu"
+    return torch.channels_last if on_cpu and getattr(backbone, "channels_last", False) else torch.contiguous_format
+
+
 def _run_shard(model, view: TorchView, batch_size: int, num_workers: int, device: str, report, should_stop):
     loader = torch.utils.data.DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    layout = forward_layout(model, device)
     out, seen = [], 0
     with torch.inference_mode():
         for x, _ in loader:
             check_stop(should_stop)
-            feats = model(x.to(device))
+            feats = model(x.to(device, memory_format=layout))
             if not torch.isfinite(feats).all():
                 raise FloatingPointError(
                     f"{model.name} produced NaN/inf features; check its weights and preprocessing."

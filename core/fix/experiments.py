@@ -28,6 +28,7 @@ from core.fix.mitigate import (
     generate_for_modes,
     provenance,
     result_row,
+    retrain_all,
     save_results,
 )
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
@@ -63,6 +64,7 @@ class Experiment:
         generator: Generator | None = None,
         split_cfg: SplitConfig = SplitConfig(),
         head_cfg: HeadConfig = HeadConfig(),
+        retrain_cfg: HeadConfig | None = None,
         clip=None,
         clip_filter: FilterConfig | None = None,
         progress: ProgressFn | None = None,
@@ -74,6 +76,9 @@ class Experiment:
         self.dataset, self.cfg, self.attribute = dataset, cfg, attribute
         self.generator = generator or default_generator(dataset)
         self.split_cfg, self.head_cfg = split_cfg, head_cfg
+        # the retrained heads' config (default: the runs' own); e.g. the batched solver for sweeps, while the
+        # models' heads, and so their failures, stay the paper's
+        self.retrain_cfg = retrain_cfg or head_cfg
         self.progress, self.should_stop = progress or no_progress, should_stop
         self._ctx: dict[str, ModelContext] = {}
         self._text: dict[tuple[str, int], Textualization] = {}
@@ -83,7 +88,7 @@ class Experiment:
             run = run_model(
                 self.dataset, model, self.split_cfg, self.head_cfg, progress=self.progress, should_stop=self.should_stop
             )
-            self._ctx[model] = ModelContext(self.dataset, run, self.split_cfg, self.head_cfg)
+            self._ctx[model] = ModelContext(self.dataset, run, self.split_cfg, self.retrain_cfg)
         return self._ctx[model]
 
     def textualization(self, model: str, k: int | None = None):
@@ -119,7 +124,7 @@ class Experiment:
             self.generator,
             attribute=self.attribute,
             dataset=self.dataset.key,
-            head_solver=self.head_cfg.solver,
+            head_solver=self.retrain_cfg.solver,
             **extra,
         )
 
@@ -129,6 +134,7 @@ class Experiment:
             "debug": asdict(self.cfg),
             "split": asdict(self.split_cfg),
             "head": asdict(self.head_cfg),
+            **({} if self.retrain_cfg == self.head_cfg else {"retrain_head": asdict(self.retrain_cfg)}),
             "attribute": self.attribute,
             "generator": self.generator.name,
             "generator_model": self.generator.model_id,
@@ -212,14 +218,17 @@ def collective(exp: Experiment, models: list[str], kind: int, reference: str | N
         t = exp.textualization(reference)
         modes, source, versions = t.modes, reference, [t.provenance["list_version"]]
     ours, _ = exp.images(modes)
-    rows = []
-    for i, m in enumerate(models):
+    debugged = [m for m in models if not (kind == 2 and m == reference)]
+    jobs = []
+    for i, m in enumerate(debugged):
         check_stop(exp.should_stop)
-        if kind == 2 and m == reference:
-            continue
-        exp.progress(i, len(models), f"collective type {kind}: {m}")
+        exp.progress(i, len(debugged), f"collective type {kind}: {m}")
         ctx = exp.context(m)
-        ev = ctx.retrain(ours, exp.cfg.lam, should_stop=exp.should_stop)
+        jobs.append((ctx, ctx.generated_problem(ours, exp.cfg.lam, should_stop=exp.should_stop)))
+    # one call: with the batched solver, the family's heads of a common feature width train together
+    exp.progress(len(debugged), len(debugged), f"collective type {kind}: retraining {len(jobs)} heads")
+    rows = []
+    for (ctx, _), ev in zip(jobs, retrain_all(jobs, should_stop=exp.should_stop)):
         rows.append(
             result_row(
                 ctx,
@@ -256,6 +265,7 @@ def sweep(
         values = [validate.number("λ", v, 0.0, 1.0) for v in values]
     ctx = exp.context(model)
     rows = [result_row(ctx, "before", exp.cfg, ctx.run.table.iloc[:0], ctx.before(), sweep=what)]
+    points, problems = [], []
     for i, v in enumerate(values):
         check_stop(exp.should_stop)
         exp.progress(i, len(values), f"sweep {what}={v}")
@@ -264,20 +274,14 @@ def sweep(
         text = exp.textualization(model, k=cfg.k_modes)
         ours, rand = exp.images(text.modes, cfg)
         for method, imgs in (("ours", ours), ("random", rand)):
-            ev = ctx.retrain(imgs, cfg.lam, should_stop=exp.should_stop)
-            if predictions is not None:
-                predictions.append(ctx.predictions(ev, method).assign(**{what: v}))
-            rows.append(
-                result_row(
-                    ctx,
-                    method,
-                    cfg,
-                    imgs,
-                    ev.scores,
-                    sweep=what,
-                    **exp.provenance(list_version=text.provenance["list_version"]),
-                )
-            )
+            points.append((v, method, cfg, imgs, text.provenance["list_version"]))
+            problems.append(ctx.generated_problem(imgs, cfg.lam, should_stop=exp.should_stop))
+    # every head of the sweep in one call: one batched computation with the batched solver
+    exp.progress(len(values), len(values), f"sweep {what}: retraining {len(problems)} heads")
+    for (v, method, cfg, imgs, version), ev in zip(points, ctx.retrain_many(problems, exp.should_stop)):
+        if predictions is not None:
+            predictions.append(ctx.predictions(ev, method).assign(**{what: v}))
+        rows.append(result_row(ctx, method, cfg, imgs, ev.scores, sweep=what, **exp.provenance(list_version=version)))
     return pd.DataFrame(rows)
 
 

@@ -22,7 +22,8 @@ from core.config import DebugConfig, FilterConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
 from core.find.features import extract_features
-from core.find.heads import LinearHead, train_head
+from core.find.head_problem import HeadProblem
+from core.find.heads import LinearHead, train_heads
 from core.find.runs import ModelRun, get_splits, load_backbone
 from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
 from core.fix.generators.clip_filter import filter_set, match_counts
@@ -221,30 +222,37 @@ class ModelContext:
 
     def retrain(self, rows: pd.DataFrame, lam: float, progress=None, should_stop=None) -> Evaluation:
         """The head retrained on head_train plus the generated images ``rows`` (from any sets), weighted by λ."""
-        Xe = generated_features(self.backbone, rows, progress, should_stop)
-        y = rows["label"].to_numpy() if len(rows) else None
-        return self.retrain_on(Xe, y, lam, {"generated_sets": sorted(set(rows.get("set", [])))}, should_stop)
+        return self.retrain_many([self.generated_problem(rows, lam, progress, should_stop)], should_stop)[0]
 
     def retrain_on_failures(self, lam: float, should_stop=None) -> Evaluation:
         """The real-failure baseline: the head retrained with the debug_seed failures' own images (their cached
         features), weighted by λ as generated images would be."""
-        seed = (self.run.table["split"] == "seed").to_numpy()
-        y = self.run.table["label"].to_numpy()[seed]
-        return self.retrain_on(self.feats["debug"][seed], y, lam, {"extra": "debug_seed failures"}, should_stop)
+        return self.retrain_many([self.failures_problem(lam)], should_stop)[0]
 
     def retrain_on(self, X_extra, y_extra, lam: float, meta: dict, should_stop=None) -> Evaluation:
-        head = train_head(
-            self.feats["head_train"],
-            self.y_train,
-            self.dataset.classes,
-            self.head_cfg,
-            X_extra=X_extra,
-            y_extra=y_extra,
-            lam=lam,
-            meta=dict(self.run.head.meta, **meta),
-            should_stop=should_stop,
-        )
-        return evaluation(head, self.run, self.feats, self.y_test)
+        return self.retrain_many([self.problem(X_extra, y_extra, lam, meta)], should_stop)[0]
+
+    def retrain_many(self, problems: list[HeadProblem], should_stop=None, progress=None) -> list[Evaluation]:
+        """Several retrained heads of this model (e.g. a λ sweep, or ours and the baselines), in one call:
+        see :func:`retrain_all`."""
+        return retrain_all([(self, p) for p in problems], should_stop=should_stop, progress=progress)
+
+    def problem(self, X_extra, y_extra, lam: float, meta: dict) -> HeadProblem:
+        """The head of this model retrained on head_train plus an extra set weighted by λ, as a problem to solve."""
+        X, y = self.feats["head_train"], self.y_train
+        return HeadProblem(X, y, self.dataset.classes, X_extra, y_extra, lam, dict(self.run.head.meta, **meta))
+
+    def generated_problem(self, rows: pd.DataFrame, lam: float, progress=None, should_stop=None) -> HeadProblem:
+        """:meth:`problem` for the generated images ``rows`` (their features extracted and cached first)."""
+        Xe = generated_features(self.backbone, rows, progress, should_stop)
+        y = rows["label"].to_numpy() if len(rows) else None
+        return self.problem(Xe, y, lam, {"generated_sets": sorted(set(rows.get("set", [])))})
+
+    def failures_problem(self, lam: float) -> HeadProblem:
+        """:meth:`problem` for the real-failure baseline: the debug_seed failures' own (cached) features."""
+        seed = (self.run.table["split"] == "seed").to_numpy()
+        y = self.run.table["label"].to_numpy()[seed]
+        return self.problem(self.feats["debug"][seed], y, lam, {"extra": "debug_seed failures"})
 
     def predictions(self, ev: Evaluation, method: str) -> pd.DataFrame:
         """Per-image predictions of ``ev`` on the debug failures (seed and heldout halves) and the test set, for
@@ -267,6 +275,22 @@ class ModelContext:
         out.insert(0, "model", self.run.model)
         out["correct"] = out["pred"].to_numpy() == out["label"].to_numpy()
         return out[PREDICTION_COLUMNS]
+
+
+def retrain_all(jobs: list[tuple[ModelContext, HeadProblem]], should_stop=None, progress=None) -> list[Evaluation]:
+    """Retrained heads for (model, problem) pairs, evaluated on each model's debug and test sets, in order.
+
+    The heads are trained by one :func:`core.find.heads.train_heads` call with the models' head config (they
+    must share one): with ``solver="batched"`` every head of a common feature width is minimised in one batched
+    computation (a λ sweep, ours and its baselines, a family in collective debugging); the other solvers,
+    the paper's SGD first, train them one after another exactly as one :meth:`ModelContext.retrain` each would."""
+    if not jobs:
+        return []
+    cfg = jobs[0][0].head_cfg
+    if any(ctx.head_cfg != cfg for ctx, _ in jobs):
+        raise InvalidInputError("Heads retrained together must share one head config; retrain them separately.")
+    heads = train_heads([p for _, p in jobs], cfg, progress=progress, should_stop=should_stop)
+    return [evaluation(h, ctx.run, ctx.feats, ctx.y_test) for (ctx, _), h in zip(jobs, heads)]
 
 
 def result_row(ctx: ModelContext, method: str, cfg: DebugConfig, rows: pd.DataFrame, scores: dict, **extra) -> dict:
@@ -308,16 +332,19 @@ def debug_model(
     total = len(methods) + 1
     before = ctx.before_evaluation()
     rows = [result_row(ctx, "before", cfg, empty, before.scores, **provenance)]
-    evs = [("before", before)]
-    for method, imgs in methods:
-        progress(len(rows), total, f"{ctx.run.model}: retraining ({method})")
+    problems = []
+    for i, (method, imgs) in enumerate(methods):
+        progress(i, total, f"{ctx.run.model}: features for {method}")
         if imgs is None:
-            ev = ctx.retrain_on_failures(cfg.lam, should_stop=should_stop)
-            row = result_row(ctx, method, cfg, empty, ev.scores, **provenance)
-            row["n_real"] = int((ctx.run.table["split"] == "seed").sum())
+            problems.append(ctx.failures_problem(cfg.lam))
         else:
-            ev = ctx.retrain(imgs, cfg.lam, should_stop=should_stop)
-            row = result_row(ctx, method, cfg, imgs, ev.scores, **provenance)
+            problems.append(ctx.generated_problem(imgs, cfg.lam, should_stop=should_stop))
+    progress(total - 1, total, f"{ctx.run.model}: retraining {len(problems)} heads")
+    evs = [("before", before)]
+    for (method, imgs), ev in zip(methods, ctx.retrain_many(problems, should_stop)):
+        row = result_row(ctx, method, cfg, empty if imgs is None else imgs, ev.scores, **provenance)
+        if imgs is None:
+            row["n_real"] = int((ctx.run.table["split"] == "seed").sum())
         rows.append(row)
         evs.append((method, ev))
     if predictions is not None:
@@ -416,6 +443,7 @@ __all__ = [
     "generate_for_modes",
     "select_images",
     "ModelContext",
+    "retrain_all",
     "debug_model",
     "gains",
     "relative_to_individual",

@@ -35,6 +35,9 @@ class Backbone(nn.Module):
         self.weights_id = weights_id  # hash of the weights file, or "random:<seed>"
         self.source = source  # "timm", "open_clip", "packaged", "world"
         self._forward_fn = forward_fn
+        # run in channels_last (NHWC) on CPU during extraction: set where benchmarks/features.py measured it
+        # faster with equal features (core.find.features.forward_layout)
+        self.channels_last = False
         self.eval().requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,7 @@ def lite_backbone(variant: int, *, pretrained: bool = True, weights: str | None 
     from core.models.timm_models import pooled_pre_logits, timm_feature_dim
 
     net: Any = lite_classifier(variant, pretrained=pretrained, weights=weights, seed=seed)  # carries weights_id
-    return Backbone(
+    bb = Backbone(
         net,
         name=f"efficientnet-lite{variant}",
         family=FAMILY,
@@ -114,6 +114,8 @@ def lite_backbone(variant: int, *, pretrained: bool = True, weights: str | None 
         source="packaged",
         forward_fn=pooled_pre_logits,
     )
+    bb.channels_last = True  # depthwise convolutions: NHWC is faster on CPU, features equal (benchmarks/features.py)
+    return bb
 
 
 def _info(variant: int) -> dict:
