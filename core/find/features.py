@@ -77,7 +77,7 @@ def extract_features(
         return cached
 
     device = device or default_device()
-    model = backbone.to(device, memory_format=forward_layout(backbone, device)).eval()
+    model = backbone.to(device).to(memory_format=forward_layout(backbone, device)).eval()
     transform = backbone.transform()
     shards = [(s, min(s + shard_size, ref.n)) for s in range(0, ref.n, shard_size)]
     shard_dir = ref.folder / "shards"

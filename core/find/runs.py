@@ -124,6 +124,10 @@ def _compute(
         )
         before += len(getattr(splits, name))
     ht = splits.head_train
+
+    def head_progress(done: int, total: int, message: str = "") -> None:
+        report(n_images, n_images, message)  # the images are all done: the head is what remains
+
     head = train_head(
         feats["head_train"],
         ht["label"].to_numpy(),
@@ -136,7 +140,7 @@ def _compute(
             "dataset": dataset.key,
             "feature_key": feature_key(backbone, dataset, ht),
         },
-        progress=lambda done, total, message="": report(n_images, n_images, message),
+        progress=head_progress,
         should_stop=should_stop,
     )
     table = failure_table(splits.debug, head.logits(feats["debug"]).numpy(), seed=split_cfg.seed)

@@ -69,7 +69,7 @@ def setup_captions(dataset: DatasetLike) -> dict[str, str]:
     setup build at 12:03: <step>." Kinds and keys: "run"/a run's folder, "assign"/the run's folder, "lists"/the
     lists' content id, "generated"/a set's name, "individual"/the results table's parquet path. An artifact made
     again since (another folder, set, id or table) has no caption."""
-    out = {}
+    out: dict[str, str] = {}
     for entry in setup_record(dataset).values():
         if not entry.get("finished"):
             continue
@@ -156,7 +156,7 @@ def _prepare(prepare: Prepare | None, spec: dict, progress: ProgressFn, should_s
     if prepare is None:
         prepare_dataset(spec, progress=progress, should_stop=should_stop)
     elif "progress" in inspect.signature(prepare).parameters:
-        prepare(spec, progress=progress)
+        prepare(spec, progress=progress)  # type: ignore[call-arg]  # checked just above
     else:
         prepare(spec)
 
