@@ -71,3 +71,11 @@ def test_quality_needs_a_positive_k_and_a_world_with_ground_truth(tiny_world):
         clip_quality(TruthClip(tiny_world), tiny_world, k=0)
     with pytest.raises(InvalidInputError, match="ground-truth"):
         clip_quality(TruthClip(tiny_world), ColourDataset(), pool="val")
+
+
+@pytest.mark.slow
+def test_the_world_clip_names_backgrounds_zero_shot_and_in_text_search(tiny_world, world_clip):
+    q = clip_quality(world_clip, tiny_world)
+    # chance is 1/10 for each; the digit is not read yet (README, "Image sources without a GPU")
+    assert q.background_accuracy >= 0.95, q
+    assert q.search_background_precision >= 0.9, q
