@@ -10,9 +10,10 @@ debug_heldout and test accuracy before debugging and after retraining with ours,
 generated images per class), real_failures (the debug_seed failures' own images) and the oracle (images of the
 model's true worst slices, ours' image count); McNemar's test of ours against each on the same heldout images;
 discovery precision@3 / recall@3 against the true failure slices (``core.describe.discovery``) and CLIP's
-assignment accuracy; λ and k sweeps with Random_debugging at equal image counts; collective debugging types 1
-and 2 per family (type 2 only for the models other than the reference, whose modes it uses). The markdown goes
-to ``--out`` with the command that made it; the issue's targets are checked at the end.
+assignment accuracy; the world CLIP's text-search precision@20 and zero-shot digit/background/colour accuracy on
+val (``core.world.clip_quality``); λ and k sweeps with Random_debugging at equal image counts; collective
+debugging types 1 and 2 per family (type 2 only for the models other than the reference, whose modes it uses).
+The markdown goes to ``--out`` with the command that made it; the issue's targets are checked at the end.
 
 The heads use ``--solver fused`` by default: the paper's SGD steps with the gradient written out (the same head,
 see benchmarks/heads.py); pass ``--solver sgd`` for the reference optimiser.
@@ -51,6 +52,16 @@ def md_table(header: list[str], rows: list[list]) -> str:
 def cell(summary, model: str, method: str, metric: str) -> str:
     s = summary[(summary["model"] == model) & (summary["method"] == method) & (summary["metric"] == metric)]
     return ci(*s[["mean", "ci_low", "ci_high"]].iloc[0]) if len(s) else "—"
+
+
+def clip_line(q: dict) -> str:
+    """The world CLIP's quality on val (``core.world.clip_quality``) in one sentence."""
+    return (
+        f"World CLIP on val ({q['n_images']} images): text-search precision@{q['k']} {q['search_precision']:.3f} "
+        f"(digit right {q['search_digit_precision']:.3f}, background right {q['search_background_precision']:.3f}); "
+        f"zero-shot accuracy digit {q['digit_accuracy']:.3f}, background {q['background_accuracy']:.3f}, "
+        f"colour {q['colour_accuracy']:.3f}."
+    )
 
 
 def render(d: dict) -> str:
@@ -113,6 +124,9 @@ def render(d: dict) -> str:
             [[m] + [cell(summary, m, "ours", c) for c in DISCOVERY] for m in models],
         ),
     ]
+    q = d.get("clip_quality")  # absent in raw tables written before it was measured
+    if q:
+        lines += ["", clip_line(q)]
     lines += ["", "## λ and k sweeps (Random_debugging with the same image count at every point)", ""]
     for what, vals in (("lam", lambdas), ("k", ks)):
         pts = sw[(sw["sweep"] == what) & (sw["method"] != "before")]
@@ -168,6 +182,9 @@ def render(d: dict) -> str:
             [m, "assignment accuracy ≥ 0.8", f"{ours.at['assignment_accuracy', 'mean']:.3f}",
              ours.at["assignment_accuracy", "mean"] >= 0.8],
         ]  # fmt: skip
+    if q:
+        checks.append(["world CLIP", "text-search precision@20 ≥ 0.8", f"{q['search_precision']:.3f}",
+                       q["search_precision"] >= 0.8])  # fmt: skip
     lines += [md_table(["model", "target", "measured", "met"], [[*c[:3], "yes" if c[3] else "no"] for c in checks])]
     return "\n".join(lines) + "\n"
 
@@ -196,6 +213,7 @@ def main() -> None:
     from core.threads import single_thread
     from core.world.backbones import ARCHS, train_world_backbone
     from core.world.clip import train_world_clip
+    from core.world.clip_quality import clip_quality
 
     if a.render_only:
         d = pd.read_pickle(a.render_only)
@@ -212,6 +230,8 @@ def main() -> None:
         for m in models:
             train_world_backbone(m, ds)
         clip = train_world_clip(ds)
+        clip_q = clip_quality(clip, ds).as_dict()
+    print(clip_line(clip_q), flush=True)
     t_setup = time.perf_counter() - t0
     exp = Experiment(ds, DebugConfig(), clip=clip, head_cfg=HeadConfig(solver=a.solver))
 
@@ -236,8 +256,8 @@ def main() -> None:
                 coll.append(relative_to_individual(rows).assign(repeat=s, reference=ms[0]))
     t_rest = time.perf_counter() - t0 - t_setup - t_ind
     d = dict(
-        command=command, dataset=a.dataset, size=a.size, world_seed=a.world_seed, seeds=seeds, models=models, solver=a.solver,
-        times=(t_setup, t_ind, t_rest), rows=rep.rows, predictions=rep.predictions,
+        command=command, dataset=a.dataset, size=a.size, world_seed=a.world_seed, seeds=seeds, models=models,
+        solver=a.solver, times=(t_setup, t_ind, t_rest), clip_quality=clip_q, rows=rep.rows, predictions=rep.predictions,
         sweeps=pd.concat(sweeps, ignore_index=True), rel=pd.concat(coll, ignore_index=True) if coll else pd.DataFrame(),
     )  # fmt: skip
     raw = Path(a.out).with_suffix(".pkl")
