@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.config import HeadConfig, SplitConfig
 from core.errors import InvalidInputError
+from core.executors import ExecutorLike
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
 
@@ -105,10 +106,13 @@ def run_models(
     split: SplitConfig = SplitConfig(),
     head: HeadConfig = HeadConfig(),
     *,
+    executor: ExecutorLike = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> ModelsRun:
-    """Features, linear head and debug failures for each model in turn (each cached, so a rerun resumes)."""
+    """Features, linear head and debug failures for each model in turn (each cached, so a rerun resumes);
+    ``executor="ray"`` extracts the features on Ray Data actor pools (core.executors)."""
+    from core import executors
     from core.find.runs import run_model
 
     if not models:
@@ -122,7 +126,8 @@ def run_models(
         def within(done: int, total: int, message: str = "", i: int = i, m: str = m) -> None:
             report(i, len(models), f"{m}: {message} {done}/{total}")
 
-        runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
+        with executors.use(executor):
+            runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
     report(len(models), len(models), "done")
     return ModelsRun({m: r.summary["accuracy"] for m, r in runs.items()}, runs)
 
