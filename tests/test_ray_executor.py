@@ -150,3 +150,39 @@ def test_local_path_does_not_import_ray():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.getcwd())
     assert done.returncode == 0, done.stderr
+
+
+def test_steps_run_their_work_under_the_executor_they_are_given(tiny_world, monkeypatch):
+    import core.find.runs
+    from core import steps
+
+    seen = []
+
+    class Reached(Exception):
+        pass
+
+    def run_model(*a, **kw):
+        seen.append(executors.current())
+        raise Reached
+
+    monkeypatch.setattr(core.find.runs, "run_model", run_model)
+    for call in (
+        lambda: steps.run_models(tiny_world, ["m"], executor=RAY),
+        lambda: steps.textualize(tiny_world, "m", executor=RAY),
+        lambda: steps.generate(tiny_world, model="m", executor=RAY),
+        lambda: steps.run_models(tiny_world, ["m"]),
+    ):
+        with pytest.raises(Reached):
+            call()
+    assert seen == [RAY, RAY, RAY, ExecutorConfig()]
+    assert executors.current() == ExecutorConfig()  # the scope ends with the step
+
+
+def test_cli_executor_flags_on_run_modes_and_generate():
+    from core.cli import build_parser, executor_cfg, main
+
+    for cmd in (["run", "--models", "m"], ["modes", "--model", "m"], ["generate", "--models", "m"]):
+        a = build_parser().parse_args([*cmd, "--executor", "ray", "--ray-address", "auto"])
+        assert executor_cfg(a) == ExecutorConfig("ray", address="auto")
+        assert executor_cfg(build_parser().parse_args(cmd)) == ExecutorConfig()
+    assert main(["run", "--models", "m", "--ray-address", "auto"]) == 2  # refused before any work: needs --executor ray

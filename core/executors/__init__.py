@@ -23,9 +23,10 @@ _CURRENT: contextvars.ContextVar[ExecutorConfig | None] = contextvars.ContextVar
 
 
 def as_config(executor: ExecutorLike) -> ExecutorConfig:
-    """An :class:`ExecutorConfig` from a config, a name ("local", "ray") or None (the default, local)."""
+    """An :class:`ExecutorConfig` from a config, a name ("local", "ray") or None (the enclosing step's executor,
+    local at the top)."""
     if executor is None:
-        return ExecutorConfig()
+        return current()
     return executor if isinstance(executor, ExecutorConfig) else ExecutorConfig(name=str(executor))
 
 
