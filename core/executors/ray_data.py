@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,13 @@ def connect(cfg: ExecutorConfig, **local: Any) -> None:
     if ray.is_initialized():
         return
     if cfg.address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=cfg.address, logging_level="WARNING")
+        ray.init(address=cfg.address, logging_level=logging.WARNING)
         return
     root = str(Path(__file__).resolve().parents[2])  # the folder holding this process's core/
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": path}}, **local)
+    ray.init(
+        include_dashboard=False, logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": path}}, **local
+    )
 
 
 def _pool(cfg: ExecutorConfig, n_batches: int) -> tuple[Any, float]:
