@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+NICENESS = "RAY_worker_niceness"  # noqa: SIM112 (Ray reads this exact name)
 
 
 def main() -> None:
@@ -31,7 +32,14 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--actors", type=int, help="actors per pool (default: one per GPU, else per CPU)")
     ap.add_argument("--address", help="join this Ray cluster instead of starting one")
+    ap.add_argument(
+        "--ray-niceness",
+        default="0",
+        help="nice value of the Ray workers this script starts (Ray's own default is 15; 0 competes with other "
+        "programs on equal terms with the local executor's process)",
+    )
     a = ap.parse_args()
+    os.environ[NICENESS] = str(a.ray_niceness)  # read by the Ray this script starts
     base = Path(tempfile.mkdtemp(prefix="backdrop-bench-ray-"))
     os.environ["BACKDROP_CACHE"] = str(base / "world")
 

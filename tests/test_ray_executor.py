@@ -22,6 +22,7 @@ from core.errors import InvalidInputError, MissingResourceError
 from core.models.base import Backbone
 
 RAY = ExecutorConfig("ray", actors=2)
+NICENESS = "RAY_worker_niceness"  # noqa: SIM112 (Ray reads this exact name)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,15 @@ def ray_session():
 
     from core.executors.ray_data import connect
 
-    connect(RAY, num_cpus=2)
+    nice = os.environ.get(NICENESS)
+    os.environ[NICENESS] = "0"  # Ray's default 15 starves the actors while other programs run
+    try:
+        connect(RAY, num_cpus=2)
+    finally:
+        if nice is None:
+            os.environ.pop(NICENESS, None)
+        else:
+            os.environ[NICENESS] = nice
     yield
     ray.shutdown()
 

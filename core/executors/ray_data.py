@@ -175,7 +175,7 @@ def extract_shards(
         return
     connect(cfg)
     strategy, gpus = _pool(cfg, len(plan))
-    refs = {"backbone_ref": ray.put(backbone.cpu()), "dataset_ref": ray.put(dataset), "plan_ref": ray.put(plan)}
+    refs = {"backbone_ref": ray.put(_on_cpu(backbone)), "dataset_ref": ray.put(dataset), "plan_ref": ray.put(plan)}
     ds = _dataset(len(plan), ordered=False).map_batches(
         FeatureActor, fn_constructor_kwargs=refs, batch_size=1, compute=strategy, num_cpus=CPUS_PER_ACTOR, num_gpus=gpus
     )
@@ -193,6 +193,14 @@ def extract_shards(
             filled[i] += int(rows.sum())
             if filled[i] == size[i]:
                 yield i, buffers.pop(i)
+
+
+def _on_cpu(module):
+    """``module`` itself when it is on the CPU, else a CPU copy (the caller's model stays where it is)."""
+    import copy
+
+    tensors = [*module.parameters(), *module.buffers()]
+    return module if all(t.device.type == "cpu" for t in tensors) else copy.deepcopy(module).cpu()
 
 
 # -- generation -----------------------------------------------------------------------------------------------
