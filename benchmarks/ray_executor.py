@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-NICENESS = "RAY_worker_niceness"  # noqa: SIM112 (Ray reads this exact name)
+NICENESS = "RAY_worker_niceness"  # Ray reads this exact (lower-case) name
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from core.errors import InvalidInputError, MissingResourceError
 from core.models.base import Backbone
 
 RAY = ExecutorConfig("ray", actors=2)
-NICENESS = "RAY_worker_niceness"  # noqa: SIM112 (Ray reads this exact name)
+NICENESS = "RAY_worker_niceness"  # Ray reads this exact (lower-case) name
 
 
 @pytest.fixture(scope="module")
