@@ -515,6 +515,11 @@ def cmd_generate(a):
     print(table(pd.DataFrame(out)))
 
 
+def _generate_parser(p):
+    _experiment_args(p)
+    executor_args(p)
+
+
 @command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
 def cmd_debug(a):
     _experiment(a, "individual")
@@ -581,7 +586,7 @@ PARSERS = {
     "lists": _lists_parser,
     "modes": _modes_parser,
     "debug": _experiment_args,
-    "generate": lambda p: (_experiment_args(p), executor_args(p)),
+    "generate": _generate_parser,
     "collective": _collective_parser,
     "sweep": _sweep_parser,
 }
