@@ -27,7 +27,15 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import DebugConfig, FilterConfig, GeneratorConfig, HeadConfig, RepeatsConfig, SplitConfig
+from core.config import (
+    DebugConfig,
+    ExecutorConfig,
+    FilterConfig,
+    GeneratorConfig,
+    HeadConfig,
+    RepeatsConfig,
+    SplitConfig,
+)
 from core.datasets.base import ImageDataset
 from core.display import (
     Examples,
@@ -65,6 +73,7 @@ __all__ = [
     "experiment",
     "Experiment",
     "GeneratorConfig",
+    "ExecutorConfig",
     "generate",
     "examples",
     "debug",
@@ -184,9 +193,11 @@ def run_models(
     models: Iterable[str],
     split: SplitConfig = SplitConfig(),
     head: HeadConfig = HeadConfig(),
+    executor: ExecutorConfig | str | None = None,
 ) -> dict:
     """Features, the linear head (the paper's SGD) and the debug-set failure table of each model (cached).
-    Returns model -> run (``.table``, ``.failures``, ``.summary``, ``.family``).
+    Returns model -> run (``.table``, ``.failures``, ``.summary``, ``.family``). ``executor="ray"`` (or an
+    ``ExecutorConfig("ray", address="auto")``) extracts the features on Ray Data actor pools.
 
     >>> runs = bd.run_models(world, ["world-resnet-s", "efficientnet-lite0"])
     >>> runs["world-resnet-s"].summary["accuracy"]        # {'head_train': …, 'debug': …, 'test': …}
@@ -194,7 +205,7 @@ def run_models(
     from core import steps
 
     bar = TqdmProgress("models")
-    out = steps.run_models(dataset, list(models), split, head, progress=bar).runs
+    out = steps.run_models(dataset, list(models), split, head, executor=executor, progress=bar).runs
     bar.close()
     return out
 
@@ -268,10 +279,12 @@ def textualize(
     clip=None,
     split: SplitConfig = SplitConfig(),
     head: HeadConfig = HeadConfig(),
+    executor: ExecutorConfig | str | None = None,
 ):
     """CLIP names the value each debug_seed failure of ``model`` shows; the ``k`` most frequent per class are
     its failure modes. Returns ``.assignments`` (one row per failure), ``.modes``, ``.list_version`` and, on
-    the offline world, ``.accuracy`` of the names against ground truth.
+    the offline world, ``.accuracy`` of the names against ground truth. ``executor="ray"``: CLIP embeddings on
+    Ray Data actor pools.
 
     >>> text = bd.textualize(world, "world-resnet-s")
     >>> text.modes[["class_name", "value", "count"]]
@@ -279,7 +292,7 @@ def textualize(
     from core import steps
 
     bar = TqdmProgress("assigning")
-    out = steps.textualize(dataset, model, attribute, k, split, head, clip=clip, progress=bar)
+    out = steps.textualize(dataset, model, attribute, k, split, head, clip=clip, executor=executor, progress=bar)
     bar.close()
     return out
 
@@ -358,19 +371,20 @@ def experiment(
     return Experiment(dataset, attribute, gen, debug, split, head, clip, filt)
 
 
-def generate(exp: Experiment, model: str):
+def generate(exp: Experiment, model: str, executor: ExecutorConfig | str | None = None):
     """Images for ``model``'s failure modes and as many Random_debugging images (resumable, cached), from the
     experiment's generator (renderer, diffusers, retrieval from a pool, or edits of ``model``'s failures) and
     CLIP-filtered when it asks. Returns counts (``.ours``, ``.random``, ``.dropped`` by the filter), the
     generated sets and the modes the generator could not render (``.skipped``); ``bd.examples(exp, model)``
-    shows the images beside the failures.
+    shows the images beside the failures. ``executor="ray"``: the images (and the features and CLIP embeddings
+    they need) on Ray Data actor pools.
 
     >>> bd.generate(exp, "world-resnet-s").skipped
     """
     from core import steps
 
     bar = TqdmProgress("generating")
-    out = steps.generate(exp.dataset, model=model, progress=bar, **exp.step_args())
+    out = steps.generate(exp.dataset, model=model, executor=executor, progress=bar, **exp.step_args())
     bar.close()
     return out
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from core import steps
 from core.config import (
     DEFAULT_ATTRIBUTE,
+    EXECUTORS,
     DebugConfig,
+    ExecutorConfig,
     FilterConfig,
     GeneratorConfig,
     HeadConfig,
@@ -77,6 +79,24 @@ def model_list(a) -> list[str]:
 def models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", help="model names (see `python -m core models`)")
     p.add_argument("--family", nargs="+", help="every model of these families")
+
+
+def executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("executor")
+    g.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=ExecutorConfig.name,
+        help="where features, CLIP embeddings and images are computed: local (this process) or ray (Ray Data "
+        "actor pools; pip install -e .[ray])",
+    )
+    g.add_argument("--ray-address", help="with --executor ray: the cluster to join (ray.init(address=...)), e.g. auto")
+
+
+def executor_cfg(a) -> ExecutorConfig:
+    if a.ray_address and a.executor != "ray":
+        raise InvalidInputError("--ray-address is the Ray cluster to join: add --executor ray.")
+    return ExecutorConfig(name=a.executor, address=a.ray_address)
 
 
 def table(df) -> str:
@@ -220,7 +240,7 @@ def cmd_run(a):
 
     bar = TqdmProgress("models")
     models = model_list(a)  # flags are checked before the dataset is opened
-    done = steps.run_models(open_ds(a), models, split_cfg(a), head_cfg(a), progress=bar)
+    done = steps.run_models(open_ds(a), models, split_cfg(a), head_cfg(a), executor=executor_cfg(a), progress=bar)
     bar.close()
     rows = [
         {
@@ -239,6 +259,7 @@ def cmd_run(a):
 def _run_parser(p):
     models_args(p)
     splits_args(p)
+    executor_args(p)
 
 
 @command("failures", "per-class failure counts of one model (after `run`)")
@@ -374,7 +395,14 @@ def _lists_parser(p):
 @command("modes", "CLIP names each debug_seed failure's value; print the k failure modes per class")
 def cmd_modes(a):
     text = steps.textualize(
-        open_ds(a), a.model, a.attribute, a.k, split_cfg(a), head_cfg(a), progress=TqdmProgress("assigning")
+        open_ds(a),
+        a.model,
+        a.attribute,
+        a.k,
+        split_cfg(a),
+        head_cfg(a),
+        executor=executor_cfg(a),
+        progress=TqdmProgress("assigning"),
     )
     for warning in text.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -397,6 +425,7 @@ def _modes_parser(p):
     p.add_argument("-k", type=int, default=DEBUG.k_modes, help=f"failure modes per class (paper: {DEBUG.k_modes})")
     p.add_argument("--csv", help="also write every assignment to this CSV file")
     splits_args(p)
+    executor_args(p)
 
 
 # -- mitigation (paper §4.3, §5.3) -----------------------------------------------------------------------------
@@ -532,11 +561,16 @@ def cmd_generate(a):
     models, ds, out = model_list(a), open_ds(a), []
     for m in models:
         bar = TqdmProgress(m)
-        g = steps.generate(ds, model=m, progress=bar, **fix_configs(a))
+        g = steps.generate(ds, model=m, executor=executor_cfg(a), progress=bar, **fix_configs(a))
         bar.close()
         row = {"model": m, "ours": g.ours, "random": g.random, "sets": ", ".join(g.sets), "skipped": g.skipped}
         out.append(row | ({"dropped by filter": g.dropped} if a.filter else {}))
     print(table(pd.DataFrame(out)))
+
+
+def _generate_parser(p):
+    _experiment_args(p)
+    executor_args(p)
 
 
 @command("debug", "individual debugging vs Random_debugging for each model (paper Table 2)")
@@ -612,7 +646,7 @@ PARSERS = {
     "lists": _lists_parser,
     "modes": _modes_parser,
     "debug": _debug_parser,
-    "generate": _experiment_args,
+    "generate": _generate_parser,
     "collective": _collective_parser,
     "sweep": _sweep_parser,
 }
@@ -646,6 +680,8 @@ def check_args(a) -> None:
 
     if getattr(a, "seed", None) is not None:
         validate.seed("Dataset seed (--seed)", a.seed)
+    if hasattr(a, "executor"):
+        executor_cfg(a)
     if hasattr(a, "per_class"):
         SplitConfig(head_train_per_class=a.per_class, seed=a.split_seed)
     if hasattr(a, "images_per_mode"):

@@ -140,6 +140,28 @@ class RepeatsConfig:
         _set(self, "alpha", validate.number("Significance level α", self.alpha, 1e-6, 0.5))
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where feature extraction, CLIP assignment and generation run: ``local`` (this process) or ``ray`` (Ray Data
+    ``map_batches`` over actor pools, one model per actor; ``pip install -e .[ray]``). Both write the same cache."""
+
+    name: str = "local"
+    address: str | None = None  # ray: ray.init(address=...): "auto", "ray://head:10001"; None: $RAY_ADDRESS or local
+    actors: int | None = None  # ray: actors per model; None: one per GPU of the cluster, else one per CPU
+    gpus_per_actor: float | None = None  # ray: None: 1 when the cluster has GPUs, else 0
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise InvalidInputError(f"Unknown executor {self.name!r}; choose {' or '.join(EXECUTORS)}.")
+        if self.actors is not None:
+            _set(self, "actors", validate.whole("Ray actors", self.actors, 1, 10_000))
+        if self.gpus_per_actor is not None:
+            _set(self, "gpus_per_actor", validate.number("GPUs per actor", self.gpus_per_actor, 0.0, 64.0))
+
+
 def to_dict(cfg) -> dict:
     return asdict(cfg)
 

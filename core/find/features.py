@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import store
+from core import executors, store
 from core.datasets.base import ImageDataset, TorchView
 from core.device import default_device
 from core.errors import BackdropError
@@ -76,31 +76,41 @@ def extract_features(
         progress(ref.n, ref.n, f"features {backbone.name}: cached")
         return cached
 
-    device = device or default_device()
-    model = backbone.to(device).to(memory_format=forward_layout(backbone, device)).eval()
-    transform = backbone.transform()
     shards = [(s, min(s + shard_size, ref.n)) for s in range(0, ref.n, shard_size)]
     shard_dir = ref.folder / "shards"
-    done = 0
     with store.lock(ref.folder / "extract"):
         cached = load_cached(ref)  # another process may have finished while we waited for the lock
         if cached is not None:
             return cached
         store.remove_orphan_temps(ref.folder)  # a killed extraction's unfinished shard or merge writes
-        for i, (start, stop) in enumerate(shards):
-            shard_file = shard_dir / f"{i:05d}.npy"
-            if store.load_npy(shard_file, mmap=True, shape=(stop - start, ref.dim)) is None:
-                arr = _run_shard(
-                    model,
-                    TorchView(dataset, df.iloc[start:stop], transform),
-                    batch_size,
-                    num_workers,
-                    device,
-                    lambda k, base=done: progress(base + k, ref.n, f"features {backbone.name}"),
-                    should_stop,
-                )
-                store.save_npy(shard_file, arr)
-            done = stop
+        missing = [
+            (i, start, stop)
+            for i, (start, stop) in enumerate(shards)
+            if store.load_npy(shard_dir / f"{i:05d}.npy", mmap=True, shape=(stop - start, ref.dim)) is None
+        ]
+        done = ref.n - sum(stop - start for _, start, stop in missing)
+        ex = executors.current()
+        if ex.name == "ray":
+            computed = executors.ray_backend().extract_shards(
+                backbone, dataset, df, missing, batch_size, ex, should_stop
+            )
+        else:
+            device = device or default_device()
+            computed = _local_shards(
+                backbone.to(device).to(memory_format=forward_layout(backbone, device)).eval(),
+                backbone.transform(),
+                dataset,
+                df,
+                missing,
+                batch_size,
+                num_workers,
+                device,
+                lambda k: progress(done + k, ref.n, f"features {backbone.name}"),
+                should_stop,
+            )
+        for i, arr in computed:
+            store.save_npy(shard_dir / f"{i:05d}.npy", arr)
+            done += len(arr)
             progress(done, ref.n, f"features {backbone.name}")
         _merge(ref, [shard_dir / f"{i:05d}.npy" for i in range(len(shards))])
     merged = load_cached(ref)
@@ -117,6 +127,13 @@ def forward_layout(backbone: Backbone, device: str | torch.device = "cpu") -> to
     for it (measured faster there with equal features, benchmarks/features.py), else the default."""
     on_cpu = torch.device(device).type == "cpu"
     return torch.channels_last if on_cpu and getattr(backbone, "channels_last", False) else torch.contiguous_format
+
+
+def _local_shards(model, transform, dataset, df, missing, batch_size, num_workers, device, report, should_stop):
+    """(shard index, features) for each missing (index, start, stop), computed in this process."""
+    for i, start, stop in missing:
+        view = TorchView(dataset, df.iloc[start:stop], transform)
+        yield i, _run_shard(model, view, batch_size, num_workers, device, report, should_stop)
 
 
 def _run_shard(model, view: TorchView, batch_size: int, num_workers: int, device: str, report, should_stop):

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from core.config import DEFAULT_ATTRIBUTE, DebugConfig, HeadConfig, SplitConfig
+from core.executors import ExecutorLike
 from core.progress import ProgressFn, StopFn
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
 
@@ -69,17 +70,21 @@ def textualize(
     head: HeadConfig = HeadConfig(),
     *,
     clip: Any = None,
+    executor: ExecutorLike = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Textualized:
     """CLIP names the value each debug_seed failure shows (over the curated lists); the k most frequent values
-    per class are the model's failure modes. ``clip`` None: the dataset's default CLIP."""
+    per class are the model's failure modes. ``clip`` None: the dataset's default CLIP. ``executor="ray"``
+    computes the model's features and the CLIP image embeddings on Ray Data actor pools (core.executors)."""
+    from core import executors
     from core.describe import textualize as tx
     from core.find.runs import run_model
 
     ds = open_ds(dataset)
-    run = run_model(ds, model, split, head, should_stop=should_stop)
-    text = tx.textualize(ds, run, k=k, attribute=attribute, clip=clip, progress=progress, should_stop=should_stop)
+    with executors.use(executor):
+        run = run_model(ds, model, split, head, should_stop=should_stop)
+        text = tx.textualize(ds, run, k=k, attribute=attribute, clip=clip, progress=progress, should_stop=should_stop)
     acc = found = None
     if attribute in getattr(ds, "attributes", ()):
         from core.describe.assign import score_assignments

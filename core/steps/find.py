@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.config import HeadConfig, SplitConfig
 from core.errors import InvalidInputError
+from core.executors import ExecutorLike
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
 
@@ -105,10 +106,13 @@ def run_models(
     split: SplitConfig = SplitConfig(),
     head: HeadConfig = HeadConfig(),
     *,
+    executor: ExecutorLike = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> ModelsRun:
-    """Features, linear head and debug failures for each model in turn (each cached, so a rerun resumes)."""
+    """Features, linear head and debug failures for each model in turn (each cached, so a rerun resumes);
+    ``executor="ray"`` extracts the features on Ray Data actor pools (core.executors)."""
+    from core import executors
     from core.find.runs import run_model
 
     if not models:
@@ -128,7 +132,8 @@ def run_models(
                 f"{m} ({i + 1}/{n}): {message} {done:,}/{total:,} images",
             )
 
-        runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
+        with executors.use(executor):
+            runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
     report(n * 1000, n * 1000, "done")
     return ModelsRun({m: r.summary["accuracy"] for m, r in runs.items()}, runs)
 

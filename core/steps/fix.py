@@ -18,6 +18,7 @@ from core.config import (
     SplitConfig,
 )
 from core.errors import InvalidInputError
+from core.executors import ExecutorLike
 from core.progress import ProgressFn, StopFn
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
 from core.steps.describe import textualize
@@ -86,34 +87,38 @@ def generate(
     head: HeadConfig = HeadConfig(),
     clip: Any = None,
     clip_filter: FilterConfig | None = None,
+    executor: ExecutorLike = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Generated:
     """Images for failure modes ({class_name, label, value} rows, best first per class; or, with ``model`` alone,
     its top ``debug.k_modes`` modes) and as many Random_debugging images per class, into the shared generated sets
     that retraining, sweeps and collective debugging reuse. With both, the modes are the given ones and ``model``
-    is the model whose debug_seed failures the edits generator edits."""
+    is the model whose debug_seed failures the edits generator edits. ``executor="ray"`` runs the feature
+    extraction, CLIP assignment and generation on Ray Data actor pools (core.executors)."""
+    from core import executors
     from core.fix.experiments import skipped_modes
     from core.fix.mitigate import generate_for_modes
 
     ds = open_ds(dataset)
-    if modes is None:
-        if model is None:
-            raise InvalidInputError("Generate for given failure modes or for a model's modes: give one of the two.")
-        modes = textualize(
-            ds, model, attribute, debug.k_modes, split, head, clip=clip, progress=progress, should_stop=should_stop
-        ).modes
-    ours, rand = generate_for_modes(
-        ds,
-        pd.DataFrame(modes),
-        make_generator(ds, generator, model, split, head),
-        debug,
-        attribute=attribute,
-        clip_filter=clip_filter,
-        clip=clip,
-        progress=progress,
-        should_stop=should_stop,
-    )
+    with executors.use(executor):
+        if modes is None:
+            if model is None:
+                raise InvalidInputError("Generate for given failure modes or for a model's modes: give one of the two.")
+            modes = textualize(
+                ds, model, attribute, debug.k_modes, split, head, clip=clip, progress=progress, should_stop=should_stop
+            ).modes
+        ours, rand = generate_for_modes(
+            ds,
+            pd.DataFrame(modes),
+            make_generator(ds, generator, model, split, head),
+            debug,
+            attribute=attribute,
+            clip_filter=clip_filter,
+            clip=clip,
+            progress=progress,
+            should_stop=should_stop,
+        )
     sets = sorted(set(ours.get("set", [])) | set(rand.get("set", [])))
     dropped = sum(r["dropped"] for r in ours.attrs.get("filtered", []))
     return Generated(len(ours), len(rand), sets, skipped_modes(ours), dropped)

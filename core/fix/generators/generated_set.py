@@ -24,7 +24,7 @@ from filelock import Timeout
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from core import store, validate
+from core import executors, store, validate
 from core.datasets.base import ImageDataset
 from core.errors import BackdropError, InvalidInputError
 from core.fix.generators.base import Generator, GenSpec
@@ -298,39 +298,23 @@ def generate_set(
             else:
                 pending.append((spec, i, s))
         total, done = len(slots), len(slots) - len(pending)
+        ex = executors.current()
         if pending:
-            generator.prepare()
+            if ex.name != "ray":  # ray: each actor loads the weights (prepare) itself
+                generator.prepare()
             generator.begin(pending, existing)
         if meta is None:
             store.save_json(root / "set.json", {**want, "schema": SET_SCHEMA, "created_at": _now()})
         _append_rows(root, adopted)
         progress(done, total, f"Generating {set_name}")
 
+        if ex.name == "ray":
+            made = executors.ray_backend().generated_batches(generator, pending, batch_size, ex, should_stop)
+        else:
+            made = _local_batches(generator, pending, batch_size, should_stop, set_name, total - len(pending), total)
         rows: list[dict] = []
         try:
-            for start in range(0, len(pending), batch_size):
-                check_stop(should_stop)
-                batch = pending[start : start + batch_size]
-                specs = [b[0] for b in batch]
-                try:
-                    images = generator.generate_batch(
-                        [sp.prompt for sp in specs], [b[2] for b in batch], specs, should_stop
-                    )
-                except BackdropError:
-                    raise
-                except Exception as e:
-                    hint = " Lower the batch size." if "out of memory" in str(e).lower() else ""
-                    raise GenerationError(
-                        f"The {generator.name} generator failed on {specs[0].class_name!r} · {specs[0].value!r} after "
-                        f"{done} of {total} images of set {set_name!r}: {type(e).__name__}: {e}.{hint} The finished "
-                        "images are kept; run again to resume."
-                    ) from e
-                if len(images) != len(batch):
-                    raise GenerationError(
-                        f"The {generator.name} generator returned {len(images)} images for "
-                        f"{len(batch)} prompts; finished images are kept."
-                    )
-                infos = list(generator.last_info) + [{}] * (len(batch) - len(generator.last_info))
+            for batch, images, infos in made:
                 for (spec, i, s), img, info in zip(batch, images, infos):
                     info = dict(info or {})
                     dropped = info.pop("dropped_reason", None)
@@ -361,6 +345,39 @@ def generate_set(
             with contextlib.suppress(OSError):  # the images are on disk; the next run adopts them from their names
                 _append_rows(root, rows)
     return GeneratedSet(set_name)
+
+
+def _local_batches(
+    generator: Generator,
+    pending: list,
+    batch_size: int,
+    should_stop: StopFn | None,
+    set_name: str,
+    done: int,
+    total: int,
+):
+    """(slots, images, infos) per batch of ``pending``, made in this process."""
+    for start in range(0, len(pending), batch_size):
+        check_stop(should_stop)
+        batch = pending[start : start + batch_size]
+        specs = [b[0] for b in batch]
+        try:
+            images = generator.generate_batch([sp.prompt for sp in specs], [b[2] for b in batch], specs, should_stop)
+        except BackdropError:
+            raise
+        except Exception as e:
+            hint = " Lower the batch size." if "out of memory" in str(e).lower() else ""
+            raise GenerationError(
+                f"The {generator.name} generator failed on {specs[0].class_name!r} · {specs[0].value!r} after "
+                f"{done + start} of {total} images of set {set_name!r}: {type(e).__name__}: {e}.{hint} The finished "
+                "images are kept; run again to resume."
+            ) from e
+        if len(images) != len(batch):
+            raise GenerationError(
+                f"The {generator.name} generator returned {len(images)} images for "
+                f"{len(batch)} prompts; finished images are kept."
+            )
+        yield batch, images, list(generator.last_info) + [{}] * (len(batch) - len(generator.last_info))
 
 
 # ---- reading, deleting, exporting ---------------------------------------------------------------------
