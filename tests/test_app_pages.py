@@ -119,10 +119,11 @@ def _classes():
 
 
 def _runs():
-    from core.find.runs import list_runs
+    """The run per model the pages show (the newest with the default split and head settings)."""
+    from core.find.runs import latest_runs
     from core.workspace import open_dataset
 
-    return list_runs(open_dataset(TINY))
+    return list(latest_runs(open_dataset(TINY)).values())
 
 
 def _failures(summary):

@@ -137,6 +137,28 @@ def test_latest_runs_keeps_the_newest_run_per_model(fresh_cache):
     assert runs["m1"]["folder"].endswith("/m1/new") and runs["m2"]["folder"].endswith("/m2/only")
 
 
+def test_latest_runs_prefers_the_default_settings_over_a_newer_run_with_other_ones(fresh_cache):
+    import os
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from core import store
+    from core.config import HeadConfig, SplitConfig
+    from core.find.runs import latest_runs
+
+    ds = SimpleNamespace(key="ds-key")
+    default = {"split_config": asdict(SplitConfig()), "head_config": asdict(HeadConfig())}
+    reseeded = {"split_config": asdict(SplitConfig(seed=1)), "head_config": asdict(HeadConfig())}
+    made = [("m1", "default", default), ("m1", "reseeded", reseeded), ("m2", "reseeded", reseeded)]
+    for i, (model, key, cfg) in enumerate(made):  # in this order, so m1's reseeded run is the newer
+        path = store.save_json(fresh_cache / "runs" / "ds-key" / model / key / "summary.json", {"model": model, **cfg})
+        os.utime(path, (1000 + i, 1000 + i))
+    runs = latest_runs(ds)
+    assert runs["m1"]["folder"].endswith("/m1/default"), "a repeat's run does not replace the one the pages show"
+    assert runs["m2"]["folder"].endswith("/m2/reseeded"), "a model with only other settings still shows"
+    assert latest_runs(ds, SplitConfig(seed=1))["m1"]["folder"].endswith("/m1/reseeded")
+
+
 @pytest.mark.parametrize("m,n", [(1, 1), (3, 63), (7, 64), (9, 1000), (13, 4097)])
 def test_packed_popcount_intersections_equal_a_matrix_product(m, n):
     rng = np.random.default_rng(m * n)

@@ -236,9 +236,17 @@ def list_runs(dataset: ImageDataset) -> list[dict]:
     return sorted(out, key=lambda s: -s["mtime"])
 
 
-def latest_runs(dataset: ImageDataset) -> dict[str, dict]:
-    """The newest finished run per model: model -> run summary (with its ``folder`` and ``mtime``)."""
-    out: dict[str, dict] = {}
-    for s in list_runs(dataset):  # newest first
-        out.setdefault(s["model"], s)
-    return out
+def latest_runs(
+    dataset: ImageDataset, split_cfg: SplitConfig = SplitConfig(), head_cfg: HeadConfig = HeadConfig()
+) -> dict[str, dict]:
+    """The run the app shows per model: model -> run summary (with its ``folder`` and ``mtime``). That is the
+    newest finished run with these split and head settings (the defaults, which the pages' experiments use), so
+    a run made with other settings (a repeat's split seed, a CLI run with ``--split-seed``) does not replace it;
+    a model that has runs only with other settings shows its newest one."""
+    wanted = (asdict(split_cfg), asdict(head_cfg))
+    runs = list_runs(dataset)  # newest first
+    same: dict[str, dict] = {}
+    other: dict[str, dict] = {}
+    for s in runs:
+        (same if (s.get("split_config"), s.get("head_config")) == wanted else other).setdefault(s["model"], s)
+    return {m: same.get(m) or other[m] for m in dict.fromkeys(s["model"] for s in runs)}
