@@ -165,9 +165,14 @@ def test_failures_show_the_values_clip_assigned(assigned_world):
     assert sorted(choices) == sorted(map(str, seed["value"].unique()))
 
 
-def test_generate_runs_the_renderer_and_deletes(assigned_world):
+def test_generate_runs_the_renderer_and_deletes(assigned_world, default_settings):
+    from core.config import DebugConfig
     from core.fix.generators import GeneratedSet
+    from core.settings import WorkspaceSettings, save_settings
 
+    # Its own generation seed: the image it deletes stays deleted (as a user's would), in a set of its own rather
+    # than the session's shared one that other tests count images in.
+    save_settings(TINY, WorkspaceSettings(debug=DebugConfig(seed=5)))
     at = open_page("pages/generate.py")
     assert problems(at) == []
     at.number_input(key="gen-n").set_value(2).run()

@@ -33,14 +33,18 @@ def roots(tmp_path_factory) -> dict[str, Path]:
 
 
 def build(name: str, roots: dict[str, Path]):
-    kwargs = {"scenes-mnist": {"size": "tiny"}}.get(name, {"root": roots.get(name)})
+    kwargs = {"scenes-mnist": {"size": "tiny"}, "scenes-mnist-open": {"size": "tiny"}}.get(
+        name, {"root": roots.get(name)}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skipped-file warning has its own test
         return create_dataset(name, **kwargs)
 
 
 def test_every_registered_dataset_is_covered():
-    assert list_datasets() == sorted(["scenes-mnist", "cifar10", "cifar100", "imagenet", "imagefolder"])
+    assert list_datasets() == sorted(
+        ["scenes-mnist", "scenes-mnist-open", "cifar10", "cifar100", "imagenet", "imagefolder"]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

@@ -78,7 +78,7 @@ def test_downloaded_notebooks_reproduce_the_failures_and_overlap_pages(populated
     page_failures = int((runs[0].failures["label"] == ds.classes.index(cls)).sum())
 
     ov = analysis_notebook("overlap", TINY, models)
-    ov.cells.append(new_code_cell("print('IOU=' + iou.to_json())"))
+    ov.cells.append(new_code_cell("print('IOU=' + iou.to_json(double_precision=15))"))
     fa = analysis_notebook("failures", TINY, models[:1], true_classes=[cls])
     fa.cells.append(new_code_cell("print('N=' + str(len(fails)))"))
     outs = {}

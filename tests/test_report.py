@@ -51,9 +51,12 @@ def world_report(results_world, tmp_path_factory):
     ds = open_dataset(TINY)
     path = tmp_path_factory.mktemp("report") / "report.html"
     assert main(["report", "--size", "tiny", "--out", str(path)]) == 0
-    model = results_world.models[0]
-    _, meta = list_results(ds.key)["individual"]
-    return path, model, examples_of(ds, model, **settings_of(meta))
+    df, meta = list_results(ds.key)["individual"]  # the newest saved before/after table, one model or more
+    versions = [str(v) for v in df["list_version"].dropna().unique()]
+    models = list(dict.fromkeys(df["model"]))
+    assert models, "the saved table names the models it debugged"
+    examples = [e for m in models for e in examples_of(ds, m, list_versions=versions, **settings_of(meta))]
+    return path, models[0], examples
 
 
 @pytest.mark.slow
