@@ -51,7 +51,8 @@ def world_report(results_world, tmp_path_factory):
     ds = open_dataset(TINY)
     path = tmp_path_factory.mktemp("report") / "report.html"
     assert main(["report", "--size", "tiny", "--out", str(path)]) == 0
-    df, meta = list_results(ds.key)["individual"]  # the newest saved before/after table, one model or more
+    table, meta = list_results(ds.key)["individual"]  # the newest saved before/after table, one model or more
+    df = pd.read_parquet(table)
     versions = [str(v) for v in df["list_version"].dropna().unique()]
     models = list(dict.fromkeys(df["model"]))
     assert models, "the saved table names the models it debugged"
