@@ -184,7 +184,7 @@ def test_embedding_map_draws_and_its_lasso_filters_the_gallery(browser, app_url,
     page_ready = time.perf_counter()
     page.get_by_text("Embedding map:", exact=False).click()
     settle(page)
-    if page.get_by_role("button", name="Make the map").count():  # not made by an earlier test of this session
+    if page.get_by_role("button", name="Make the map").count():  # not made by an earlier test in this pytest run
         page.get_by_role("button", name="Make the map").click()
         page.locator(ATLAS_FRAME).wait_for(timeout=120_000)  # the map replaces its job's panel when done
         settle(page)
