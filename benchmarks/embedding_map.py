@@ -135,7 +135,7 @@ def one_load(browser, url: str) -> dict:
         lassoed = time.perf_counter()
         ours = wait_for_selection(page, timeout=120)
         done = time.perf_counter()
-        log = next((w for f in page.frames if (w := f.evaluate("() => window.__mapWorkerLog || null")) is not None), [])
+        log = max((f.evaluate("() => window.__mapWorkerLog || []") for f in page.frames), key=len)
         return {
             "first_points_s": drawn - start,
             "lasso_round_trip_s": done - lassoed,
