@@ -1,7 +1,8 @@
 """The Failures page's embedding map on its own, over a synthetic debug set (served by benchmarks/embedding_map.py).
 
 The same widget (ui.atlas), points (core.find.embedding.map_points, drawn_points), selection
-(core.find.embedding.ids_in_selection) and gallery filter (ui.tables.select_rows) as pages/failures.py, cached the
+(core.find.embedding.ids_in_selection, core.find.failures.among) and gallery filter (ui.tables.select_rows) as
+pages/failures.py, cached the
 way ui/data.py caches them (st.cache_resource: no copy per rerun); the points are BENCH_MAP_POINTS random images in
 ten Gaussian clusters, 30% of them failures. BENCH_MAP_FRAME=all sends the widget every column of map_points (image
 ids included, as before drawn_points existed), =drawn (default) what the app sends.
@@ -18,6 +19,7 @@ import streamlit as st
 
 from benchmarks.embedding_map import synthetic_points, widget_frame
 from core.find.embedding import ids_in_selection
+from core.find.failures import among
 from ui.atlas import embedding_atlas
 from ui.tables import select_rows
 
@@ -37,7 +39,7 @@ predicate = embedding_atlas(drawn, key="bench-atlas", text="true class")
 ids = None
 if predicate:
     ids = ids_in_selection(pts, predicate)
-    n_fail = int(fails["image_id"].isin(ids).sum())
+    n_fail = int(among(fails["image_id"], ids).sum())
     st.caption(f"{len(ids):,} points selected on the map, {n_fail:,} of them failures.")
 sel = select_rows(fails, ids=ids)
 st.caption(f"Gallery: {len(sel):,} failures")
