@@ -2,9 +2,9 @@
 
 The same widget (ui.atlas), points (core.find.embedding.map_points, drawn_points), selection
 (core.find.embedding.ids_in_selection, core.find.failures.among) and gallery filter (ui.tables.select_rows) as
-pages/failures.py, cached the
-way ui/data.py caches them (st.cache_resource: no copy per rerun); the points are BENCH_MAP_POINTS random images in
-ten Gaussian clusters, 30% of them failures. BENCH_MAP_FRAME=all sends the widget every column of map_points (image
+pages/failures.py, cached the way ui/data.py caches them (st.cache_resource: no copy per rerun); the points are
+BENCH_MAP_POINTS random images in ten Gaussian clusters, 30% of them failures
+(benchmarks.embedding_map.synthetic_points). BENCH_MAP_FRAME=all sends the widget every column of map_points (image
 ids included, as before drawn_points existed), =drawn (default) what the app sends.
 """
 
