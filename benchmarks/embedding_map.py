@@ -171,9 +171,12 @@ def main(argv=None) -> None:
             points = synthetic_points(n)[0]
             for frame in a.frames:
                 rerun_s, size = server_side(widget_frame(points, frame))
-                cache = Path(tempfile.mkdtemp(prefix="backdrop-bench-map-"))
                 env = {"BENCH_MAP_POINTS": str(n), "BENCH_MAP_FRAME": frame}
-                with serve_app(cache, {}, script=ROOT / "benchmarks" / "embedding_map_page.py", env=env) as url:
+                page = ROOT / "benchmarks" / "embedding_map_page.py"
+                with (
+                    tempfile.TemporaryDirectory(prefix="backdrop-bench-map-") as cache,  # the widget's copy: 78 MB
+                    serve_app(Path(cache), {}, script=page, env=env) as url,
+                ):
                     runs = [one_load(browser, url) for _ in range(a.repeats)]
                 print(
                     f"{n:>9,} points, {frame:>5} columns: widget data {size / 1e6:5.1f} MB, server-side per rerun "
