@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InvalidInputError
-from core.find.embedding import ids_in_selection, map_points, project
+from core.find.embedding import drawn_points, ids_in_selection, map_points, project
 
 
 def _points(n: int = 5000, seed: int = 0) -> pd.DataFrame:
@@ -73,6 +73,22 @@ def test_map_points_carry_outcome_and_names_in_the_map_order():
     assert got["x"].dtype == np.float32
     row = got.set_index("image_id").loc["val/000000"]  # the table's last row
     assert (row["true class"], row["predicted"], row["outcome"]) == ("two", "zero", "failure")
+
+
+def test_the_widget_gets_no_image_ids_and_its_selection_maps_back_to_them():
+    pts = _points(200)
+    table = pd.DataFrame(
+        {"image_id": pts["image_id"], "label": 0, "pred": [0, 1] * 100, "correct": [True, False] * 100, "split": "seed"}
+    )
+    points = map_points(pts, table, ["zero", "one"])
+    drawn = drawn_points(points)
+    assert list(drawn.columns) == ["x", "y", "true class", "predicted", "outcome", "half"]
+    assert drawn["x"].dtype == np.float32 and len(drawn) == len(points)
+    # a condition over the drawn columns and the row number selects the same rows of the frame that has the ids
+    got = ids_in_selection(points, '"x" > 0 AND "outcome" = \'failure\' AND __row_index__ < 150')
+    x = drawn["x"].to_numpy()
+    want = [points["image_id"][i] for i in range(150) if x[i] > 0 and drawn["outcome"][i] == "failure"]
+    assert len(want) > 10 and list(got) == want
 
 
 def test_an_unknown_projection_is_refused():

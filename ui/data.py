@@ -23,6 +23,7 @@ from core.datasets.base import ImageDataset
 from core.describe import textualize
 from core.find.embedding import (
     available_methods,
+    drawn_points,
     embedding_map_path,
     ids_in_selection,
     load_embedding_map,
@@ -115,10 +116,16 @@ def projection_methods() -> list[str]:
     return available_methods()
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _drawn(summary_key: str, method: str, mtime: float, classes: tuple[str, ...]) -> pd.DataFrame | None:
+    points = _map(summary_key, method, mtime, classes)
+    return None if points is None else drawn_points(points)
+
+
 def embedding_points(summary: dict, classes: list[str], method: str = "pca") -> pd.DataFrame | None:
-    """What the run's embedding map draws (core.find.embedding.map_points), or None until the embedding_map job
-    has made the projection."""
-    return _map(_map_key(summary), method, _mtime(embedding_map_path(summary, method)), tuple(classes))
+    """What the run's embedding map widget receives (core.find.embedding.drawn_points: no image ids), or None until
+    the embedding_map job has made the projection; ``map_selection`` maps its selections back to image ids."""
+    return _drawn(_map_key(summary), method, _mtime(embedding_map_path(summary, method)), tuple(classes))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

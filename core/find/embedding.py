@@ -22,6 +22,9 @@ from core.progress import ProgressFn, StopFn
 
 METHODS = ("pca", "umap")
 ROW = "__row_index__"  # the row number the map widget adds to the points it draws; selections may use it
+# the columns of map_points the widget receives: image_id stays on the server (200,000 distinct strings are a fifth of
+# what the browser receives and loads at that size); a selection comes back as a condition over these and ROW
+DRAWN = ("x", "y", "true class", "predicted", "outcome", "half")
 
 
 def available_methods() -> list[str]:
@@ -119,9 +122,15 @@ def map_points(points: pd.DataFrame, table: pd.DataFrame, classes: list[str]) ->
     )
 
 
+def drawn_points(points: pd.DataFrame) -> pd.DataFrame:
+    """What the map widget receives of ``points`` (map_points' frame): the DRAWN columns, in the same row order, so
+    ``ids_in_selection(points, predicate)`` maps the widget's selection back to image ids."""
+    return points[[c for c in DRAWN if c in points]]
+
+
 def ids_in_selection(points: pd.DataFrame, predicate: str) -> np.ndarray:
-    """image_ids of the rows of ``points`` (the frame the map drew) inside a selection the map widget reported as
-    an SQL predicate over those columns and ``__row_index__`` (the row number).
+    """image_ids of the rows of ``points`` (map_points' frame, whose ``drawn_points`` the map drew) inside a
+    selection the map widget reported as an SQL predicate over those columns and ``__row_index__`` (the row number).
 
     The predicate runs in an in-process DuckDB with file and network access switched off, so a selection can only
     read ``points``."""
