@@ -110,6 +110,30 @@ class Recorder:
         return problems, [e for _, es in self.calls for e in es]
 
 
+class WorkCounter:
+    """Counts the batched solver's work: rows × heads per evaluation of the objective and its gradient, summed (one
+    SGD epoch of one head costs its rows in the same units: a forward and a gradient matmul per row)."""
+
+    def __enter__(self):
+        from core.find import batched_heads
+
+        self.rows = 0
+        self._real = real = batched_heads.objective_and_grad
+
+        def counting(theta, blocks, heads, weight_decay):
+            wanted = set(heads.tolist())
+            self.rows += sum(len(b.y) * sum(h in wanted for h in b.heads.tolist()) for b in blocks)
+            return real(theta, blocks, heads, weight_decay)
+
+        batched_heads.objective_and_grad = counting
+        return self
+
+    def __exit__(self, *exc):
+        from core.find import batched_heads
+
+        batched_heads.objective_and_grad = self._real
+
+
 def timed_sweep(run_sweep, cfg) -> tuple[float, list, list, list[str], int]:
     """Run ``run_sweep(cfg)`` (which retrains through ModelContext); its time, problems, evaluations, the method
     of each head (ours / random, in the sweep's order) and the number of retrain_many calls."""
@@ -132,7 +156,11 @@ def compare(name: str, run_sweep, heldout, test, ref_fraction: float, longer_ref
     fast_cfg = HeadConfig(solver="batched")
     t_ref, problems, ref, labels, _ = timed_sweep(run_sweep, ref_cfg)
     t_ref *= HeadConfig().epochs / ref_cfg.epochs
-    t_fast, problems_fast, fast, _, calls = timed_sweep(run_sweep, fast_cfg)
+    with WorkCounter() as work:
+        t_fast, problems_fast, fast, _, calls = timed_sweep(run_sweep, fast_cfg)
+    ref_work = HeadConfig().epochs * sum(
+        len(p.y) + (len(p.y_extra) if p.lam > 0 and p.y_extra is not None else 0) for p in problems
+    )
     assert [p.lam for p in problems] == [p.lam for p in problems_fast]
     full = ref_cfg.epochs == HeadConfig().epochs
     print(
@@ -167,7 +195,8 @@ def compare(name: str, run_sweep, heldout, test, ref_fraction: float, longer_ref
         )
     print(
         f"  time: reference {t_ref:.1f} s{'' if full else ' (scaled)'}, fast {t_fast:.1f} s, "
-        f"speed-up {t_ref / t_fast:.1f}x"
+        f"speed-up {t_ref / t_fast:.1f}x; work (rows × heads × passes) reference {ref_work:.3g}, fast "
+        f"{work.rows:.3g}: {ref_work / work.rows:.1f}x less"
     )
     if full:
         print(
