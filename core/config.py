@@ -42,7 +42,7 @@ class HeadConfig:
     momentum: float = 0.9  # (paper, Table 4)
     weight_decay: float = 5e-4  # (paper, Table 4)
     solver: str = "sgd"  # "sgd" = the paper's (reference); "fused" = its steps, faster; "lbfgs"; "batched" = fast
-    tol: float = 1e-6  # "batched": a head stops when a step lowers its objective by less than this (relative)
+    tol: float = 1e-7  # "batched": a head stops after 2 steps in a row lowering its objective by less (relative)
     max_iter: int = 500  # "batched": L-BFGS steps at most
     seed: int = 0
 

@@ -156,12 +156,13 @@ def test_batched_sweep_matches_heads_trained_separately():
 def test_batched_objective_no_higher_than_paper_sgd_and_same_predictions():
     problems = sweep_problems()
     fast = train_heads(problems, HeadConfig(solver="batched"))
-    ref = train_heads(problems, HeadConfig())  # the paper's SGD, 1000 epochs
+    # the paper's SGD, 1000 epochs, through "fused": the same steps (test_fused_solver_takes_the_same_steps_...)
+    ref = train_heads(problems, HeadConfig(solver="fused"))
     Xt, yt = blobs(n=300, d=8, c=3, seed=7)
     for p, f, r in zip(problems, fast, ref):
         assert problem_objective(f, p) <= problem_objective(r, p)
         assert (f.predict(Xt) == r.predict(Xt)).mean() >= 0.99  # at most 3 of 300 predictions differ
-        assert abs(f.accuracy(Xt, yt) - r.accuracy(Xt, yt)) <= 0.01
+        assert abs(f.accuracy(Xt, yt) - r.accuracy(Xt, yt)) <= 0.005  # the issue's ±0.5 point: one image of 300
 
 
 def test_train_heads_returns_heads_in_input_order_across_groups():

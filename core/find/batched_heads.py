@@ -4,8 +4,9 @@ Every head h minimises f_h(θ) = Σ_rows w_{h,row} · CE(θ z_row, y_row) + (wd/
 objective the paper's SGD descends (its weight decay is the gradient of the same L2 term). The rows come in
 shared *blocks* (a model's original training set, one generated set...): a block's logits for all the heads that
 use it are one matmul, (rows, D+1) @ (D+1, heads·C), and so is its gradient. Each head keeps its own L-BFGS
-history and backtracking (Armijo) step, and drops out of the computation once its objective stops decreasing by
-more than ``tol`` relative to its value. The objective is strictly convex (wd > 0), so every step's curvature
+history and backtracking (Armijo) step, and drops out of the computation once its objective has decreased by less
+than ``tol`` relative to its value on ``PATIENCE`` steps in a row (one short step, e.g. after a poor curvature pair,
+does not stop a head that is still far from its optimum). The objective is strictly convex (wd > 0), so every step's curvature
 pair is valid and the heads converge to the same optimum whichever start they get.
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 HISTORY = 10  # L-BFGS curvature pairs kept per head
 ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 MAX_BACKTRACKS = 30
+PATIENCE = 2  # consecutive steps with a relative decrease below tol that stop a head
 CHUNK_FLOATS = 1 << 23  # logits computed this many floats at a time (32 MiB in float32)
 
 
@@ -81,7 +83,7 @@ def objective_and_grad(
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a.reshape(len(a), -1) * b.reshape(len(b), -1)).sum(1)
+    return (a.flatten(1) * b.flatten(1)).sum(1)  # per head; flatten, unlike reshape(-1), takes 0 heads
 
 
 @dataclass
@@ -115,6 +117,7 @@ def minimise(
     R: list[torch.Tensor] = []  # 1 / (sᵀy) per head; 0 where a head made no step that iteration
     gamma = torch.zeros(H, dtype=theta.dtype, device=dev)  # initial inverse-Hessian scale, sᵀy / yᵀy
     iters = torch.zeros(H, dtype=torch.long, device=dev)
+    short = torch.zeros(H, dtype=torch.long, device=dev)  # consecutive steps below tol, per head
     active = everyone.clone()
     for it in range(max_iter):
         check_stop(should_stop)
@@ -180,10 +183,12 @@ def minimise(
         theta[am] += s_new[am]
         f[am], g[am] = f_new[moved], g_new[moved]
         iters[am] += 1
-        # a head is done when its step no longer lowers the objective by more than tol (relative), or it
-        # could not find a lower point at all
+        # a head is done when its steps have no longer lowered the objective by more than tol (relative) PATIENCE
+        # times in a row, or it could not find a lower point at all
+        small = decrease <= tol * f[am].abs().clamp_min(1e-12)
+        short[am] = torch.where(small, short[am] + 1, torch.zeros_like(short[am]))
         done = torch.ones(len(a), dtype=torch.bool, device=dev)
-        done[moved] = decrease <= tol * f[am].abs().clamp_min(1e-12)
+        done[moved] = short[am] >= PATIENCE
         active = a[~done]
         if len(active) == 0:
             break
