@@ -12,6 +12,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -306,12 +307,48 @@ class ResultsTable:
 
 
 # -- charts (plotly) --------------------------------------------------------------------------------------------
-def iou_heatmap(iou: pd.DataFrame, title: str = "IoU of failure sets"):
-    """The IoU matrix (models × models, or families × families) as a plotly heatmap."""
-    import plotly.express as px
+def iou_heatmap(iou: pd.DataFrame, title: str = "IoU of failure sets", inter: pd.DataFrame | None = None):
+    """The IoU matrix (models × models, or families × families) as a plotly heatmap, values written in the cells
+    up to 12 rows. With ``inter`` (the raw intersection counts) every cell also carries an invisible marker, so a
+    click selects the pair (plotly heatmap cells cannot be selected) and hovering shows IoU and the shared count.
+    Built from numpy arrays, which plotly validates in one step (lists are validated cell by cell)."""
+    import plotly.graph_objects as go
 
-    fig = px.imshow(iou, zmin=0, zmax=1, color_continuous_scale="Blues", text_auto=".2f", aspect="auto")
-    fig.update_layout(title=title, height=max(320, 28 * len(iou) + 120), margin=dict(l=0, r=0, t=40, b=0))
+    rows, cols = np.asarray(iou.index, dtype=object), np.asarray(iou.columns, dtype=object)
+    n = len(rows)
+    values = iou.to_numpy(dtype=float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=cols,
+            y=rows,
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            hoverinfo="skip" if inter is not None else None,
+            texttemplate="%{z:.2f}" if n <= 12 else None,
+        )
+    )
+    if inter is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=np.tile(cols, n),
+                y=np.repeat(rows, len(cols)),
+                mode="markers",
+                showlegend=False,
+                customdata=np.column_stack([values.ravel(), inter.loc[iou.index, iou.columns].to_numpy().ravel()]),
+                hovertemplate="%{y} × %{x}<br>IoU %{customdata[0]:.3f}<br>shared %{customdata[1]:,}<extra></extra>",
+                marker=dict(symbol="square", size=max(6, 360 // max(n, 1)), opacity=0.01),
+            )
+        )
+    fig.update_layout(
+        title=title if inter is None else None,
+        height=max(360, 22 * n + 120),
+        margin=dict(l=0, r=0, t=40 if inter is None else 10, b=0),
+        xaxis=dict(range=[-0.5, len(cols) - 0.5]),
+        yaxis=dict(range=[n - 0.5, -0.5]),
+        clickmode="event+select",
+    )
     return fig
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 from core import steps, validate
 from core.config import RepeatsConfig
 from core.display import repeats_figure, repeats_table, sweep_figure, table2_wide
-from core.find.overlap import family_average, mean_pairwise_iou
+from core.find.overlap import mean_pairwise_iou
 from core.notebook_export import notebook_bytes
 from core.report import results_report
 from core.settings import load_settings, save_settings
@@ -224,9 +224,10 @@ with tabs[2], guard("Showing the sweeps"):
 with tabs[3], guard("Showing the IoU summary"):
     chosen = models if len(models) >= 2 else ordered
     if len(chosen) >= 2:
-        iou, inter = data.overlap([runs[m] for m in chosen])
+        summaries = [runs[m] for m in chosen]
+        iou, _ = data.overlap(summaries)
         st.metric("Mean IoU of failure sets across model pairs", f"{mean_pairwise_iou(iou):.3f}")
-        fam = family_average(iou, {m: runs[m]["family"] for m in chosen})
+        fam = data.family_overlap(summaries)
         st.dataframe(fmt_matrix(fam))
         report += [("IoU of failure sets, family averages", fam.reset_index(names="family"))]
     else:
