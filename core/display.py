@@ -175,6 +175,22 @@ def mode_examples(
 
 METRIC_NAMES = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
 METHOD_ORDER = ("before", "ours", "random", "real_failures", "oracle")  # then any other (collective1/2)
+METHOD_COLOURS = {
+    "before": "#8C8C8C",
+    "ours": "#636EFA",
+    "random": "#EF553B",
+    "real_failures": "#00CC96",
+    "oracle": "#AB63FA",
+    "collective1": "#FFA15A",
+    "collective2": "#19D3F3",
+}
+"""One colour per method in every chart that shows methods (plotly's default palette, "before" in grey); a
+method not listed takes the next colour of plotly's default sequence."""
+
+
+def method_colours(methods) -> dict:
+    """The plotly express arguments that draw ``methods`` in Table 2's order with their METHOD_COLOURS."""
+    return {"category_orders": {"method": ordered_methods(methods)}, "color_discrete_map": METHOD_COLOURS}
 
 
 def ordered_methods(methods) -> list[str]:
@@ -238,8 +254,8 @@ def repeats_figure(summary: pd.DataFrame, metric: str = "acc_heldout"):
         barmode="group",
         error_y="err_plus",
         error_y_minus="err_minus",
-        category_orders={"method": ordered_methods(s["method"])},
         labels={"mean": f"{label} accuracy"},
+        **method_colours(s["method"]),
     )
     fig.update_layout(title=f"{label} accuracy: mean and 95% CI over {n} repeats", height=360)
     return fig
@@ -352,14 +368,21 @@ def iou_heatmap(iou: pd.DataFrame, title: str = "IoU of failure sets", inter: pd
     return fig
 
 
-def before_after_figure(results: pd.DataFrame, metric: str = "acc_heldout", title: str | None = None):
-    """Grouped bars per model: ``metric`` before debugging, with ours and with Random_debugging (and collective)."""
+def method_bars(results: pd.DataFrame, y: str, label: str, title: str | None = None):
+    """Grouped bars per model, one per method in Table 2's order and colours (METHOD_COLOURS)."""
     import plotly.express as px
 
-    label = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}.get(metric, metric)
-    fig = px.bar(results, x="model", y=metric, color="method", barmode="group", labels={metric: f"{label} accuracy"})
-    fig.update_layout(title=title or f"{label} accuracy before and after debugging", height=360)
+    fig = px.bar(
+        results, x="model", y=y, color="method", barmode="group", labels={y: label}, **method_colours(results["method"])
+    )
+    fig.update_layout(title=title, height=360)
     return fig
+
+
+def before_after_figure(results: pd.DataFrame, metric: str = "acc_heldout", title: str | None = None):
+    """Grouped bars per model: ``metric`` before debugging, with ours and with Random_debugging (and collective)."""
+    label = METRIC_NAMES.get(metric, metric)
+    return method_bars(results, metric, f"{label} accuracy", title or f"{label} accuracy before and after debugging")
 
 
 def sweep_figure(results: pd.DataFrame, over: str):
@@ -377,6 +400,16 @@ def sweep_figure(results: pd.DataFrame, over: str):
         y, title = "mean", f"{name} sweep: mean and 95% CI over {int(pts['n'].max()) if len(pts) else 0} repeats"
     else:
         pts, bars, y, title = results[results["method"] != "before"], {}, "acc_heldout", f"{name} sweep"
-    fig = px.line(pts, x=x, y=y, color="method", line_dash="model", markers=True, labels=labels, **bars)
+    fig = px.line(
+        pts,
+        x=x,
+        y=y,
+        color="method",
+        line_dash="model",
+        markers=True,
+        labels=labels,
+        **bars,
+        **method_colours(pts["method"]),
+    )
     fig.update_layout(title=title, height=360)
     return fig

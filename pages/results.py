@@ -3,12 +3,11 @@ failures and (offline world) the oracle, once or over several seeds with confide
 collective debugging; λ and k sweeps; an IoU summary; every table as CSV and one self-contained HTML report."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from core import steps, validate
 from core.config import RepeatsConfig
-from core.display import repeats_figure, repeats_table, sweep_figure, table2_wide
+from core.display import method_bars, repeats_figure, repeats_table, sweep_figure, table2_wide
 from core.find.overlap import mean_pairwise_iou
 from core.notebook_export import notebook_bytes
 from core.report import results_report
@@ -115,7 +114,7 @@ def made_with(meta: dict) -> None:
 
 def grouped_bars(df: pd.DataFrame, y: str, label: str, key: str):
     """Bars per model, one per method; drawn on the page and returned for the report."""
-    fig = px.bar(df, x="model", y=y, color="method", barmode="group", labels={y: label})
+    fig = method_bars(df, y, label)
     fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(fig, key=key)
     return fig
