@@ -86,7 +86,7 @@ def _thumb(spec_text: str, cache_root: str, image_id: str, size: int) -> bytes:
 
         img = img.resize((size, size), Image.NEAREST)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="JPEG", quality=90)  # what st.image would turn an opaque PNG into on every rerun
     return buf.getvalue()
 
 
