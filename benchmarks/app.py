@@ -1,12 +1,13 @@
 """Render time of every app page with a populated world of 30,000 debug images (IoU at scale: benchmarks/overlap.py).
 
-    python benchmarks/app.py [--debug 30000] [--models 40] [--repeats 3]
+    python benchmarks/app.py [--debug 30000] [--models 40] [--repeats 3] [--pages overlap results]
 
 The world: the tiny offline world's images behind a 30,000-image debug set ("bench-world", registered in this
 process), 40 models whose failure tables are synthetic (random logits with a shared per-image difficulty, so
 failure sets overlap as real models' do) and written where core.find.runs keeps finished runs, plus curated lists
 and a generated set. Each page is rendered with streamlit's AppTest: one cold run, then the median of warm runs
-(what a user sees when interacting). Target: every page under 1 s warm.
+(what a user sees when interacting), with the CPU seconds the process spent on it (a render is mostly Python, about
+one core; on a busy machine its wall time grows with the load, its CPU time much less). Target: every page under 1 s warm.
 """
 
 from __future__ import annotations
@@ -234,13 +235,15 @@ def _results(ds, models: list[str]) -> None:
     save_results(pd.DataFrame(sweep), "lam", dict(meta, what="lam", models=models[:1]))
 
 
-def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
-    """Cold and warm render seconds per page, each page showing ``model`` (the one with assignments)."""
+def render_times(spec: dict, repeats: int, model: str, pages: list[str] | None = None) -> list[dict]:
+    """Cold and warm render seconds per page (``pages``: names such as "overlap"; default every page), each page
+    showing ``model`` (the one with assignments)."""
     from streamlit.testing.v1 import AppTest
 
     os.environ["BACKDROP_APP_DATASET"] = json.dumps(spec)
     rows = []
-    for page, extra in [(p, {}) for p in PAGES] + [("pages/failures.py", {"f-map-on": True})]:
+    every = [(p, {}) for p in PAGES] + [("pages/failures.py", {"f-map-on": True})]
+    for page, extra in [(p, x) for p, x in every if not pages or Path(p).stem in pages]:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
         for key in ("failures-model", "gen-model", "bg-model"):
             at.session_state[key] = model
@@ -252,17 +255,19 @@ def render_times(spec: dict, repeats: int, model: str) -> list[dict]:
         t = time.perf_counter()
         at.run()
         cold = time.perf_counter() - t
-        warm = []
+        warm, cpu = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             at.run()
             warm.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         problems = [e.value for e in at.exception] + [e.value for e in at.error]
         rows.append(
             {
                 "page": page + (" (embedding map on)" if extra else ""),
                 "cold_s": round(cold, 3),
                 "warm_median_s": round(statistics.median(warm), 3),
+                "warm_cpu_s": round(statistics.median(cpu), 3),
                 "under_1s": statistics.median(warm) < 1.0,
                 "errors": "; ".join(map(str, problems))[:120],
             }
@@ -275,14 +280,17 @@ def main(argv=None) -> None:
     ap.add_argument("--debug", type=int, default=30_000)
     ap.add_argument("--models", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pages", nargs="*", choices=[Path(p).stem for p in PAGES], help="only these pages")
     a = ap.parse_args(argv)
     print(f"cache: {store.cache_root()}")
     spec, model = populate(a.debug, a.models)
-    rows = render_times(spec, a.repeats, model)
+    print("load average (1, 5, 15 min) before rendering: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    rows = render_times(spec, a.repeats, model, a.pages)
     with pd.option_context("display.width", 200, "display.max_colwidth", 120):
         print(pd.DataFrame(rows).to_string(index=False))
     slow = [r["page"] for r in rows if not r["under_1s"]]
     print(f"every page under 1 s warm: {'yes' if not slow else 'no: ' + ', '.join(slow)}")
+    print("load average (1, 5, 15 min) after rendering: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -174,6 +175,22 @@ def mode_examples(
 
 METRIC_NAMES = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}
 METHOD_ORDER = ("before", "ours", "random", "real_failures", "oracle")  # then any other (collective1/2)
+METHOD_COLOURS = {
+    "before": "#8C8C8C",
+    "ours": "#636EFA",
+    "random": "#EF553B",
+    "real_failures": "#00CC96",
+    "oracle": "#AB63FA",
+    "collective1": "#FFA15A",
+    "collective2": "#19D3F3",
+}
+"""One colour per method in every chart that shows methods (plotly's default palette, "before" in grey); a
+method not listed takes the next colour of plotly's default sequence."""
+
+
+def method_colours(methods) -> dict:
+    """The plotly express arguments that draw ``methods`` in Table 2's order with their METHOD_COLOURS."""
+    return {"category_orders": {"method": ordered_methods(methods)}, "color_discrete_map": METHOD_COLOURS}
 
 
 def ordered_methods(methods) -> list[str]:
@@ -237,8 +254,8 @@ def repeats_figure(summary: pd.DataFrame, metric: str = "acc_heldout"):
         barmode="group",
         error_y="err_plus",
         error_y_minus="err_minus",
-        category_orders={"method": ordered_methods(s["method"])},
         labels={"mean": f"{label} accuracy"},
+        **method_colours(s["method"]),
     )
     fig.update_layout(title=f"{label} accuracy: mean and 95% CI over {n} repeats", height=360)
     return fig
@@ -306,23 +323,66 @@ class ResultsTable:
 
 
 # -- charts (plotly) --------------------------------------------------------------------------------------------
-def iou_heatmap(iou: pd.DataFrame, title: str = "IoU of failure sets"):
-    """The IoU matrix (models × models, or families × families) as a plotly heatmap."""
+def iou_heatmap(iou: pd.DataFrame, title: str = "IoU of failure sets", inter: pd.DataFrame | None = None):
+    """The IoU matrix (models × models, or families × families) as a plotly heatmap, values written in the cells
+    up to 12 rows. With ``inter`` (the raw intersection counts) every cell also carries an invisible marker, so a
+    click selects the pair (plotly heatmap cells cannot be selected) and hovering shows IoU and the shared count.
+    Built from numpy arrays, which plotly validates in one step (lists are validated cell by cell)."""
+    import plotly.graph_objects as go
+
+    rows, cols = np.asarray(iou.index, dtype=object), np.asarray(iou.columns, dtype=object)
+    n = len(rows)
+    values = iou.to_numpy(dtype=float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=cols,
+            y=rows,
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            hoverinfo="skip" if inter is not None else None,
+            texttemplate="%{z:.2f}" if n <= 12 else None,
+        )
+    )
+    if inter is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=np.tile(cols, n),
+                y=np.repeat(rows, len(cols)),
+                mode="markers",
+                showlegend=False,
+                customdata=np.column_stack([values.ravel(), inter.loc[iou.index, iou.columns].to_numpy().ravel()]),
+                hovertemplate="%{y} × %{x}<br>IoU %{customdata[0]:.3f}<br>shared %{customdata[1]:,}<extra></extra>",
+                marker=dict(symbol="square", size=max(6, 360 // max(n, 1)), opacity=0.01),
+            )
+        )
+    fig.update_layout(
+        title=title if inter is None else None,
+        height=max(360, 22 * n + 120),
+        margin=dict(l=0, r=0, t=40 if inter is None else 10, b=0),
+        xaxis=dict(range=[-0.5, len(cols) - 0.5]),
+        yaxis=dict(range=[n - 0.5, -0.5]),
+        clickmode="event+select",
+    )
+    return fig
+
+
+def method_bars(results: pd.DataFrame, y: str, label: str, title: str | None = None):
+    """Grouped bars per model, one per method in Table 2's order and colours (METHOD_COLOURS)."""
     import plotly.express as px
 
-    fig = px.imshow(iou, zmin=0, zmax=1, color_continuous_scale="Blues", text_auto=".2f", aspect="auto")
-    fig.update_layout(title=title, height=max(320, 28 * len(iou) + 120), margin=dict(l=0, r=0, t=40, b=0))
+    fig = px.bar(
+        results, x="model", y=y, color="method", barmode="group", labels={y: label}, **method_colours(results["method"])
+    )
+    fig.update_layout(title=title, height=360)
     return fig
 
 
 def before_after_figure(results: pd.DataFrame, metric: str = "acc_heldout", title: str | None = None):
     """Grouped bars per model: ``metric`` before debugging, with ours and with Random_debugging (and collective)."""
-    import plotly.express as px
-
-    label = {"acc_test": "test", "acc_seed": "debug_seed", "acc_heldout": "debug_heldout"}.get(metric, metric)
-    fig = px.bar(results, x="model", y=metric, color="method", barmode="group", labels={metric: f"{label} accuracy"})
-    fig.update_layout(title=title or f"{label} accuracy before and after debugging", height=360)
-    return fig
+    label = METRIC_NAMES.get(metric, metric)
+    return method_bars(results, metric, f"{label} accuracy", title or f"{label} accuracy before and after debugging")
 
 
 def sweep_figure(results: pd.DataFrame, over: str):
@@ -340,6 +400,16 @@ def sweep_figure(results: pd.DataFrame, over: str):
         y, title = "mean", f"{name} sweep: mean and 95% CI over {int(pts['n'].max()) if len(pts) else 0} repeats"
     else:
         pts, bars, y, title = results[results["method"] != "before"], {}, "acc_heldout", f"{name} sweep"
-    fig = px.line(pts, x=x, y=y, color="method", line_dash="model", markers=True, labels=labels, **bars)
+    fig = px.line(
+        pts,
+        x=x,
+        y=y,
+        color="method",
+        line_dash="model",
+        markers=True,
+        labels=labels,
+        **bars,
+        **method_colours(pts["method"]),
+    )
     fig.update_layout(title=title, height=360)
     return fig

@@ -28,7 +28,8 @@ _TEMP_FILE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]{1,12})?$")
 
 def cache_root() -> Path:
     """``$BACKDROP_CACHE`` or ``./cache`` (created on first use)."""
-    root = Path(os.environ.get("BACKDROP_CACHE", Path(__file__).resolve().parent.parent / "cache"))
+    env = os.environ.get("BACKDROP_CACHE")  # read on every call (pages call this per image): no resolve() then
+    root = Path(env) if env else Path(__file__).resolve().parent.parent / "cache"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

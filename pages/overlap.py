@@ -1,9 +1,7 @@
 """Overlap: intersection-over-union of failure sets across models, by family; a cell shows what two models share."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
-from core.find.overlap import family_average
 from core.notebook_export import notebook_bytes
 from ui import data
 from ui.feedback import guard
@@ -39,46 +37,13 @@ st.download_button(
     icon=":material/code:",
 )
 with guard("Computing the overlap"):
-    iou, inter = data.overlap([runs[m] for m in chosen])
-    family_of = {m: runs[m]["family"] for m in chosen}
-    heat = go.Figure(
-        go.Heatmap(
-            z=iou.loc[chosen, chosen].to_numpy(),
-            x=chosen,
-            y=chosen,
-            zmin=0,
-            zmax=1,
-            colorscale="Viridis",
-            hoverinfo="skip",
-            texttemplate="%{z:.2f}" if len(chosen) <= 12 else None,
-        )
-    )
-    # Heatmap cells cannot be selected in plotly; an invisible marker on every cell makes a click a selection.
-    cells_x = [x for _ in chosen for x in chosen]
-    cells_y = [y for y in chosen for _ in chosen]
-    iou_c, inter_c = iou.loc[chosen, chosen].to_numpy(), inter.loc[chosen, chosen].to_numpy()
-    heat.add_trace(
-        go.Scatter(
-            x=cells_x,
-            y=cells_y,
-            mode="markers",
-            showlegend=False,
-            customdata=list(zip(iou_c.ravel(), inter_c.ravel())),
-            hovertemplate="%{y} × %{x}<br>IoU %{customdata[0]:.3f}<br>shared %{customdata[1]:,}<extra></extra>",
-            marker=dict(symbol="square", size=max(6, 360 // len(chosen)), opacity=0.01),
-        )
-    )
-    heat.update_layout(
-        height=max(360, 22 * len(chosen) + 120),
-        margin=dict(l=0, r=0, t=10, b=0),
-        xaxis=dict(range=[-0.5, len(chosen) - 0.5]),
-        yaxis=dict(range=[len(chosen) - 0.5, -0.5]),
-        clickmode="event+select",
-    )
+    summaries = [runs[m] for m in chosen]
+    iou, _ = data.overlap(summaries)
+    heat = data.overlap_figure(summaries)
     st.caption("Click a cell to see the failures the two models share and those only one of them has.")
     event = st.plotly_chart(heat, on_select="rerun", selection_mode="points", key="ov-heat")
 
-    fam = family_average(iou.loc[chosen, chosen], family_of)
+    fam = data.family_overlap(summaries)
     with st.expander("Family averages (mean IoU over pairs of distinct models)", expanded=len(fam) > 1):
         st.dataframe(fmt_matrix(fam), width="content")
 

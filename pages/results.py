@@ -3,13 +3,12 @@ failures and (offline world) the oracle, once or over several seeds with confide
 collective debugging; λ and k sweeps; an IoU summary; every table as CSV and one self-contained HTML report."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from core import steps, validate
 from core.config import RepeatsConfig
-from core.display import repeats_figure, repeats_table, sweep_figure, table2_wide
-from core.find.overlap import family_average, mean_pairwise_iou
+from core.display import method_bars, repeats_figure, repeats_table, sweep_figure, table2_wide
+from core.find.overlap import mean_pairwise_iou
 from core.notebook_export import notebook_bytes
 from core.report import results_report
 from core.settings import load_settings, save_settings
@@ -115,7 +114,7 @@ def made_with(meta: dict) -> None:
 
 def grouped_bars(df: pd.DataFrame, y: str, label: str, key: str):
     """Bars per model, one per method; drawn on the page and returned for the report."""
-    fig = px.bar(df, x="model", y=y, color="method", barmode="group", labels={y: label})
+    fig = method_bars(df, y, label)
     fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(fig, key=key)
     return fig
@@ -224,9 +223,10 @@ with tabs[2], guard("Showing the sweeps"):
 with tabs[3], guard("Showing the IoU summary"):
     chosen = models if len(models) >= 2 else ordered
     if len(chosen) >= 2:
-        iou, inter = data.overlap([runs[m] for m in chosen])
+        summaries = [runs[m] for m in chosen]
+        iou, _ = data.overlap(summaries)
         st.metric("Mean IoU of failure sets across model pairs", f"{mean_pairwise_iou(iou):.3f}")
-        fam = family_average(iou, {m: runs[m]["family"] for m in chosen})
+        fam = data.family_overlap(summaries)
         st.dataframe(fmt_matrix(fam))
         report += [("IoU of failure sets, family averages", fam.reset_index(names="family"))]
     else:

@@ -1,12 +1,13 @@
 """Repeats and uncertainty without a world: paired tests over repeats (and per sweep point), the verdict's
-wording from the numbers it is given, and the displays of a repeated experiment (mean ± CI, error bars)."""
+wording from the numbers it is given, and the displays of a repeated experiment (mean ± CI, error bars, colours)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from core.display import repeats_table, sweep_figure
+from core.display import METHOD_COLOURS, method_bars, repeats_figure, repeats_table, sweep_figure
+from core.fix.mitigate import gains
 from core.fix.repeats import paired_tests, summarize, verdict, verdicts
 
 N = 100  # heldout images per repeat
@@ -75,3 +76,26 @@ def test_repeats_table_orders_methods_and_writes_mean_plus_minus_half_interval()
     assert list(t["method"]) == ["before", "ours", "oracle"]
     assert t.set_index("method").loc["before", "debug_heldout"] == "0.000 ± 0.000"
     assert t.set_index("method").loc["ours", "debug_heldout"] == "0.300 ± 1.271"  # t(.975, 1) · 0.1
+
+
+def test_gain_and_repeats_charts_draw_each_method_in_the_same_colour():
+    # the methods first appear in different orders in the two tables: colours by order would differ
+    methods = ["oracle", "before", "real_failures", "random", "ours"]
+    rows = pd.DataFrame(
+        [
+            {"model": m, "family": "f", "method": meth, "repeat": r, "acc_test": 0.9, "acc_seed": 0.1 * i,
+             "acc_heldout": 0.05 * i + 0.01 * r}
+            for r in range(2) for m in ("a", "b") for i, meth in enumerate(methods)
+        ]
+    )  # fmt: skip
+    gain_fig = method_bars(gains(rows[rows["repeat"] == 0]), "gain_heldout", "gain")  # the Results page's gain chart
+    rep_fig = repeats_figure(summarize(rows.iloc[::-1], ["acc_heldout"]))  # the error-bar chart, reversed input
+    sweep = rows.assign(lam=0.5 * rows["repeat"])[lambda d: d["method"].isin(["random", "ours"])]
+    sweep_fig = sweep_figure(sweep, "lam")
+    gain = {t.name: t.marker.color for t in gain_fig.data}
+    rep = {t.name: t.marker.color for t in rep_fig.data}
+    assert set(gain) == set(methods) - {"before"} and set(rep) == set(methods)
+    assert all(gain[m] == rep[m] == METHOD_COLOURS[m] for m in gain), (gain, rep)
+    assert len(set(rep.values())) == len(methods), "every method has its own colour"
+    for t in sweep_fig.data:  # one line per method and model, named "method, model"
+        assert t.line.color == METHOD_COLOURS[t.name.split(",")[0]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -21,6 +22,7 @@ from core import jobs, store
 from core.config import GeneratorConfig
 from core.datasets.base import ImageDataset
 from core.describe import textualize
+from core.display import iou_heatmap
 from core.find.embedding import (
     available_methods,
     drawn_points,
@@ -29,10 +31,13 @@ from core.find.embedding import (
     load_embedding_map,
     map_points,
 )
-from core.find.overlap import compare_pair, overlap_of_runs
+from core.find.overlap import compare_pair, family_average, overlap_of_runs
 from core.find.runs import latest_runs, read_failure_table
 from core.fix.mitigate import list_results, read_results
 from core.workspace import open_dataset
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 PREPARE = "prepare_dataset"
 
@@ -82,7 +87,7 @@ def _thumb(spec_text: str, cache_root: str, image_id: str, size: int) -> bytes:
 
         img = img.resize((size, size), Image.NEAREST)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="JPEG", quality=90)  # what st.image would turn an opaque PNG into on every rerun
     return buf.getvalue()
 
 
@@ -152,7 +157,33 @@ def _overlap(runs_key: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def overlap(summaries: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """IoU and intersection counts of the failure sets of these runs (core.find.overlap.overlap_of_runs), cached."""
-    return _overlap(tuple((s["folder"], s["model"], s["mtime"]) for s in summaries))
+    return _overlap(_runs_key(summaries))
+
+
+def _runs_key(summaries: list[dict]) -> tuple:
+    return tuple((s["folder"], s["model"], s["mtime"]) for s in summaries)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _family_overlap(runs_key: tuple, families: tuple[str, ...]) -> pd.DataFrame:
+    iou, _ = _overlap(runs_key)
+    return family_average(iou, {model: fam for (_, model, _), fam in zip(runs_key, families)})
+
+
+def family_overlap(summaries: list[dict]) -> pd.DataFrame:
+    """Mean IoU within and between the runs' model families (core.find.overlap.family_average), cached."""
+    return _family_overlap(_runs_key(summaries), tuple(s["family"] for s in summaries))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)  # a plotly figure: drawn as it is, never mutated
+def _overlap_figure(runs_key: tuple) -> go.Figure:
+    iou, inter = _overlap(runs_key)
+    return iou_heatmap(iou, inter=inter)
+
+
+def overlap_figure(summaries: list[dict]) -> go.Figure:
+    """The runs' IoU heatmap with a selectable marker on every cell (core.display.iou_heatmap), built once."""
+    return _overlap_figure(_runs_key(summaries))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

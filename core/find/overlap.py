@@ -112,16 +112,20 @@ def mean_pairwise_iou(iou: pd.DataFrame) -> float:
 
 
 def family_average(iou: pd.DataFrame, family_of: Mapping[str, str]) -> pd.DataFrame:
-    """Mean IoU between families (off-diagonal pairs only within a family)."""
+    """Mean IoU between families (off-diagonal pairs only within a family); NaN where a family pair has no two
+    distinct models. One indicator-matrix product: sums and pair counts of every family pair at once."""
     fams = sorted({family_of[n] for n in iou.index})
-    out = pd.DataFrame(np.nan, index=fams, columns=fams)
-    for a in fams:
-        for b in fams:
-            rows = [n for n in iou.index if family_of[n] == a]
-            cols = [n for n in iou.columns if family_of[n] == b]
-            vals = [iou.at[r, c] for r in rows for c in cols if r != c]
-            out.at[a, b] = float(np.mean(vals)) if vals else np.nan
-    return out
+    code = {f: i for i, f in enumerate(fams)}
+
+    def one_hot(names) -> np.ndarray:  # models × families
+        return (np.array([code.get(family_of[n], -1) for n in names])[:, None] == np.arange(len(fams))).astype(float)
+
+    rows, cols = one_hot(iou.index), one_hot(iou.columns)
+    distinct = iou.index.to_numpy()[:, None] != iou.columns.to_numpy()[None, :]
+    sums = rows.T @ np.where(distinct, iou.to_numpy(dtype=float), 0.0) @ cols
+    pairs = rows.T @ distinct.astype(float) @ cols
+    mean = np.divide(sums, pairs, out=np.full_like(sums, np.nan), where=pairs > 0)
+    return pd.DataFrame(mean, index=fams, columns=fams)
 
 
 def compare_pair(table_a: pd.DataFrame, table_b: pd.DataFrame) -> dict[str, pd.DataFrame]:
