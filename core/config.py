@@ -60,11 +60,16 @@ class SetupConfig:
 
     default_model: str = "world-resnet-s"  # the world model pages show first and the build debugs end to end
     lite: bool = True  # then run the packaged EfficientNet-Lite family (slow on CPU; can be skipped and resumed)
+    # The Lite models' input size on the world's 64 px images (None: their native 224/240/260 px): they run as
+    # "efficientnet-liteN@<size>" (core.models.registry). Chosen by `benchmarks/features.py --input-sizes`:
+    # LITE_SIZE_NOTE
+    lite_input_size: int | None = 128
     models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
     # Expected seconds of each step on the default world on a quiet 2-core CPU, from measured runs (README:
-    # `python -m core world all` 246 s, the six world models' runs 34 s; EfficientNet-Lite0/1/2 3.5/5/7 min;
-    # benchmarks/first_run.py prints each step's seconds). The progress bar weights the steps by these, scaled by
-    # the world's size, so it moves with the work rather than step by step.
+    # `python -m core world all` 246 s, the six world models' runs 34 s; EfficientNet-Lite0/1/2 at their native
+    # sizes 3.5/5/7 min, at ``lite_input_size`` LITE_COST_NOTE; benchmarks/first_run.py prints each step's
+    # seconds). The progress bar weights the steps by these, scaled by the world's size, so it moves with the work
+    # rather than step by step.
     costs: tuple[tuple[str, float], ...] = (
         ("images", 40.0),
         ("backbones", 150.0),
@@ -78,6 +83,17 @@ class SetupConfig:
         ("efficientnet-lite1", 300.0),
         ("efficientnet-lite2", 420.0),
     )
+
+    def __post_init__(self) -> None:
+        if self.lite_input_size is not None:
+            size = validate.whole(
+                "The EfficientNet-Lite input size",
+                self.lite_input_size,
+                validate.MIN_INPUT_SIZE,
+                validate.MAX_INPUT_SIZE,
+                "Leave it unset (None) for the models' native sizes.",
+            )
+            _set(self, "lite_input_size", size)
 
     def seconds(self, step: str) -> float:
         return dict(self.costs).get(step, 10.0)
