@@ -86,8 +86,11 @@ def main() -> None:
     ap.add_argument("--world-size", default="tiny")
     ap.add_argument("--input-sizes", type=int, nargs="+", help="compare these input sizes with native (see above)")
     ap.add_argument("--models", nargs="+", help="models for --input-sizes (default: --model)")
+    ap.add_argument(
+        "--cache", help="cache folder (default: a new empty one), e.g. an earlier run's, to reuse its rendered world"
+    )
     a = ap.parse_args()
-    os.environ["BACKDROP_CACHE"] = tempfile.mkdtemp(prefix="backdrop-bench-features-")
+    os.environ["BACKDROP_CACHE"] = a.cache or tempfile.mkdtemp(prefix="backdrop-bench-features-")
     if a.input_sizes:
         compare_input_sizes(a.models or [a.model], a.input_sizes, a.world_size, a.rounds, a.images)
         return

