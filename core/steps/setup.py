@@ -156,9 +156,11 @@ def _costs(spec: dict, steps: list[str], record: dict, cfg: SetupConfig, lite_mo
     scale, costs = _world_scale(spec), {}
     lite_done = record.get(LITE, {}).get("models_done", [])
     for s in steps:
-        for name, cost_of in [(f"{LITE}:{m}", split_input_size(m)[0]) for m in lite_models] if s == LITE else [(s, s)]:
-            done = record.get(s, {}).get("state") == DONE or (s == LITE and name[len(LITE) + 1 :] in lite_done)
-            costs[name] = 0.5 if done else cfg.seconds(cost_of) * scale
+        if s != LITE:
+            costs[s] = 0.5 if record.get(s, {}).get("state") == DONE else cfg.seconds(s) * scale
+            continue
+        for m in lite_models:  # a Lite model costs what its family member does (at the configured input size)
+            costs[f"{LITE}:{m}"] = 0.5 if m in lite_done else cfg.seconds(split_input_size(m)[0]) * scale
     return costs
 
 
