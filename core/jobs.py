@@ -47,7 +47,7 @@ class Job:
 
     def status(self) -> dict:
         st = store.load_json(self.folder / "status.json", default={"state": QUEUED, "done": 0, "total": 0})
-        if st.get("state") == RUNNING and not _alive(st.get("pid")):
+        if st.get("state") == RUNNING and not alive(st.get("pid")):
             st = dict(st, state=FAILED, error="The job's process ended unexpectedly; start it again to resume.")
         return st
 
@@ -71,7 +71,8 @@ class Job:
         raise TimeoutError(f"job {self.kind} still running after {timeout}s")
 
 
-def _alive(pid) -> bool:
+def alive(pid) -> bool:
+    """Whether the process ``pid`` (on this machine) still runs; a zombie or a missing pid is not."""
     if not pid:
         return False
     try:
@@ -187,16 +188,16 @@ def stop_all(grace: float = 5.0) -> int:
     for job, _ in running:
         job.request_stop()
     end = time.time() + grace
-    while time.time() < end and any(_alive(st.get("pid")) for _, st in running):
+    while time.time() < end and any(alive(st.get("pid")) for _, st in running):
         time.sleep(0.1)
     for job, st in running:
         pid = st.get("pid")
-        if pid and _alive(pid):
+        if pid and alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid), signal.SIGKILL)  # workers start their own session: pgid == pid
             _update(job, state=CANCELLED, message="ended when its owner shut down")
     end = time.time() + 5.0  # SIGKILL is delivered asynchronously: return once the killed workers are gone
-    while time.time() < end and any(_alive(st.get("pid")) for _, st in running):
+    while time.time() < end and any(alive(st.get("pid")) for _, st in running):
         time.sleep(0.05)
     return len(running)
 

@@ -21,6 +21,24 @@ def no_progress(done: int, total: int, message: str = "") -> None:
     return None
 
 
+def offset(
+    progress: ProgressFn, before: int, total: int, size: int | None = None, *, prefix: str = "", unit: str = ""
+) -> ProgressFn:
+    """The progress of one part of a larger count, for ``progress`` that hears the whole: the part's
+    ``(done, n)`` reports as ``before + done`` of ``total`` or, with ``size``, as ``before + size * done / n`` (the
+    part fills ``size`` units of the total however many it counts, never more). Parts handed consecutive
+    ``before`` values move one bar forward, never back. With ``prefix`` the message reads
+    "<prefix>: <message> <done>/<n> <unit>" (which part, and how far inside it)."""
+
+    def part(done: int, n: int, message: str = "") -> None:
+        at = max(done, 0) if size is None else size * min(max(done, 0), n) // max(n, 1)
+        if prefix:
+            message = f"{prefix}: {message} {done:,}/{n:,}" + (f" {unit}" if unit else "")
+        progress(before + at, total, message)
+
+    return part
+
+
 def check_stop(should_stop: StopFn | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled("Stopped by request; finished work is kept and the step resumes where it stopped.")

@@ -26,6 +26,7 @@ MAX_PER_CLASS = 100_000  # head-training images per class (paper: 30)
 MAX_EPOCHS = 1_000_000  # full-batch head training steps (paper: 1000)
 MAX_STEPS = 1_000  # diffusion steps per image (Stable Diffusion: 50; SD-Turbo: 1)
 MAX_BATCH = 4_096  # images per batch
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 2_048  # pixels a side of a model's input (a model run at another size)
 MAX_TOP = 100_000  # images returned by a search
 MAX_REPEATS = 100  # seeds an experiment is rerun over
 MAX_EXAMPLES_PER_MODE = 100  # failures and generated images shown per mode in a report

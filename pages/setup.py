@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
+from core.config import SetupConfig
 from core.datasets import is_offline_world
 from ui import data
 from ui.cli import cli
@@ -33,11 +34,15 @@ with guard("Checking the dataset"):
                 "step finishes.",
                 icon=":material/rocket_launch:",
             )
+        lite_px = SetupConfig.lite_input_size
         lite = st.checkbox(
-            "Also run the EfficientNet-Lite family (ImageNet models; minutes each on a CPU, run last)",
+            "Also run the EfficientNet-Lite family (ImageNet models; about a minute each on a CPU, run last)",
             value=True,
             key="setup-lite",
-            help="Unticked, the build stops after the world's own models; tick it and build again to add them.",
+            help="Unticked, the build stops after the world's own models; tick it and build again to add them. "
+            f"On the world's 64 px images they run at {lite_px} px (as efficientnet-liteN@{lite_px}) rather than "
+            "their native 224-260 px: several times faster, with heads as accurate within a few points "
+            "(benchmarks/features.py --input-sizes).",
         )
         job_panel(
             "setup_world",
@@ -116,10 +121,11 @@ if ds is not None:
             "Models", table["model"].tolist() if len(table) else [], default=default, key="setup-models"
         )
         other = st.text_input(
-            "Any other timm or open_clip model",
+            "Any other timm or open_clip model, or a model at another input size",
             key="setup-other",
             placeholder="timm:convnext_tiny.fb_in1k or open_clip:ViT-B-32/openai",
-            help="Names starting with timm: or open_clip: reach every model those libraries know.",
+            help="Names starting with timm: or open_clip: reach every model those libraries know; any name ending "
+            "in @<pixels> (efficientnet-lite0@96) runs that model at that input size.",
         )
         extra = [o.strip() for o in other.split(",") if o.strip()]
         chosen = sorted(set(picked) | {m for f in picked_fams for m in fams[f]} | set(extra))

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from core import jobs, steps
-from core.progress import Eta, Stages
+from core.progress import Eta, Stages, offset
 from tests.app_harness import TINY, open_page, problems, texts
 from tests.app_world import SMALL_CLIP
 from ui.text import md
@@ -40,6 +40,47 @@ def test_stages_weight_progress_by_cost_and_eta_follows_the_work():
     resumed(6000, 10000)  # found done in the caches: not speed
     now[0] += 10.0
     assert resumed(7000, 10000)[1] == pytest.approx(30.0)
+
+
+def test_parts_reported_through_offset_move_one_bar_forward_never_back():
+    events = []
+    bar = lambda d, t, m="": events.append((d, t, m))  # noqa: E731
+    for j, n in enumerate([3, 7]):  # two parts of different counts, each filling half of 1000 units
+        part = offset(bar, j * 500, 1000, 500, prefix=f"set {j + 1}/2", unit="images")
+        for done in [0, *range(1, n + 1), n]:  # a repeated report (e.g. "cached") too
+            part(done, n, "generating")
+    done = [d for d, _, _ in events]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 1000 and {t for _, t, _ in events} == {1000}
+    assert events[4][2] == "set 1/2: generating 3/3 images" and events[5][0] == 500  # the second part starts there
+    counted = offset(bar, 300, 1000)  # without a size: the part's own count, after what came before
+    counted(40, 700, "features")
+    assert events[-1] == (340, 1000, "features")
+
+
+def test_a_killed_builds_lite_step_reads_as_stopped_and_its_costs_follow_the_models_done(tiny_world, fresh_cache):
+    import os
+    import subprocess
+
+    from core.config import SetupConfig
+    from core.steps import setup
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a build process that is gone without writing its end (killed)
+    setup._write(tiny_world, "lite", state="running", label="run the EfficientNet-Lite family", pid=ended.pid)
+    entry = steps.setup_record(tiny_world)["lite"]
+    assert entry["state"] == "stopped" and entry["interrupted"]
+    assert setup.steps_left(tiny_world) == "run the EfficientNet-Lite family (stopped)"
+    assert setup.setup_table(tiny_world).set_index("step").loc["lite", "state"] == "stopped"
+    setup._write(tiny_world, "lite", pid=os.getpid(), models_done=["efficientnet-lite0@128"])  # a live build
+    assert steps.setup_record(tiny_world)["lite"]["state"] == "running"
+    # a resumed build: the finished Lite model costs ~nothing now, the others their measured seconds
+    names = ["efficientnet-lite0@128", "efficientnet-lite1@128"]
+    cfg = SetupConfig()
+    costs = setup._costs({"size": "default"}, ["lite"], steps.setup_record(tiny_world), cfg, names)
+    assert costs == {
+        "lite:efficientnet-lite0@128": 0.5,
+        "lite:efficientnet-lite1@128": cfg.seconds("efficientnet-lite1"),
+    }
 
 
 def test_pages_after_setup_show_the_default_world_models_work(results_world):
@@ -90,7 +131,9 @@ def test_skipped_lite_step_is_listed_and_a_stopped_one_resumes(results_world):
 
     def hear(done: int, total: int, message: str = "") -> None:
         events.append((done, total, message))
-        if re.search(r"efficientnet-lite0 \(1/1\): features efficientnet-lite0 [1-9][\d,]*/[\d,]+ images", message):
+        if re.search(
+            r"efficientnet-lite0(@\d+)? \(1/1\): features efficientnet-lite0(@\d+)? [1-9][\d,]*/[\d,]+ images", message
+        ):
             job.request_stop()
 
     jobs.run_inline(job, also=hear)

@@ -32,7 +32,7 @@ def test_stop_all_ends_running_jobs(fresh_cache):
     job = jobs.submit("selftest", steps=400, delay=0.05)
     assert jobs.stop_all(grace=10.0) == 1
     st = job.status()
-    assert st["state"] == jobs.CANCELLED and not jobs._alive(st["pid"])
+    assert st["state"] == jobs.CANCELLED and not jobs.alive(st["pid"])
 
 
 def test_one_job_kind_per_step():

