@@ -6,7 +6,7 @@
 
 It submits the same background job the app does (core.jobs, kind ``setup_world``) in an empty cache folder, polls
 its status file as the app's progress bar does, and prints: the time until the world's failures are shown (the
-world-trained models run), until every page is populated (CLIP assignments and failure modes, a generated set,
+default world model trained and run), until every page is populated (CLIP assignments and failure modes, a generated set,
 a before/after table), the total, each step's measured seconds, and the longest gap between progress updates
 (how long the bar can sit still).
 """
@@ -68,7 +68,7 @@ def main() -> int:
                 )
         ready = "images" in marks or jobs.job_for("prepare_dataset", dataset=spec).state == jobs.DONE
         record = steps.setup_record(spec) if ready else {}  # opening earlier would render the world here too
-        for step in ("models", "experiment"):
+        for step in ("backbones", "experiment"):
             if step not in marks and record.get(step, {}).get("state") == steps.SETUP_DONE:
                 marks[step] = now - t0
         if "images" not in marks and record.get("images"):
@@ -87,7 +87,7 @@ def main() -> int:
         print(
             f"the job ended {st['state']}{' (interrupted)' if interrupted else ''}: {st.get('error') or st.get('message')}"
         )
-    print(f"failures shown (world models run):   {marks.get('models', float('nan')):7.1f} s")
+    print(f"failures shown (default model run):  {marks.get('backbones', float('nan')):7.1f} s")
     print(f"every page populated (before/after): {marks.get('experiment', float('nan')):7.1f} s")
     print(
         f"total{' (until stopped)' if st['state'] != jobs.DONE else ''}:".ljust(37)

@@ -68,23 +68,22 @@ class SetupConfig:
     # at any size (test accuracy 0.13-0.15 for 10 classes): ImageNet features of 64 px digit scenes.
     lite_input_size: int | None = 96
     models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
-    # Expected seconds of each step on the default world on a quiet 2-core CPU, from measured runs (README:
-    # `python -m core world all` 246 s, the six world models' runs 34 s; EfficientNet-Lite0/1/2 at their native
-    # sizes 3.5/5/7 min, at ``lite_input_size`` 96 px those divided by the pipeline's measured speed-up, about 6x;
-    # benchmarks/first_run.py prints each step's seconds). The progress bar weights the steps by these, scaled by
-    # the world's size, so it moves with the work rather than step by step.
+    # Expected seconds of each step on the default world on a quiet 2-core CPU, from a measured build
+    # (`python benchmarks/first_run.py` prints each step's seconds: images 13, the six backbones 325 and their runs 40,
+    # CLIP 109, lists/assign/generate/experiment 2/9/2/8, the Lite family at 96 px 264). The progress bar weights the
+    # steps by these, scaled by the world's size, so it moves with the work rather than step by step.
     costs: tuple[tuple[str, float], ...] = (
-        ("images", 40.0),
-        ("backbones", 150.0),
-        ("clip", 55.0),
-        ("models", 35.0),
-        ("lists", 15.0),
-        ("assign", 20.0),
-        ("generate", 15.0),
-        ("experiment", 60.0),
-        ("efficientnet-lite0", 35.0),
-        ("efficientnet-lite1", 50.0),
-        ("efficientnet-lite2", 70.0),
+        ("images", 15.0),
+        ("backbones", 50.0),
+        ("models", 320.0),
+        ("clip", 110.0),
+        ("lists", 2.0),
+        ("assign", 10.0),
+        ("generate", 3.0),
+        ("experiment", 10.0),
+        ("efficientnet-lite0", 65.0),
+        ("efficientnet-lite1", 85.0),
+        ("efficientnet-lite2", 115.0),
     )
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
 """The one-click first run on the offline world (the Setup page's button and `python -m core setup`).
 
-The build makes the world's own models usable first and ends populated: images, backbones and CLIP, a run of
-every world-trained model, offline-proposed background lists, CLIP's assignment of their failures over those
+The build makes the world's own models usable first and ends populated: images; the default world model's
+backbone trained and run (its failures show from then on, while the rest builds); the other world models, each
+trained and run in turn; the world CLIP; offline-proposed background lists, CLIP's assignment of their failures over those
 lists (the failure modes), a generated set and a before/after experiment for the default world model. Only then
 does it run the packaged EfficientNet-Lite family, as its own step that can be skipped, stopped and resumed, at
 ``SetupConfig.lite_input_size`` (the world's images are 64 px; the models' native 224-260 px costs several times
@@ -28,9 +29,9 @@ from core.steps.fix import experiment, generate
 # (step, what the user reads). "lite" is the EfficientNet-Lite family, the optional last step.
 SETUP_STEPS = (
     ("images", "render the world's images"),
-    ("backbones", "train the world's backbones"),
+    ("backbones", "train and run the default world model"),
+    ("models", "train and run the other world models"),
     ("clip", "train the world's CLIP"),
-    ("models", "run the world-trained models"),
     ("lists", "propose background lists (offline vocabulary)"),
     ("assign", "CLIP assignment of the failures over the curated lists"),
     ("generate", "generate images for the failure modes"),
@@ -195,6 +196,7 @@ def setup_world(
     lite_models = [at_input_size(m, config.lite_input_size) for m in PACKAGED_FOR_WORLD]
     labels = dict(SETUP_STEPS)
     labels.update(
+        backbones=f"train and run the default world model ({default})",
         generate=f"images generated for the failure modes of {default}",
         experiment=f"before/after experiment for {default}",
     )
@@ -220,14 +222,28 @@ def setup_world(
     def world(part: str, **kw) -> Any:
         return lambda p: build_world(spec, (part,), prepare=_none, progress=p, should_stop=should_stop, **kw)
 
-    step("backbones", world("backbones", models=world_models))
+    def train_and_run(names: list[str]) -> Any:
+        """Train each backbone and run its model right away, one model after another, so a model's failures
+        show while the next one trains."""
+
+        def fn(p: ProgressFn) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for i, m in enumerate(names):
+                part = offset(p, i * 1000, len(names) * 1000, 900, prefix=f"{m} ({i + 1}/{len(names)})")
+                world("backbones", models=[m])(part)
+                part = offset(p, i * 1000 + 900, len(names) * 1000, 100, prefix=f"{m} ({i + 1}/{len(names)}): run")
+                out.update(run_models(ds, [m], progress=part, should_stop=should_stop).runs)
+            return out
+
+        return fn
+
+    def made_runs(runs: dict[str, Any]) -> dict[str, list[str]]:
+        return {"run": [str(run.folder) for run in runs.values()]}
+
+    runs = step("backbones", train_and_run([default]), made_runs)  # the model every page shows first, first
+    runs = {**runs, **step("models", train_and_run([m for m in world_models if m != default]), made_runs)}
     step("clip", world("clip", clip_config=clip_config))
     clip = load_world_clip(ds, clip_config)
-    runs = step(
-        "models",
-        lambda p: run_models(ds, world_models, progress=p, should_stop=should_stop).runs,
-        lambda r: {"run": [str(run.folder) for run in r.values()]},
-    )
     step(
         "lists",
         lambda p: _has_lists(ds) or propose(ds, proposer="offline", progress=p, should_stop=should_stop),
