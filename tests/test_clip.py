@@ -216,3 +216,29 @@ def test_world_clip_missing_or_cancelled(tiny_world):
     with pytest.raises(Cancelled):
         train_world_clip(tiny_world, other, should_stop=lambda: True)
     assert not (world_clip_dir(tiny_world, other) / "meta.json").exists()
+
+
+@pytest.mark.slow
+def test_world_clip_with_a_backbone_tower_starts_from_the_backbone_and_loads_as_a_local_dir(tiny_world):
+    """The opt-in image tower: a trained world backbone (named to timm for open_clip) whose weights start the tower;
+    the saved folder loads back through the plain open_clip local-dir path."""
+    import torch
+
+    from core.weights import load_state_dict
+    from core.world.backbones import train_world_backbone
+    from core.world.clip import WorldClipConfig, _start_model, train_world_clip, world_clip_dir
+
+    cfg = WorldClipConfig(image_tower="world-resnet-s", attribute_weight=1.0, max_steps=2)
+    backbone = load_state_dict(train_world_backbone("world-resnet-s", tiny_world))
+    trunk = _start_model(tiny_world, cfg).visual.trunk.state_dict()
+    assert set(trunk) == {k for k in backbone if not k.startswith("body.fc.")}
+    assert all(torch.equal(trunk[k], backbone[k]) for k in trunk)
+    clip = train_world_clip(tiny_world, cfg, device="cpu")
+    folder = world_clip_dir(tiny_world, cfg)
+    saved = json.loads((folder / "open_clip_config.json").read_text())
+    assert saved["model_cfg"]["vision_cfg"]["timm_model_name"] == "world_resnet_s"
+    assert json.loads((folder / "meta.json").read_text())["image_tower"]["model"] == "world-resnet-s"
+    again = load_clip(weights=folder, device="cpu")
+    images = [tiny_world.load(i) for i in tiny_world.index("val")["image_id"][:4]]
+    np.testing.assert_allclose(again.encode_images(images), clip.encode_images(images), atol=1e-6)
+    assert again.encode_images(images).shape == (4, cfg.embed_dim)

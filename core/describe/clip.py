@@ -163,6 +163,9 @@ def load_local_dir(
             f"{folder} holds {LOCAL_CONFIG} but no weights file ({SAFE_WEIGHTS} or "
             f"{PICKLE_WEIGHTS}); copy the weights next to the config."
         )
+    from core.describe.clip_loaders import CLIP_LOADERS
+
+    CLIP_LOADERS.names()  # its plugins register the image towers they save (the world CLIP's timm names)
     return _build(
         f"local-dir:{folder}",
         ckpt,

@@ -94,6 +94,10 @@ class WorldNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+        """timm's API: a new classifier (0: none, the pooled features come out), as open_clip's timm tower asks."""
+        self.body.reset_classifier(num_classes, global_pool)
+
 
 def build_world_net(arch: WorldArch, num_classes: int) -> WorldNet:
     body: ResNet | EfficientNet

@@ -1,10 +1,16 @@
 """The world CLIP: a small open_clip CLIP trained on the offline world's images and ground-truth captions.
 
 It stands in for a web-trained CLIP where none can be downloaded. Model, loss and tokenizer are open_clip's own
-(``open_clip.CLIP`` from small ``CLIPVisionCfg``/``CLIPTextCfg``, ``ClipLoss``, the built-in BPE tokenizer). It
-learns only from the ``backbone_train`` and ``train`` pools, never from val (where debug and test sets come
-from). The result is saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a
-``meta.json``, keyed by the world's key and the training config, and loads through :func:`core.describe.clip.load_local_dir`.
+(``open_clip.CLIP`` with a timm image tower and a small ``CLIPTextCfg``, ``ClipLoss``, the built-in BPE
+tokenizer). The image tower starts from a trained world backbone (``WorldClipConfig.image_tower``, trained first
+and cached; ``core.world.clip_tower`` names it to timm), so it reads digit shapes from the start: a tower trained
+from scratch on captions learns the background and colour, which tell most captions of a batch apart, and
+never the digit. Besides CLIP's loss over the batch, each image is scored against its own caption with one
+attribute (digit, background or colour) set to every value (:func:`_attribute_loss`). It learns only from the
+``backbone_train`` and ``train`` pools, never from val (where debug and test sets come from). The result is
+saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a ``meta.json``, keyed by
+the world's key, the training config and the tower's backbone weights, and loads through
+:func:`core.describe.clip.load_local_dir`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from core.describe.clip_loaders import CLIP_LOADERS
 from core.errors import InvalidInputError, MissingResourceError
 from core.progress import ProgressFn, StopFn, check_stop, no_progress
 from core.threads import single_thread
+from core.world import clip_tower  # noqa: F401  (registers the world backbones as timm names for open_clip)
+from core.world.backbones import _normalise, load_metadata, train_world_backbone, weights_path
+from core.world.render import IMAGE_SIZE
 
 WORLD_CLIP_SCHEMA = 1
 TRAIN_POOLS = ("backbone_train", "train")  # never val: debug/test sets are drawn from it
@@ -44,8 +53,13 @@ CAPTION_TEMPLATES = (
 @dataclass(frozen=True)
 class WorldClipConfig:
     embed_dim: int = 64  # joint embedding size
-    image_size: int = 32  # world images (64 px) are downsized: backgrounds and colours survive, 4x cheaper
-    patch_size: int = 8  # 4x4 patches
+    # The image tower: None, a small ViT trained from scratch (the fields below); or a world backbone's name
+    # (e.g. "world-resnet-s", trained first and cached) whose trained weights start the tower at the world's
+    # native 64 px. See the README for what each reads (digits, backgrounds, colours), measured.
+    image_tower: str | None = None
+    tower_lr_scale: float = 1.0  # a backbone tower's learning rate relative to ``lr`` (0.1 measured worse)
+    image_size: int = 32  # ViT tower: world images (64 px) are downsized: backgrounds and colours survive
+    patch_size: int = 8  # ViT tower: 4x4 patches
     vision_width: int = 64
     vision_layers: int = 2
     vision_head_width: int = 32  # -> 2 heads
@@ -60,36 +74,60 @@ class WorldClipConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 50
     balance: float = 0.5  # sample weight ∝ (count of the image's (class, value) pair)^-balance; see _weights
+    attribute_weight: float = 0.0  # weight of the one-attribute-changed caption loss (see _attribute_loss)
+    attribute_images: int = 32  # images of each batch that the attribute loss uses
+
     seed: int = 0
 
     def model_cfg(self) -> dict:
         """open_clip model config (the ``model_cfg`` of open_clip_config.json)."""
-        return {
-            "embed_dim": self.embed_dim,
-            "vision_cfg": {
+        from core.world.clip_tower import timm_name
+
+        vision = (
+            {
+                "timm_model_name": timm_name(self.image_tower),
+                "timm_model_pretrained": False,
+                "timm_pool": "avg",
+                "timm_proj": "linear",
+                "image_size": IMAGE_SIZE,
+            }
+            if self.image_tower
+            else {
                 "image_size": self.image_size,
                 "patch_size": self.patch_size,
                 "width": self.vision_width,
                 "layers": self.vision_layers,
                 "head_width": self.vision_head_width,
-            },
-            "text_cfg": {
-                "context_length": self.context_length,
-                "width": self.text_width,
-                "heads": self.text_heads,
-                "layers": self.text_layers,
-            },
+            }
+        )
+        text = {
+            "context_length": self.context_length,
+            "width": self.text_width,
+            "heads": self.text_heads,
+            "layers": self.text_layers,
         }
+        return {"embed_dim": self.embed_dim, "vision_cfg": vision, "text_cfg": text}
 
-    def preprocess_cfg(self) -> dict:
+    def preprocess_cfg(self, data_config: dict | None = None) -> dict:
+        """open_clip preprocessing. A backbone tower gets what the backbone saw (``data_config``: native size, the
+        world's mean/std); the ViT tower open_clip's default at ``image_size``."""
         from open_clip.transform import PreprocessCfg
 
-        cfg = asdict(PreprocessCfg(size=self.image_size))
+        pre = (
+            PreprocessCfg(size=IMAGE_SIZE, mean=tuple(data_config["mean"]), std=tuple(data_config["std"]))
+            if self.image_tower and data_config
+            else PreprocessCfg(size=self.image_size)
+        )
+        cfg = asdict(pre)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
 
 
 def world_clip_key(dataset, config: WorldClipConfig) -> str:
-    return store.make_key("world-clip", WORLD_CLIP_SCHEMA, dataset.key, asdict(config), TRAIN_POOLS, CAPTION_TEMPLATES)
+    # names the backbone weights a backbone tower starts from
+    tower = weights_path(config.image_tower, dataset).stem if config.image_tower else None
+    return store.make_key(
+        "world-clip", WORLD_CLIP_SCHEMA, dataset.key, asdict(config), tower, TRAIN_POOLS, CAPTION_TEMPLATES
+    )
 
 
 def world_clip_dir(dataset, config: WorldClipConfig | None = None) -> Path:
@@ -163,7 +201,6 @@ def train_world_clip(
     force: bool = False,
 ) -> ClipModel:
     """Train (or reuse the cached) world CLIP for ``dataset`` and return it loaded."""
-    import open_clip
     from safetensors.torch import save_file
 
     config = config or WorldClipConfig()
@@ -172,22 +209,32 @@ def train_world_clip(
     folder = world_clip_dir(dataset, config)
     with store.lock(folder / "train"):
         if force or _trained_meta(folder, key) is None:
-            t0 = time.time()
             df = _training_rows(dataset)
+            data_config = None
+            if config.image_tower:
+                train_world_backbone(config.image_tower, dataset, progress=progress, should_stop=should_stop)
+                data_config = load_metadata(config.image_tower, dataset)["data_config"]
+            t0 = time.time()  # the CLIP's own training time (a backbone's is in its own metadata)
             torch.manual_seed(config.seed)
-            model = open_clip.CLIP(
-                config.embed_dim,
-                open_clip.CLIPVisionCfg(**config.model_cfg()["vision_cfg"]),
-                open_clip.CLIPTextCfg(**config.model_cfg()["text_cfg"]),
-            )
-            images = _image_tensor(dataset, df, config, progress, should_stop)
+            model = _start_model(dataset, config)
+            images = _image_batches(dataset, df, config, data_config, progress, should_stop)
             tokens = _caption_tokens(dataset, df, config)
+            variants = _variants(dataset, df, config) if config.attribute_weight > 0 else None
             with single_thread():  # a small model: thread hand-offs cost more than they give
                 log = _fit(
-                    model, images, tokens, _weights(df, config.balance), config, progress, should_stop, device or "cpu"
+                    model,
+                    images,
+                    tokens,
+                    variants,
+                    _weights(df, config.balance),
+                    config,
+                    progress,
+                    should_stop,
+                    device or "cpu",
                 )
             store.save_json(
-                folder / LOCAL_CONFIG, {"model_cfg": config.model_cfg(), "preprocess_cfg": config.preprocess_cfg()}
+                folder / LOCAL_CONFIG,
+                {"model_cfg": config.model_cfg(), "preprocess_cfg": config.preprocess_cfg(data_config)},
             )
             with store.atomic_path(folder / SAFE_WEIGHTS) as tmp:
                 save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
@@ -202,6 +249,11 @@ def train_world_clip(
                     "pools": list(TRAIN_POOLS),
                     "n_images": len(df),
                     "templates": list(CAPTION_TEMPLATES),
+                    "image_tower": (
+                        {"model": config.image_tower, "weights": weights_path(config.image_tower, dataset).name}
+                        if config.image_tower
+                        else None
+                    ),
                     "seconds": round(time.time() - t0, 1),
                     **log,
                 },
@@ -209,7 +261,29 @@ def train_world_clip(
     return load_local_dir(folder, device=device, source="world", name="world")
 
 
-def _image_tensor(dataset, df, config: WorldClipConfig, progress, should_stop) -> torch.Tensor:
+def _start_model(dataset, config: WorldClipConfig):
+    """open_clip's CLIP; a backbone tower's trunk is loaded from the trained world backbone (its classifier dropped)."""
+    import open_clip
+
+    from core.weights import load_state_dict
+
+    cfg = config.model_cfg()
+    model = open_clip.CLIP(
+        config.embed_dim, open_clip.CLIPVisionCfg(**cfg["vision_cfg"]), open_clip.CLIPTextCfg(**cfg["text_cfg"])
+    )
+    if config.image_tower:
+        trunk = model.visual.trunk
+        state = load_state_dict(weights_path(config.image_tower, dataset))
+        trunk.load_state_dict({k: v for k, v in state.items() if k in trunk.state_dict()}, strict=True)
+    return model
+
+
+def _image_batches(dataset, df, config: WorldClipConfig, data_config, progress, should_stop):
+    """``images(idx)``: the preprocessed images of training rows ``idx``. A backbone tower normalises the world's
+    pixels as its backbone did; the ViT tower reads every image once through open_clip's preprocessing."""
+    if config.image_tower:
+        pixels = np.concatenate([dataset.pixels(p) for p in TRAIN_POOLS])
+        return lambda idx: _normalise(pixels[idx.numpy()], data_config)
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     pre = image_transform_v2(PreprocessCfg(**config.preprocess_cfg()), is_train=False)
@@ -219,7 +293,7 @@ def _image_tensor(dataset, df, config: WorldClipConfig, progress, should_stop) -
             check_stop(should_stop)
             progress(i, len(df), "world CLIP: loading images")
         out[i] = pre(dataset.load(image_id).convert("RGB"))
-    return out
+    return lambda idx: out[idx]
 
 
 def _caption_tokens(dataset, df, config: WorldClipConfig) -> torch.Tensor:
@@ -232,6 +306,69 @@ def _caption_tokens(dataset, df, config: WorldClipConfig) -> torch.Tensor:
     where = {c: i for i, c in enumerate(unique)}
     idx = torch.tensor([[where[c] for c in row] for row in captions])
     return tok[idx]
+
+
+ATTRIBUTES = ("digit", "background", "colour")
+
+
+@dataclass
+class _Variants:
+    """Every caption of every template for every (digit, background, colour), and each row's value ids."""
+
+    grid: torch.Tensor  # (templates, digits, backgrounds, colours, context) token ids
+    values: torch.Tensor  # (N, 3) the rows' digit, background and colour ids
+    templates: dict[int, torch.Tensor]  # attribute -> ids of the templates that name it
+
+
+def _variants(dataset, df, config: WorldClipConfig) -> _Variants:
+    from open_clip.tokenizer import SimpleTokenizer
+
+    names = (list(dataset.classes), list(dataset.backgrounds), list(dataset.colours))
+    captions = [
+        t.format(digit=d, background=b, colour=c)
+        for t in CAPTION_TEMPLATES
+        for d in names[0]
+        for b in names[1]
+        for c in names[2]
+    ]
+    unique = sorted(set(captions))
+    tok = SimpleTokenizer(context_length=config.context_length)(unique)
+    where = {c: i for i, c in enumerate(unique)}
+    grid = tok[torch.tensor([where[c] for c in captions])].reshape(len(CAPTION_TEMPLATES), *map(len, names), -1)
+    values = torch.tensor(
+        np.stack(
+            [
+                df["label"].to_numpy(np.int64),
+                np.array([names[1].index(b) for b in df["background"]]),
+                np.array([names[2].index(c) for c in df["colour"]]),
+            ],
+            axis=1,
+        )
+    )
+    templates = {
+        a: torch.tensor([i for i, t in enumerate(CAPTION_TEMPLATES) if "{" + attr + "}" in t])
+        for a, attr in enumerate(ATTRIBUTES)
+    }
+    return _Variants(grid, values, templates)
+
+
+def _attribute_loss(model, img_f: torch.Tensor, idx: torch.Tensor, var: _Variants, gen, device) -> torch.Tensor:
+    """For each attribute: the image against its own caption with that attribute set to every value (the
+    others kept), cross-entropy on the true value. In-batch negatives seldom differ in one attribute only, so
+    CLIP's loss alone lets a cheap cue (the background) stand in for the digit; these captions cannot."""
+    v = var.values[idx]
+    scale = model.logit_scale.exp()
+    loss = img_f.new_zeros(())
+    for a in range(3):
+        n_values = var.grid.shape[1 + a]
+        t = var.templates[a][torch.randint(0, len(var.templates[a]), (len(idx),), generator=gen)]
+        sel = [t[:, None], v[:, 0:1], v[:, 1:2], v[:, 2:3]]
+        sel[1 + a] = torch.arange(n_values)[None, :]
+        tokens = var.grid[tuple(sel)]  # (B, n_values, context)
+        txt = model.encode_text(tokens.reshape(-1, tokens.shape[-1]).to(device), normalize=True)
+        logits = scale * torch.einsum("bd,bvd->bv", img_f, txt.reshape(len(idx), n_values, -1))
+        loss = loss + torch.nn.functional.cross_entropy(logits, v[:, a].to(device))
+    return loss / 3
 
 
 def _weights(df, balance: float) -> torch.Tensor:
@@ -248,15 +385,30 @@ def _weights(df, balance: float) -> torch.Tensor:
     return torch.as_tensor(w / w.sum())
 
 
-def _fit(model, images, tokens, weights, config: WorldClipConfig, progress, should_stop, device) -> dict:
+def _fit(
+    model, images, tokens, variants: _Variants | None, weights, config: WorldClipConfig, progress, should_stop, device
+) -> dict:
+    """``images(idx)``: the preprocessed image batch of training rows ``idx``; ``variants``: the attribute loss's
+    captions (None when its weight is 0)."""
     import open_clip
 
-    n = len(images)
+    n = len(weights)
     bs = min(config.batch_size, n)
     steps = max(1, min(config.max_steps, math.ceil(config.epochs * n / bs)))
-    decay = [p for name, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in name]
-    rest = [p for name, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in name)]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = []
+    for tower in (True, False):
+        named = [(k, p) for k, p in model.named_parameters() if k.startswith("visual.trunk.") == tower]
+        lr = config.lr * (config.tower_lr_scale if tower else 1.0)
+        decay = [p for k, p in named if p.ndim >= 2 and "embedding" not in k]
+        rest = [p for k, p in named if not (p.ndim >= 2 and "embedding" not in k)]
+        groups += [
+            g
+            for g in (
+                {"params": decay, "weight_decay": config.weight_decay, "lr": lr},
+                {"params": rest, "weight_decay": 0.0, "lr": lr},
+            )
+            if g["params"]
+        ]
     try:  # the fused kernel is ~10x faster on the 49k-token embedding; same maths
         opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     except (RuntimeError, TypeError):
@@ -272,8 +424,11 @@ def _fit(model, images, tokens, weights, config: WorldClipConfig, progress, shou
         check_stop(should_stop)
         idx = torch.multinomial(weights, bs, replacement=False, generator=gen)
         which = torch.randint(0, tokens.shape[1], (len(idx),), generator=gen)
-        img_f, txt_f, scale = model(images[idx].to(device), tokens[idx, which].to(device))
+        img_f, txt_f, scale = model(images(idx).to(device), tokens[idx, which].to(device))
         loss = loss_fn(img_f, txt_f, scale)
+        if variants is not None:
+            m = min(config.attribute_images, len(idx))
+            loss = loss + config.attribute_weight * _attribute_loss(model, img_f[:m], idx[:m], variants, gen, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
