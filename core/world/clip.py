@@ -213,7 +213,10 @@ def train_world_clip(
             data_config = None
             if config.image_tower:
                 train_world_backbone(config.image_tower, dataset, progress=progress, should_stop=should_stop)
-                data_config = load_metadata(config.image_tower, dataset)["data_config"]
+                meta = load_metadata(config.image_tower, dataset)
+                if meta is None:  # trained just above; missing only if its files were removed meanwhile
+                    raise MissingResourceError(f"{config.image_tower}'s weights went missing; train the world again.")
+                data_config = meta["data_config"]
             t0 = time.time()  # the CLIP's own training time (a backbone's is in its own metadata)
             torch.manual_seed(config.seed)
             model = _start_model(dataset, config)
