@@ -28,10 +28,10 @@ with guard("Checking the dataset"):
             st.info(
                 "The offline world is not built on this machine yet. It composes real MNIST digits onto real "
                 "photos and textures that ship with the installed packages, so it needs no network. One click "
-                "renders its images, trains its backbones and its CLIP, runs the world's models, names their "
-                "failures with CLIP, generates images for the failure modes and runs a before/after experiment "
-                "for the default world model; the EfficientNet-Lite family runs last. The pages fill in as each "
-                "step finishes.",
+                "renders its images, trains and runs the default world model first (its failures show within "
+                "minutes), then the other world models, trains its CLIP, names the failures with CLIP, generates "
+                "images for the failure modes and runs a before/after experiment for the default world model; the "
+                "EfficientNet-Lite family runs last. The pages fill in as each step finishes.",
                 icon=":material/rocket_launch:",
             )
         lite_px = SetupConfig.lite_input_size
