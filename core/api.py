@@ -109,10 +109,6 @@ def open_dataset(name: str = "scenes-mnist", **options) -> ImageDataset:
     return _open({"name": name, **options})
 
 
-def _prepared(spec: dict, *, progress: Any = None) -> None:
-    """The world handed to setup_world is open already: nothing to prepare."""
-
-
 def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_config=None) -> list[str]:
     """Everything a first pass over the offline world needs, each step cached: its world backbones (``models``,
     default all six), its CLIP (``clip_config``: a ``core.world.clip.WorldClipConfig``, default the standard
@@ -135,7 +131,12 @@ def setup_world(world: ImageDataset, models: Sequence[str] | None = None, clip_c
     bar = TqdmProgress("world")
     worlds = [n for n in names if n in ARCHS]
     steps.build_world(
-        spec, ("backbones", "clip"), models=worlds, clip_config=clip_config, prepare=_prepared, progress=bar
+        spec,
+        ("backbones", "clip"),
+        models=worlds,
+        clip_config=clip_config,
+        prepare=steps.already_prepared,
+        progress=bar,
     )
     bar.close()
     run_models(world, names)

@@ -69,9 +69,7 @@ def assigned_world(populated_world) -> World:
     """Each model's debug_seed failures assigned to background values (cached beside the run)."""
     from core.world.clip import WorldClipConfig
 
-    steps.build_world(
-        TINY, ("clip",), clip_config=WorldClipConfig(**SMALL_CLIP), prepare=lambda spec, progress=None: None
-    )
+    steps.build_world(TINY, ("clip",), clip_config=WorldClipConfig(**SMALL_CLIP), prepare=steps.already_prepared)
     for m in populated_world.models:
         steps.textualize(TINY, m, "background", 3, clip=small_clip())
     return populated_world

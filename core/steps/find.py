@@ -48,6 +48,10 @@ class Prepare(Protocol):
     def __call__(self, spec: dict, *, progress: ProgressFn | None = None) -> Any: ...
 
 
+def already_prepared(spec: dict, *, progress: ProgressFn | None = None) -> None:
+    """The ``Prepare`` for a dataset that is ready already (opened, or prepared by an earlier step): nothing to do."""
+
+
 @dataclass
 class WorldBuilt(StepResult):
     folder: str

@@ -2,8 +2,8 @@
 
 The build makes the world's own models usable first and ends populated: images; the default world model's
 backbone trained and run (its failures show from then on, while the rest builds); the other world models, each
-trained and run in turn; the world CLIP; offline-proposed background lists, CLIP's assignment of their failures over those
-lists (the failure modes), a generated set and a before/after experiment for the default world model. Only then
+trained and run in turn; the world CLIP; offline-proposed background lists, CLIP's assignment of their failures
+over those lists (the failure modes), a generated set and a before/after experiment for the default world model. Only then
 does it run the packaged EfficientNet-Lite family, as its own step that can be skipped, stopped and resumed, at
 ``SetupConfig.lite_input_size`` (the world's images are 64 px; the models' native 224-260 px costs several times
 the work for heads no better, benchmarks/features.py --input-sizes).
@@ -23,7 +23,7 @@ from core.errors import InvalidInputError
 from core.progress import ProgressFn, Stages, StopFn, check_stop, offset
 from core.steps.base import DatasetLike, StepResult, open_ds
 from core.steps.describe import propose, textualize
-from core.steps.find import Prepare, build_world, run_models
+from core.steps.find import Prepare, already_prepared, build_world, run_models
 from core.steps.fix import experiment, generate
 
 # (step, what the user reads). "lite" is the EfficientNet-Lite family, the optional last step.
@@ -220,7 +220,7 @@ def setup_world(
         return out
 
     def world(part: str, **kw) -> Any:
-        return lambda p: build_world(spec, (part,), prepare=_none, progress=p, should_stop=should_stop, **kw)
+        return lambda p: build_world(spec, (part,), prepare=already_prepared, progress=p, should_stop=should_stop, **kw)
 
     def train_and_run(names: list[str]) -> Any:
         """Train each backbone and run its model right away, one model after another, so a model's failures
@@ -322,10 +322,6 @@ def _still_there(entry: dict) -> bool:
 
     tables = entry.get("made", {}).get("individual", [])
     return entry.get("state") == DONE and all(Path(t).is_file() for t in tables)
-
-
-def _none(spec: dict, *, progress: ProgressFn | None = None) -> None:
-    return None
 
 
 def _has_lists(ds) -> bool:
