@@ -1,15 +1,15 @@
 """The world CLIP: a small open_clip CLIP trained on the offline world's images and ground-truth captions.
 
 It stands in for a web-trained CLIP where none can be downloaded. Model, loss and tokenizer are open_clip's own
-(``open_clip.CLIP`` with a timm image tower and a small ``CLIPTextCfg``, ``ClipLoss``, the built-in BPE
-tokenizer). The image tower starts from a trained world backbone (``WorldClipConfig.image_tower``, trained first
-and cached; ``core.world.clip_tower`` names it to timm), so it reads digit shapes from the start: a tower trained
-from scratch on captions learns the background and colour, which tell most captions of a batch apart, and
-never the digit. Besides CLIP's loss over the batch, each image is scored against its own caption with one
-attribute (digit, background or colour) set to every value (:func:`_attribute_loss`). It learns only from the
-``backbone_train`` and ``train`` pools, never from val (where debug and test sets come from). The result is
+(``open_clip.CLIP``, ``ClipLoss``, the built-in BPE tokenizer). By default the image tower is a small ViT trained
+from scratch on the captions: it learns the background and colour, which tell most captions of a batch apart, and
+hardly the digit. Opt in to ``WorldClipConfig.image_tower`` (a world backbone's name, trained first and cached;
+``core.world.clip_tower`` names it to timm) to start the tower from that backbone's trained weights, so it reads
+digit shapes from the start; ``attribute_weight`` > 0 adds a loss that scores each image against its own caption
+with one attribute (digit, background or colour) set to every value (:func:`_attribute_loss`). It learns only from
+the ``backbone_train`` and ``train`` pools, never from val (where debug and test sets come from). The result is
 saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a ``meta.json``, keyed by
-the world's key, the training config and the tower's backbone weights, and loads through
+the world's key, the training config and, for a backbone tower, its backbone weights, and loads through
 :func:`core.describe.clip.load_local_dir`.
 """
 
