@@ -4,8 +4,7 @@ The same widget (ui.atlas), points (core.find.embedding.map_points, drawn_points
 (core.find.embedding.ids_in_selection, core.find.failures.among) and gallery filter (ui.tables.select_rows) as
 pages/failures.py, cached the way ui/data.py caches them (st.cache_resource: no copy per rerun); the points are
 BENCH_MAP_POINTS random images in ten Gaussian clusters, 30% of them failures
-(benchmarks.embedding_map.synthetic_points). BENCH_MAP_FRAME=all sends the widget every column of map_points (image
-ids included, as before drawn_points existed), =drawn (default) what the app sends.
+(benchmarks.embedding_map.synthetic_points); the widget gets their drawn columns, as in the app.
 """
 
 import os
@@ -17,23 +16,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd
 import streamlit as st
 
-from benchmarks.embedding_map import synthetic_points, widget_frame
-from core.find.embedding import ids_in_selection
+from benchmarks.embedding_map import synthetic_points
+from core.find.embedding import drawn_points, ids_in_selection
 from core.find.failures import among
 from ui.atlas import embedding_atlas
 from ui.tables import select_rows
 
 
 @st.cache_resource(show_spinner=False)
-def synthetic(n: int, frame: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def synthetic(n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     points, failures = synthetic_points(n)
-    return points, widget_frame(points, frame), failures
+    return points, drawn_points(points), failures
 
 
 st.set_page_config(layout="wide")
-pts, drawn, fails = synthetic(
-    int(os.environ.get("BENCH_MAP_POINTS", "200000")), os.environ.get("BENCH_MAP_FRAME", "drawn")
-)
+pts, drawn, fails = synthetic(int(os.environ.get("BENCH_MAP_POINTS", "200000")))
 st.caption(f"All {len(pts):,} debug images.")
 predicate = embedding_atlas(drawn, key="bench-atlas", text="true class")
 ids = None

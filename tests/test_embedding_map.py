@@ -3,6 +3,8 @@ image ids, and the offline copy of the map widget."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,6 +101,7 @@ def test_an_unknown_projection_is_refused():
 def test_the_map_widget_is_served_without_the_cdn(tmp_path):
     from core.map_widget import CDN, component_dir
 
+    (tmp_path / "embedding-atlas-0.0.1").mkdir()
     out = component_dir(tmp_path)
     scripts = list((out / "assets").glob("index-*.js"))
     assert len(scripts) == 1 and not CDN.search(scripts[0].read_text(encoding="utf-8"))
@@ -111,4 +114,11 @@ def test_the_map_widget_is_served_without_the_cdn(tmp_path):
         "duckdb-browser-eh.worker.js",
         "duckdb-browser-mvp.worker.js",
     }
+    workers = [out / "duckdb" / n for n in ("duckdb-browser-eh.worker.js", "duckdb-browser-mvp.worker.js")]
+    for worker in workers:  # the module compiles straight from the fetched response, so its code can be cached
+        text = worker.read_text(encoding="utf-8")
+        assert "if(WebAssembly.instantiateStreaming)if(!1)" in text and "TransformStream==" not in text
+    # an old modification time: browsers keep the files fresh (Last-Modified heuristic) and reuse them
+    assert max(p.stat().st_mtime for p in out.rglob("*")) < time.time() - 365 * 86400
     assert component_dir(tmp_path) == out  # made once, then reused
+    assert not (tmp_path / "embedding-atlas-0.0.1").exists()  # a copy for another package version is removed
