@@ -165,6 +165,11 @@ def _costs(spec: dict, steps: list[str], record: dict, cfg: SetupConfig, lite_mo
             continue
         for m in lite_models:  # a Lite model costs what its family member does (at the configured input size)
             costs[f"{LITE}:{m}"] = 0.5 if m in lite_done else cfg.seconds(split_input_size(m)[0]) * scale
+    if cfg.second_process and second_process.cores() >= 2 and min(costs.get("clip", 0), costs.get("models", 0)) > 0.5:
+        # two processes share the world's training: the CLIP trains while the models do, so the models' step
+        # lasts about half of the world models' and the CLIP's work together, and the CLIP's step hardly at all
+        together = costs.get("backbones", 0.0) + costs["models"] + costs["clip"]
+        costs["models"], costs["clip"] = max(together / 2 - costs.get("backbones", 0.0), costs["models"] / 2), 1.0
     return costs
 
 
