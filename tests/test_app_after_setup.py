@@ -119,6 +119,21 @@ def test_the_build_goes_on_to_a_model_the_second_process_is_not_training(tiny_wo
     assert second.reports and holder.wait(5) == 0 and not store.held(weights_path(busy, tiny_world))
 
 
+def test_with_a_second_process_the_models_step_carries_half_the_worlds_training(monkeypatch):
+    from core.config import SetupConfig
+    from core.steps import second_process, setup
+
+    monkeypatch.setattr(second_process, "cores", lambda: 2)
+    world = ["backbones", "models", "clip"]
+    one = setup._costs({"size": "default"}, world, {}, SetupConfig(second_process=False), [])
+    two = setup._costs({"size": "default"}, world, {}, SetupConfig(), [])
+    assert one == {s: SetupConfig().seconds(s) for s in world}
+    assert two["backbones"] == one["backbones"] and two["clip"] == 1.0
+    assert two["backbones"] + two["models"] == pytest.approx(sum(one.values()) / 2)
+    monkeypatch.setattr(second_process, "cores", lambda: 1)  # one core: no second process, the costs of one
+    assert setup._costs({"size": "default"}, world, {}, SetupConfig(), []) == one
+
+
 def test_pages_after_setup_show_the_default_world_models_work(results_world):
     default = results_world.models[0]
     record = steps.setup_record(TINY)
