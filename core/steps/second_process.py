@@ -40,7 +40,7 @@ class SecondProcess:
         ctx = mp.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
         self._stop = ctx.Event()
         self._done = ctx.Array("d", 2)  # done, total of its current part
-        self._message = ctx.Array("c", _MESSAGE)
+        self._message: Any = ctx.Array("c", _MESSAGE)  # a char array: its ``value`` is the bytes
         self._proc = ctx.Process(
             target=_work,
             args=(spec, models, clip_config, self._stop, self._done, self._message, os.getpid()),
