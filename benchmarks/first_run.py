@@ -3,6 +3,7 @@
     python benchmarks/first_run.py                 # the default world
     python benchmarks/first_run.py --size tiny     # the tiny world (what the tests use)
     python benchmarks/first_run.py --skip-lite     # without the EfficientNet-Lite family
+    python benchmarks/first_run.py --one-process   # without the second process (SetupConfig.second_process)
 
 It submits the same background job the app does (core.jobs, kind ``setup_world``) in an empty cache folder, polls
 its status file as the app's progress bar does, and prints: the time until the world's failures are shown (the
@@ -27,6 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="default", choices=["default", "tiny"])
     ap.add_argument("--skip-lite", action="store_true", help="leave out the EfficientNet-Lite family")
+    ap.add_argument("--one-process", action="store_true", help="no second process (as on a one-core machine)")
     ap.add_argument("--cache", help="cache folder to use (default: a new empty one)")
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between status reads")
     a = ap.parse_args()
@@ -37,7 +39,8 @@ def main() -> int:
     from core.progress import duration
 
     spec = {"name": "scenes-mnist", "size": a.size, "seed": 0}
-    kwargs = {"dataset": spec, **({"setup": {"lite": False}} if a.skip_lite else {})}
+    setup = {**({"lite": False} if a.skip_lite else {}), **({"second_process": False} if a.one_process else {})}
+    kwargs = {"dataset": spec, **({"setup": setup} if setup else {})}
     print(f"cache {os.environ['BACKDROP_CACHE']} · world {a.size} · {os.cpu_count()} CPUs · load {os.getloadavg()}")
     t0 = time.time()
     job = jobs.submit("setup_world", **kwargs)

@@ -68,10 +68,14 @@ class SetupConfig:
     # at any size (test accuracy 0.13-0.15 for 10 classes): ImageNet features of 64 px digit scenes.
     lite_input_size: int | None = 96
     models: tuple[str, ...] = ()  # the world-trained backbones to build and run (empty: all of them)
+    # On a machine with two or more cores, a second process trains the world CLIP and then the world backbones the
+    # main process has not reached, while the main process trains and runs the world models (core.steps.second_process).
+    second_process: bool = True
     # Expected seconds of each step on the default world on a quiet 2-core CPU, from a measured build
     # (`python benchmarks/first_run.py` prints each step's seconds: images 13, the six backbones 325 and their runs 40,
-    # CLIP 109, lists/assign/generate/experiment 2/9/2/8, the Lite family at 96 px 264). The progress bar weights the
-    # steps by these, scaled by the world's size, so it moves with the work rather than step by step.
+    # CLIP 109, lists/assign/generate/experiment 2/9/2/8, the Lite family at 96 px 264), all in one process. The
+    # progress bar weights the steps by these, scaled by the world's size, so it moves with the work rather than step
+    # by step; with the second process, the models' and the CLIP's share is split between the two (steps.setup._costs).
     costs: tuple[tuple[str, float], ...] = (
         ("images", 15.0),
         ("backbones", 50.0),

@@ -144,3 +144,14 @@ def lock(p: str | Path, timeout: float = -1) -> FileLock:
     p = Path(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(p) + ".lock", timeout=timeout)
+
+
+def held(p: str | Path) -> bool:
+    """Whether another process holds :func:`lock` ``(p)`` right now (e.g. is computing what it guards)."""
+    from filelock import Timeout
+
+    try:
+        with lock(p, timeout=0):
+            return False
+    except Timeout:
+        return True

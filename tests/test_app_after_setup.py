@@ -83,6 +83,57 @@ def test_a_killed_builds_lite_step_reads_as_stopped_and_its_costs_follow_the_mod
     }
 
 
+def test_the_build_goes_on_to_a_model_the_second_process_is_not_training(tiny_world, fresh_cache):
+    import subprocess
+    import sys
+
+    from core import store
+    from core.steps import setup
+    from core.world.backbones import weights_path
+
+    busy, free = "world-resnet-m", "world-mobilenet-s"
+    lock = str(weights_path(busy, tiny_world)) + ".lock"
+    store.lock(weights_path(busy, tiny_world))  # makes the folder
+    holder = subprocess.Popen(  # another process training ``busy`` for a second
+        [
+            sys.executable,
+            "-c",
+            f"import time, filelock\nwith filelock.FileLock({lock!r}):\n print(1, flush=True)\n time.sleep(1.5)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"1"
+
+    class Second:  # the second process's progress, as the wait passes it on
+        reports: list[str] = []
+
+        def report(self, progress, prefix: str) -> None:
+            self.reports.append(prefix)
+
+    second = Second()
+    assert store.held(weights_path(busy, tiny_world)) and not store.held(weights_path(free, tiny_world))
+    assert setup._next_model(tiny_world, [busy, free], second, lambda *a: None) == free
+    assert second.reports == []
+    # only the busy one left: the build waits for it (passing the second process's progress on), then takes it
+    assert setup._next_model(tiny_world, [busy], second, lambda *a: None) == busy
+    assert second.reports and holder.wait(5) == 0 and not store.held(weights_path(busy, tiny_world))
+
+
+def test_with_a_second_process_the_models_step_carries_half_the_worlds_training(monkeypatch):
+    from core.config import SetupConfig
+    from core.steps import second_process, setup
+
+    monkeypatch.setattr(second_process, "cores", lambda: 2)
+    world = ["backbones", "models", "clip"]
+    one = setup._costs({"size": "default"}, world, {}, SetupConfig(second_process=False), [])
+    two = setup._costs({"size": "default"}, world, {}, SetupConfig(), [])
+    assert one == {s: SetupConfig().seconds(s) for s in world}
+    assert two["backbones"] == one["backbones"] and two["clip"] == 1.0
+    assert two["backbones"] + two["models"] == pytest.approx(sum(one.values()) / 2)
+    monkeypatch.setattr(second_process, "cores", lambda: 1)  # one core: no second process, the costs of one
+    assert setup._costs({"size": "default"}, world, {}, SetupConfig(), []) == one
+
+
 def test_pages_after_setup_show_the_default_world_models_work(results_world):
     default = results_world.models[0]
     record = steps.setup_record(TINY)

@@ -14,6 +14,7 @@ which step made what they show and the Setup page can list every step, skipped o
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,12 @@ from core import store
 from core.config import DEFAULT_ATTRIBUTE, SetupConfig
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, Stages, StopFn, check_stop, offset
+from core.steps import second_process
 from core.steps.base import DatasetLike, StepResult, open_ds
 from core.steps.describe import propose, textualize
 from core.steps.find import Prepare, already_prepared, build_world, run_models
 from core.steps.fix import experiment, generate
+from core.threads import single_thread
 
 # (step, what the user reads). "lite" is the EfficientNet-Lite family, the optional last step.
 SETUP_STEPS = (
@@ -162,6 +165,11 @@ def _costs(spec: dict, steps: list[str], record: dict, cfg: SetupConfig, lite_mo
             continue
         for m in lite_models:  # a Lite model costs what its family member does (at the configured input size)
             costs[f"{LITE}:{m}"] = 0.5 if m in lite_done else cfg.seconds(split_input_size(m)[0]) * scale
+    if cfg.second_process and second_process.cores() >= 2 and min(costs.get("clip", 0), costs.get("models", 0)) > 0.5:
+        # two processes share the world's training: the CLIP trains while the models do, so the models' step
+        # lasts about half of the world models' and the CLIP's work together, and the CLIP's step hardly at all
+        together = costs.get("backbones", 0.0) + costs["models"] + costs["clip"]
+        costs["models"], costs["clip"] = max(together / 2 - costs.get("backbones", 0.0), costs["models"] / 2), 1.0
     return costs
 
 
@@ -181,7 +189,7 @@ def setup_world(
     from core.datasets import is_offline_world
     from core.models.registry import at_input_size
     from core.world.backbones import ARCHS, PACKAGED_FOR_WORLD
-    from core.world.clip import load_world_clip
+    from core.world.clip import load_world_clip, training_lock
 
     if not is_offline_world(dataset):
         raise InvalidInputError(
@@ -224,11 +232,15 @@ def setup_world(
 
     def train_and_run(names: list[str]) -> Any:
         """Train each backbone and run its model right away, one model after another, so a model's failures
-        show while the next one trains."""
+        show while the next one trains. A model the second process is training is left for later; the last ones
+        wait for it."""
 
         def fn(p: ProgressFn) -> dict[str, Any]:
             out: dict[str, Any] = {}
-            for i, m in enumerate(names):
+            pending = list(names)
+            for i in range(len(names)):
+                m = _next_model(ds, pending, second, offset(p, i * 1000, len(names) * 1000, 900, prefix="waiting"))
+                pending.remove(m)
                 part = offset(p, i * 1000, len(names) * 1000, 900, prefix=f"{m} ({i + 1}/{len(names)})")
                 world("backbones", models=[m])(part)
                 part = offset(p, i * 1000 + 900, len(names) * 1000, 100, prefix=f"{m} ({i + 1}/{len(names)}): run")
@@ -240,9 +252,23 @@ def setup_world(
     def made_runs(runs: dict[str, Any]) -> dict[str, list[str]]:
         return {"run": [str(run.folder) for run in runs.values()]}
 
-    runs = step("backbones", train_and_run([default]), made_runs)  # the model every page shows first, first
-    runs = {**runs, **step("models", train_and_run([m for m in world_models if m != default]), made_runs)}
-    step("clip", world("clip", clip_config=clip_config))
+    others = [m for m in world_models if m != default]
+    # the world CLIP and backbones the main process has not reached train meanwhile on a second core, if any
+    second = second_process.start(spec, ds, others, clip_config) if config.second_process else None
+    try:
+        with single_thread() if second else nullcontext():  # one core each
+            runs = step("backbones", train_and_run([default]), made_runs)  # the model pages show first, first
+            runs = {**runs, **step("models", train_and_run(others), made_runs)}
+
+        def clip_step(p: ProgressFn) -> Any:
+            if second:
+                second_process.wait_while_held(training_lock(ds, clip_config), lambda: second.report(p, "training"))
+            return world("clip", clip_config=clip_config)(p)  # cached when the second process trained it
+
+        step("clip", clip_step)
+    finally:
+        if second:
+            second.close()
     clip = load_world_clip(ds, clip_config)
     step(
         "lists",
@@ -314,6 +340,20 @@ def _run_lite(ds, lite_models: list[str], stages: Stages, label: str, should_sto
         made={"run": made},
     )
     return DONE
+
+
+def _next_model(ds, pending: list[str], second: Any, progress: ProgressFn) -> str:
+    """The first of ``pending`` not being trained by the second process; when all are, the first of them once
+    the second process has trained it (reporting its progress while waiting)."""
+    from core.world.backbones import weights_path
+
+    while second is not None:
+        free = [m for m in pending if not store.held(weights_path(m, ds))]
+        if free:
+            return free[0]
+        second.report(progress, "a second process is training the rest")
+        time.sleep(0.5)
+    return pending[0]
 
 
 def _still_there(entry: dict) -> bool:

@@ -134,6 +134,16 @@ def world_clip_dir(dataset, config: WorldClipConfig | None = None) -> Path:
     return store.cache_root() / "clip" / "world" / world_clip_key(dataset, config or WorldClipConfig())
 
 
+def training_lock(dataset, config: WorldClipConfig | None = None) -> Path:
+    """What :func:`train_world_clip` locks while it trains (``store.held`` of it: being trained elsewhere)."""
+    return world_clip_dir(dataset, config) / "train"
+
+
+def is_trained(dataset, config: WorldClipConfig | None = None) -> bool:
+    config = config or WorldClipConfig()
+    return _trained_meta(world_clip_dir(dataset, config), world_clip_key(dataset, config)) is not None
+
+
 def _trained_meta(folder: Path, key: str) -> dict | None:
     meta = store.load_json(folder / "meta.json")
     if not meta or meta.get("key") != key or not (folder / SAFE_WEIGHTS).is_file():
@@ -207,7 +217,7 @@ def train_world_clip(
     progress = progress or no_progress
     key = world_clip_key(dataset, config)
     folder = world_clip_dir(dataset, config)
-    with store.lock(folder / "train"):
+    with store.lock(training_lock(dataset, config)):
         if force or _trained_meta(folder, key) is None:
             df = _training_rows(dataset)
             data_config = None
