@@ -18,11 +18,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import core.steps.second_process as second_process
 from core import store
 from core.config import DEFAULT_ATTRIBUTE, SetupConfig
 from core.errors import InvalidInputError
 from core.progress import ProgressFn, Stages, StopFn, check_stop, offset
-from core.steps import second_process
 from core.steps.base import DatasetLike, StepResult, open_ds
 from core.steps.describe import propose, textualize
 from core.steps.find import Prepare, already_prepared, build_world, run_models
