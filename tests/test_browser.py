@@ -40,17 +40,36 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def app_url(populated_world):
-    with serve_app(populated_world.cache, TINY) as url:
-        yield url
-
-
 def open_page(browser, url: str, path: str = ""):
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
     page.goto(f"{url}/{path}")
     settle(page)
     return page
+
+
+@pytest.fixture(scope="module")
+def served(browser, populated_world):
+    """The module's one app server, and what a deep link to the Overlap page showed as the very first request the
+    server got (made here, before any test opens a page, so it is the cold start whichever tests run):
+    ``(url, {"frame": its app_frame, "url": the page's URL, "exceptions": their count, "body": its text})``."""
+    with serve_app(populated_world.cache, TINY) as url:
+        page = open_page(browser, url, "overlap")
+        page.get_by_role("heading", name="Overlap", exact=True).wait_for(timeout=120_000)
+        settle(page)
+        cold = {
+            "frame": app_frame(page),
+            "url": page.url,
+            "exceptions": page.locator('[data-testid="stException"]').count(),
+            "body": page.inner_text("body")[:2000],
+        }
+        shot(page, "0-deep-link-overlap-cold")
+        page.close()
+        yield url, cold
+
+
+@pytest.fixture(scope="module")
+def app_url(served):
+    return served[0]
 
 
 def alerts(page) -> list[str]:
@@ -73,17 +92,11 @@ def app_frame(page) -> dict:
     }
 
 
-def test_deep_link_on_a_cold_server_renders_the_app(browser, populated_world):
-    # A server of its own: the deep link is the first request it ever gets, before app.py has run.
-    with serve_app(populated_world.cache, TINY) as url:
-        page = open_page(browser, url, "overlap")
-        page.get_by_role("heading", name="Overlap", exact=True).wait_for(timeout=120_000)
-        settle(page)
-        deep = app_frame(page)
-        no_exception(page)
-        shot(page, "0-deep-link-overlap-cold")
-        assert page.url.endswith("/overlap"), page.url
-        start = app_frame(open_page(browser, url))
+def test_deep_link_on_a_cold_server_renders_the_app(browser, served):
+    url, cold = served  # the deep link was the server's first request, before app.py had run
+    assert cold["exceptions"] == 0, cold["body"]
+    assert cold["url"].endswith("/overlap"), cold["url"]
+    deep, start = cold["frame"], app_frame(open_page(browser, url))
     assert deep == start, (deep, start)
     assert deep["sections"] == ["Prepare", "Find", "Describe", "Fix"]
     assert [link.split("\n")[-1] for link in deep["links"]] == [
