@@ -429,6 +429,17 @@ class GeneratedSet(ImageDataset):
     # manifest views
     def manifest(self) -> pd.DataFrame:
         """Every slot, including deleted and dropped ones (re-read only when the file changes on disk)."""
+        return self._read().copy()
+
+    def _by_id(self) -> pd.DataFrame:
+        """The manifest indexed by image id, built once per read of the file (``path`` is called per image)."""
+        df = self._read()
+        if getattr(self, "_by_id_of", None) is not df:
+            self._by_id_frame, self._by_id_of = df.set_index("image_id", drop=False), df
+        return self._by_id_frame
+
+    def _read(self) -> pd.DataFrame:
+        """The cached manifest itself (callers must not modify it)."""
         p = self.root / "manifest.csv"
         try:
             st = p.stat()
@@ -437,7 +448,7 @@ class GeneratedSet(ImageDataset):
             stamp = None
         if stamp is None or getattr(self, "_manifest_stamp", None) != stamp:
             self._manifest, self._manifest_stamp = read_manifest(self.root), stamp
-        return self._manifest.copy()
+        return self._manifest
 
     def path(self, image_id: str) -> Path:
         row = self._rows([image_id]).iloc[0]
@@ -468,7 +479,7 @@ class GeneratedSet(ImageDataset):
 
     def _rows(self, image_ids: Iterable[str]) -> pd.DataFrame:
         ids = list(image_ids)
-        df = self.manifest().set_index("image_id", drop=False)
+        df = self._by_id()
         unknown = [i for i in ids if i not in df.index]
         if unknown:
             raise InvalidInputError(
