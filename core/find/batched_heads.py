@@ -93,29 +93,31 @@ def descend(
     one batch and multiplied in one batched matmul, so a step costs a few operations however many heads train."""
     H, C, D1 = theta.shape
     dev, dtype = theta.device, theta.dtype
-    shared = [(b, F.one_hot(b.y, C).to(dtype).unsqueeze(1)) for b in blocks if len(b.heads) > 1]
+    # logits are laid out (heads, classes, rows): the softmax over classes and both matmuls run fastest so
+    shared = [(b, b.Z.T.contiguous(), F.one_hot(b.y, C).to(dtype).T.unsqueeze(0)) for b in blocks if len(b.heads) > 1]
     single = [b for b in blocks if len(b.heads) == 1]
     if single:
         M = max(len(b.y) for b in single)
         Zs = torch.zeros(len(single), M, D1, dtype=dtype, device=dev)
-        Ws = torch.zeros(len(single), M, 1, dtype=dtype, device=dev)  # 0 on padding rows: they add nothing
+        Ws = torch.zeros(len(single), 1, M, dtype=dtype, device=dev)  # 0 on padding rows: they add nothing
         ys = torch.zeros(len(single), M, dtype=torch.long, device=dev)
         for i, b in enumerate(single):
-            Zs[i, : len(b.y)], ys[i, : len(b.y)], Ws[i, : len(b.y)] = b.Z, b.y, b.weight[0]
+            Zs[i, : len(b.y)], ys[i, : len(b.y)], Ws[i, :, : len(b.y)] = b.Z, b.y, b.weight[0]
+        Zst = Zs.transpose(1, 2).contiguous()
         hs = torch.cat([b.heads for b in single])
-        onehot_s = F.one_hot(ys, C).to(dtype)
+        onehot_s = F.one_hot(ys, C).to(dtype).transpose(1, 2).contiguous()
     theta = theta.clone()
     buf = None
     for epoch in range(cfg.epochs):
         d = cfg.weight_decay * theta
-        for b, onehot in shared:
+        for b, Zt, onehot in shared:
             k = len(b.heads)
-            P = torch.softmax((b.Z @ theta[b.heads].reshape(k * C, D1).T).view(len(b.y), k, C), 2)
-            P.sub_(onehot).mul_(b.weight.view(1, k, 1))
-            d.index_add_(0, b.heads, (P.view(len(b.y), k * C).T @ b.Z).view(k, C, D1))
+            P = torch.softmax((theta[b.heads].reshape(k * C, D1) @ Zt).view(k, C, len(b.y)), 1)
+            P.sub_(onehot).mul_(b.weight.view(k, 1, 1))
+            d.index_add_(0, b.heads, (P.view(k * C, len(b.y)) @ b.Z).view(k, C, D1))
         if single:
-            P = torch.softmax(torch.bmm(Zs, theta[hs].transpose(1, 2)), 2).sub_(onehot_s).mul_(Ws)
-            d.index_add_(0, hs, torch.bmm(P.transpose(1, 2), Zs))
+            P = torch.softmax(torch.bmm(theta[hs], Zst), 1).sub_(onehot_s).mul_(Ws)
+            d.index_add_(0, hs, torch.bmm(P, Zs))
         buf = d if buf is None else buf.mul_(cfg.momentum).add_(d)
         theta -= cfg.lr * buf
         if epoch % 50 == 0 or epoch == cfg.epochs - 1:
