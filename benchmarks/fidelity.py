@@ -16,7 +16,10 @@ debugging types 1 and 2 per family (type 2 only for the models other than the re
 The markdown goes to ``--out`` with the command that made it; the issue's targets are checked at the end.
 
 The heads use ``--solver fused`` by default: the paper's SGD steps with the gradient written out (the same head,
-see benchmarks/heads.py); pass ``--solver sgd`` for the reference optimiser.
+see benchmarks/fused_heads.py), every head of one retraining call trained at once; pass ``--solver sgd`` for the
+reference optimiser. One seed's Table 2, sweeps and collective debugging share one experiment, so each model's
+features, its generated images' features and its heads of identical problems are computed once per seed (the
+val pool's features once per model for all seeds). The raw tables and the markdown are rewritten after every seed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The reference optimiser is the paper's (Table 4: full-batch SGD, lr 0.2, momentum 0.9, weight decay 5e-4,
 1000 epochs) through torch.optim.SGD and autograd. ``solver="fused"`` takes exactly the same steps with the
-cross-entropy gradient written out (two matmuls a step, no autograd graph), so it lands on the same head;
+cross-entropy gradient written out (no autograd graph), so it lands on the same head, and trains every head of one
+:func:`train_heads` call at once (core.find.batched_heads.descend: each head its own steps, their matmuls shared);
 ``solver="lbfgs"`` minimises the same convex objective to its optimum, which the 1000 SGD steps do not quite
 reach. ``solver="batched"`` (:func:`train_heads`) minimises many heads at once, e.g. a whole λ sweep, with batched
 L-BFGS (core.find.batched_heads) to a lower objective than the 1000 SGD steps reach, in far fewer passes over the
