@@ -16,7 +16,10 @@ debugging types 1 and 2 per family (type 2 only for the models other than the re
 The markdown goes to ``--out`` with the command that made it; the issue's targets are checked at the end.
 
 The heads use ``--solver fused`` by default: the paper's SGD steps with the gradient written out (the same head,
-see benchmarks/heads.py); pass ``--solver sgd`` for the reference optimiser.
+see benchmarks/fused_heads.py), every head of one retraining call trained at once; pass ``--solver sgd`` for the
+reference optimiser. One seed's Table 2, sweeps and collective debugging share one experiment, so each model's
+features, its generated images' features and its heads of identical problems are computed once per seed (the
+val pool's features once per model for all seeds). The raw tables and the markdown are rewritten after every seed.
 """
 
 from __future__ import annotations
@@ -206,9 +209,9 @@ def main() -> None:
 
     from core.config import DebugConfig, HeadConfig
     from core.datasets import create_dataset, is_offline_world
-    from core.fix.experiments import KS, LAMBDAS, Experiment, collective, sweep
+    from core.fix.experiments import KS, LAMBDAS, Experiment, collective, individual, sweep
     from core.fix.mitigate import relative_to_individual
-    from core.fix.repeats import individual_repeats, reseeded
+    from core.fix.repeats import reseeded
     from core.models import model_info
     from core.threads import single_thread
     from core.world.backbones import ARCHS, train_world_backbone
@@ -234,35 +237,46 @@ def main() -> None:
     print(clip_line(clip_q), flush=True)
     t_setup = time.perf_counter() - t0
     exp = Experiment(ds, DebugConfig(), clip=clip, head_cfg=HeadConfig(solver=a.solver))
-
-    with single_thread():
-        rep = individual_repeats(exp, models, seeds)
-    t_ind = time.perf_counter() - t0 - t_setup
-
-    sweeps, coll = [], []
     families: dict[str, list[str]] = {}
     for m in models:
         families.setdefault(model_info(m)["family"], []).append(m)
-    with single_thread():
-        for s in seeds:
-            e = reseeded(exp, s)
-            for m in models:
-                sweeps += [sweep(e, m, "lam", LAMBDAS).assign(repeat=s), sweep(e, m, "k", KS).assign(repeat=s)]
-            ind = rep.rows[rep.rows["repeat"] == s]
-            for ms in families.values():
-                if len(ms) < 2:
-                    continue
-                rows = pd.concat([ind[ind["model"].isin(ms)], collective(e, ms, 1), collective(e, ms, 2)])
-                coll.append(relative_to_individual(rows).assign(repeat=s, reference=ms[0]))
-    t_rest = time.perf_counter() - t0 - t_setup - t_ind
-    d = dict(
-        command=command, dataset=a.dataset, size=a.size, world_seed=a.world_seed, seeds=seeds, models=models,
-        solver=a.solver, times=(t_setup, t_ind, t_rest), clip_quality=clip_q, rows=rep.rows, predictions=rep.predictions,
-        sweeps=pd.concat(sweeps, ignore_index=True), rel=pd.concat(coll, ignore_index=True) if coll else pd.DataFrame(),
-    )  # fmt: skip
+    sweeps, coll, times = [], [], {"individual": 0.0, "rest": 0.0}
+
+    def one_seed(e, predictions: list) -> pd.DataFrame:
+        """Table 2, the sweeps and collective debugging on one seed's experiment: one Experiment, so its models'
+        contexts (features, generated images' features, heads of identical problems) serve all three."""
+        t = time.perf_counter()
+        ind = individual(e, models, predictions)
+        times["individual"] += time.perf_counter() - t
+        t, s = time.perf_counter(), e.split_cfg.seed
+        for m in models:
+            sweeps.extend([sweep(e, m, "lam", LAMBDAS).assign(repeat=s), sweep(e, m, "k", KS).assign(repeat=s)])
+        for ms in families.values():
+            if len(ms) < 2:
+                continue
+            rows = pd.concat([ind[ind["model"].isin(ms)], collective(e, ms, 1), collective(e, ms, 2)])
+            coll.append(relative_to_individual(rows).assign(repeat=s, reference=ms[0]))
+        times["rest"] += time.perf_counter() - t
+        print(f"seed {s}: individual and the rest done at {time.perf_counter() - t0:.0f} s", flush=True)
+        return ind
+
     raw = Path(a.out).with_suffix(".pkl")
-    pd.to_pickle(d, raw)  # the raw tables, so the markdown can be redrawn with --render-only
-    Path(a.out).write_text(render(d))
+    rows, preds = [], []
+    for i, s in enumerate(seeds):
+        with single_thread():
+            found: list[pd.DataFrame] = []
+            rows.append(one_seed(reseeded(exp, s), found).assign(repeat=s))
+            preds += [x.assign(repeat=s) for x in found]
+        # the raw tables and the markdown of the seeds done so far, rewritten after every seed: a stopped run
+        # keeps its finished seeds (--render-only redraws the markdown from the raw tables)
+        d = dict(
+            command=command, dataset=a.dataset, size=a.size, world_seed=a.world_seed, seeds=seeds[: i + 1],
+            models=models, solver=a.solver, times=(t_setup, times["individual"], times["rest"]), clip_quality=clip_q,
+            rows=pd.concat(rows, ignore_index=True), predictions=pd.concat(preds, ignore_index=True),
+            sweeps=pd.concat(sweeps, ignore_index=True), rel=pd.concat(coll, ignore_index=True) if coll else pd.DataFrame(),
+        )  # fmt: skip
+        pd.to_pickle(d, raw)
+        Path(a.out).write_text(render(d))
     print(Path(a.out).read_text())
     print(f"wrote {a.out} (raw tables: {raw}) in {time.perf_counter() - t0:.0f} s")
 

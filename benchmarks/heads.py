@@ -268,6 +268,7 @@ def synthetic_context(d: dict, classes: list[str]):
     ctx.run = SimpleNamespace(model="imagenet-shaped", family="synthetic", table=table, head=SimpleNamespace(meta={}))
     ctx.feats = {"head_train": d["train"][0], "debug": d["heldout"][0], "test": d["test"][0]}
     ctx.y_train, ctx.y_test = d["train"][1], d["test"][1]
+    ctx._generated, ctx._solved, ctx._digests = {}, {}, {}
     return ctx
 
 

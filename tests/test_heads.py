@@ -79,17 +79,20 @@ def test_head_round_trips_with_metadata(tmp_path):
     np.testing.assert_array_equal(back.predict(X), head.predict(X))
 
 
-def test_fused_solver_takes_the_same_steps_as_torch_sgd():
+def test_fused_solver_takes_each_heads_own_sgd_steps_when_training_many_at_once():
     X, y = blobs(n=150, d=8, c=3)
     Xe, ye = blobs(n=30, d=8, c=3, seed=2, shift=2.0)
-    for lam, extra in ((0.5, (Xe, ye)), (0.0, (None, None))):
-        ref = train_head(X, y, list("abc"), HeadConfig(epochs=300), X_extra=extra[0], y_extra=extra[1], lam=lam)
-        fused = train_head(
-            X, y, list("abc"), HeadConfig(epochs=300, solver="fused"), X_extra=extra[0], y_extra=extra[1], lam=lam
-        )
-        torch.testing.assert_close(fused.weight, ref.weight, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(fused.bias, ref.bias, atol=1e-4, rtol=1e-4)
-        assert abs(fused.meta["final_loss"] - ref.meta["final_loss"]) < 1e-5
+    Xf, yf = blobs(n=20, d=8, c=3, seed=3, shift=-1.0)
+    # one shared training set; extra sets of different sizes and λ, and λ = 0 (the extra set ignored)
+    problems = [HeadProblem(X, y, list("abc"), Xa, ya, lam) for Xa, ya, lam in
+                ((Xe, ye, 0.5), (Xf, yf, 1.0), (Xe, ye, 0.0))]  # fmt: skip
+    fused = train_heads(problems, HeadConfig(epochs=300, solver="fused"))
+    for p, h in zip(problems, fused):
+        ref = train_head(p.X, p.y, p.classes, HeadConfig(epochs=300), X_extra=p.X_extra, y_extra=p.y_extra, lam=p.lam)
+        torch.testing.assert_close(h.weight, ref.weight, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(h.bias, ref.bias, atol=1e-4, rtol=1e-4)
+        assert abs(h.meta["final_loss"] - ref.meta["final_loss"]) < 1e-5
+    assert not torch.allclose(fused[0].weight, fused[1].weight, atol=1e-3)  # the extra sets did make a difference
 
 
 # -- the batched solver ---------------------------------------------------------------------------------------------
@@ -190,7 +193,7 @@ def test_train_heads_returns_heads_in_input_order_across_groups():
 
 def test_train_heads_with_other_solvers_is_train_head_one_by_one():
     problems = sweep_problems()[:3]
-    cfg = HeadConfig(epochs=50, solver="fused")
+    cfg = HeadConfig(epochs=50, solver="sgd")
     for p, h in zip(problems, train_heads(problems, cfg)):
         one = train_head(p.X, p.y, p.classes, cfg, X_extra=p.X_extra, y_extra=p.y_extra, lam=p.lam)
         torch.testing.assert_close(h.weight, one.weight)

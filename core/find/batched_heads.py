@@ -12,14 +12,14 @@ pair is valid and the heads converge to the same optimum whichever start they ge
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 
 from core.config import HeadConfig
+from core.find.head_problem import problem_key
 from core.progress import ProgressFn, StopFn, check_stop
 from core.threads import threads_for
 
@@ -80,6 +80,51 @@ def objective_and_grad(
     f += 0.5 * weight_decay * (flat * flat).sum(1)
     g += weight_decay * theta
     return f, g
+
+
+def descend(
+    theta: torch.Tensor, blocks: list[Block], cfg: HeadConfig, *, progress: ProgressFn, should_stop: StopFn | None
+) -> Solution:
+    """The paper's SGD (``solver="fused"``) on every head at once: ``cfg.epochs`` full-batch steps of
+    torch.optim.SGD's update (momentum, no dampening, weight decay added to the gradient) from ``theta``, with
+    the gradient of eq. 1 written out (d loss / d logits = row weight · (softmax − one-hot)). Each head takes
+    exactly the steps it would take alone. A block shared by several heads (a model's original training set) is
+    multiplied with all of them in one matmul; the blocks of one head each (its generated set) are padded into
+    one batch and multiplied in one batched matmul, so a step costs a few operations however many heads train."""
+    H, C, D1 = theta.shape
+    dev, dtype = theta.device, theta.dtype
+    # logits are laid out (heads, classes, rows): the softmax over classes and both matmuls run fastest so
+    shared = [(b, b.Z.T.contiguous(), F.one_hot(b.y, C).to(dtype).T.unsqueeze(0)) for b in blocks if len(b.heads) > 1]
+    single = [b for b in blocks if len(b.heads) == 1]
+    if single:
+        M = max(len(b.y) for b in single)
+        Zs = torch.zeros(len(single), M, D1, dtype=dtype, device=dev)
+        Ws = torch.zeros(len(single), 1, M, dtype=dtype, device=dev)  # 0 on padding rows: they add nothing
+        ys = torch.zeros(len(single), M, dtype=torch.long, device=dev)
+        for i, b in enumerate(single):
+            Zs[i, : len(b.y)], ys[i, : len(b.y)], Ws[i, :, : len(b.y)] = b.Z, b.y, b.weight[0]
+        Zst = Zs.transpose(1, 2).contiguous()
+        hs = torch.cat([b.heads for b in single])
+        onehot_s = F.one_hot(ys, C).to(dtype).transpose(1, 2).contiguous()
+    theta = theta.clone()
+    buf = None
+    for epoch in range(cfg.epochs):
+        d = cfg.weight_decay * theta
+        for b, Zt, onehot in shared:
+            k = len(b.heads)
+            P = torch.softmax((theta[b.heads].reshape(k * C, D1) @ Zt).view(k, C, len(b.y)), 1)
+            P.sub_(onehot).mul_(b.weight.view(k, 1, 1))
+            d.index_add_(0, b.heads, (P.view(k * C, len(b.y)) @ b.Z).view(k, C, D1))
+        if single:
+            P = torch.softmax(torch.bmm(theta[hs], Zst), 1).sub_(onehot_s).mul_(Ws)
+            d.index_add_(0, hs, torch.bmm(P, Zs))
+        buf = d if buf is None else buf.mul_(cfg.momentum).add_(d)
+        theta -= cfg.lr * buf
+        if epoch % 50 == 0 or epoch == cfg.epochs - 1:
+            check_stop(should_stop)
+            progress(epoch + 1, cfg.epochs, "training heads (fused SGD)")
+    f, _ = objective_and_grad(theta, blocks, torch.arange(H, device=dev), cfg.weight_decay)
+    return Solution(theta, f, torch.full((H,), cfg.epochs, dtype=torch.long), H * (cfg.epochs + 1))
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -196,14 +241,6 @@ def minimise(
     return Solution(theta, f, iters, passes)
 
 
-def _digest(a, cache: dict) -> str:
-    """Content key of an array, cached by object so a shared training set is hashed once."""
-    if id(a) not in cache:
-        arr = np.ascontiguousarray(np.asarray(a))
-        cache[id(a)] = (a, hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest() + str(arr.shape))
-    return cache[id(a)][1]
-
-
 def train_batched(
     problems: list[HeadProblem],
     prepared: list[PreparedProblem],
@@ -213,19 +250,19 @@ def train_batched(
     progress: ProgressFn,
     should_stop: StopFn | None,
 ) -> list[tuple[torch.Tensor, float, int]]:
-    """(θ = [weight | bias] on the CPU, objective, L-BFGS steps) per problem, in order.
+    """(θ = [weight | bias] on the CPU, objective, steps) per problem, in order.
 
     Problems are grouped by (classes, feature width): one group is one batched computation. Inside a group,
     problems with the same original training set share its rows (and its standardisation), and identical
-    problems are solved once. Heads with a generated set start from the optimum of their original set alone
-    (solved first, one head per training set): a warm start that the whole λ sweep shares."""
+    problems are solved once. ``cfg.solver == "batched"``: batched L-BFGS (:func:`minimise`); heads with a
+    generated set start from the optimum of their original set alone (solved first, one head per training set):
+    a warm start that the whole λ sweep shares. ``cfg.solver == "fused"``: the paper's SGD steps from zero
+    (:func:`descend`), every head of the group at once."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     cache: dict = {}
     keys = []
-    for p, pr in zip(problems, prepared):
-        orig = _digest(p.X, cache) + _digest(p.y, cache)
-        extra = _digest(p.X_extra, cache) + _digest(p.y_extra, cache) if pr.Xe is not None else None
-        keys.append((len(p.classes), pr.X.shape[1], orig, extra, pr.lam))
+    for p in problems:
+        keys.append(problem_key(p, cache))
     out: list = [None] * len(problems)
     groups: dict = {}
     for i, k in enumerate(keys):
@@ -244,12 +281,13 @@ def _solve_group(keys, prepared, cfg, dev, progress, should_stop):
     slots: dict = {}  # distinct problem (original set, extra set, λ) -> its prepared tensors
     for k, pr in zip(keys, prepared):
         slots.setdefault(k[2:], pr)
+    sgd = cfg.solver == "fused"
     anchors: dict = {}  # original training set -> its λ = 0 problem, the warm start of every head on that set
-    for (orig, _, _), pr in list(slots.items()):
+    for (orig, _, _), pr in [] if sgd else list(slots.items()):
         anchors.setdefault(orig, (orig, None, 0.0))
         slots.setdefault((orig, None, 0.0), pr)
-    first = [k for k in slots if k[1] is None]
-    second = [k for k in slots if k[1] is not None]
+    first = list(slots) if sgd else [k for k in slots if k[1] is None]  # SGD: one pass from zero, no warm start
+    second = [] if sgd else [k for k in slots if k[1] is not None]
     theta: dict = {}
     result: dict = {}
     zs: dict = {}  # standardised rows with a ones column, per (original set, block)
@@ -279,15 +317,18 @@ def _solve_group(keys, prepared, cfg, dev, progress, should_stop):
         ]
         init = torch.stack([theta[anchors[k[0]]] if phase else torch.zeros(C, D + 1) for k in todo]).to(dev)
         with threads_for(sum(len(b.y) for b in blist) * D):
-            sol = minimise(
-                init,
-                blist,
-                cfg.weight_decay,
-                tol=cfg.tol,
-                max_iter=cfg.max_iter,
-                progress=progress,
-                should_stop=should_stop,
-            )
+            if sgd:
+                sol = descend(init, blist, cfg, progress=progress, should_stop=should_stop)
+            else:
+                sol = minimise(
+                    init,
+                    blist,
+                    cfg.weight_decay,
+                    tol=cfg.tol,
+                    max_iter=cfg.max_iter,
+                    progress=progress,
+                    should_stop=should_stop,
+                )
         for h, k in enumerate(todo):
             theta[k] = sol.theta[h].cpu()
             result[k] = (theta[k], float(sol.objective[h]), int(sol.iterations[h]))

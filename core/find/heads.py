@@ -2,7 +2,8 @@
 
 The reference optimiser is the paper's (Table 4: full-batch SGD, lr 0.2, momentum 0.9, weight decay 5e-4,
 1000 epochs) through torch.optim.SGD and autograd. ``solver="fused"`` takes exactly the same steps with the
-cross-entropy gradient written out (two matmuls a step, no autograd graph), so it lands on the same head;
+cross-entropy gradient written out (no autograd graph), so it lands on the same head, and trains every head of one
+:func:`train_heads` call at once (core.find.batched_heads.descend: each head its own steps, their matmuls shared);
 ``solver="lbfgs"`` minimises the same convex objective to its optimum, which the 1000 SGD steps do not quite
 reach. ``solver="batched"`` (:func:`train_heads`) minimises many heads at once, e.g. a whole λ sweep, with batched
 L-BFGS (core.find.batched_heads) to a lower objective than the 1000 SGD steps reach, in far fewer passes over the
@@ -31,6 +32,7 @@ from core.threads import threads_for
 
 HEAD_SCHEMA = 1
 SOLVERS = ("sgd", "fused", "lbfgs", "batched")
+BATCHED = ("fused", "batched")  # the solvers that train many heads in one computation (core.find.batched_heads)
 
 
 @dataclass
@@ -147,7 +149,7 @@ def train_head(
 ) -> LinearHead:
     """Fit a linear head on (X, y) plus, weighted by ``lam``, an extra (generated) set."""
     problem = HeadProblem(X, y, classes, X_extra, y_extra, lam, meta)
-    if cfg.solver == "batched":
+    if cfg.solver in BATCHED:
         return train_heads([problem], cfg, progress=progress, should_stop=should_stop)[0]
     pr = _prepare(problem, cfg.solver)
     has_extra = pr.Xe is not None
@@ -163,10 +165,7 @@ def train_head(
         return weighted_loss(lin(Z), pr.y, lin(Ze) if has_extra else None, pr.ye, pr.lam)
 
     with threads_for(pr.X.shape[0] * pr.X.shape[1]):
-        if cfg.solver == "fused":
-            _fit_fused(lin, Z, pr.y, Ze, pr.ye, pr.lam, cfg, progress, should_stop)
-        else:
-            _fit(lin, objective, cfg, progress, should_stop)
+        _fit(lin, objective, cfg, progress, should_stop)
     with torch.no_grad():
         final = float(objective())
     head = LinearHead(lin.weight.detach().clone(), lin.bias.detach().clone(), pr.mean, pr.std, list(classes))
@@ -198,12 +197,13 @@ def train_heads(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> list[LinearHead]:
-    """Fit many heads, in the order given. With ``cfg.solver == "batched"`` every head whose features share a
-    width and class count is minimised in one batched computation (core.find.batched_heads), on ``device``
-    (default CPU); identical problems (e.g. λ = 0 with different extra sets) are solved once. Other solvers train
-    the heads one after another, exactly as :func:`train_head` does."""
+    """Fit many heads, in the order given. With ``cfg.solver`` "batched" or "fused" every head whose features
+    share a width and class count is trained in one batched computation (core.find.batched_heads), on ``device``
+    (default CPU): batched L-BFGS, or the paper's SGD steps (each head's own steps, all heads' matmuls together);
+    identical problems (e.g. λ = 0 with different extra sets) are solved once. "sgd" and "lbfgs" train the heads
+    one after another, exactly as :func:`train_head` does."""
     progress = progress or no_progress
-    if cfg.solver != "batched":
+    if cfg.solver not in BATCHED:
         heads = []
         for i, p in enumerate(problems):
             check_stop(should_stop)
@@ -270,30 +270,3 @@ def _fit(lin: torch.nn.Linear, objective, cfg: HeadConfig, progress: ProgressFn,
         check_stop(should_stop)
         opt.step(closure)
         progress(1, 1, "training head (L-BFGS)")
-
-
-@torch.no_grad()
-def _fit_fused(
-    lin: torch.nn.Linear, Z, y, Ze, ye, lam: float, cfg: HeadConfig, progress: ProgressFn, should_stop: StopFn | None
-) -> None:
-    """torch.optim.SGD's update (momentum, no dampening, weight decay added to the gradient) with the gradient
-    of eq. 1 written out: d loss / d logits = row weight · (softmax − one-hot)."""
-    X = Z if Ze is None or lam == 0 else torch.cat([Z, Ze])
-    labels = y if Ze is None or lam == 0 else torch.cat([y, ye])
-    w = torch.full((len(X), 1), 1.0 / len(y))
-    if len(X) > len(y):
-        w[len(y) :] = lam / (len(X) - len(y))
-    onehot = torch.nn.functional.one_hot(labels, lin.out_features).to(X.dtype)
-    Xa = torch.cat([X, torch.ones(len(X), 1)], 1)  # bias as a last input column
-    theta = torch.cat([lin.weight, lin.bias[:, None]], 1).clone()  # (C, D+1)
-    buf = None
-    for epoch in range(cfg.epochs):
-        G = (torch.softmax(Xa @ theta.T, 1) - onehot) * w  # (N, C)
-        d = G.T @ Xa + cfg.weight_decay * theta
-        buf = d if buf is None else buf.mul_(cfg.momentum).add_(d)
-        theta -= cfg.lr * buf
-        if epoch % 50 == 0 or epoch == cfg.epochs - 1:
-            check_stop(should_stop)
-            progress(epoch + 1, cfg.epochs, "training head (fused SGD)")
-    lin.weight.copy_(theta[:, :-1])
-    lin.bias.copy_(theta[:, -1])

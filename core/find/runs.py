@@ -48,6 +48,43 @@ def get_splits(dataset: ImageDataset, split_cfg: SplitConfig = SplitConfig()):
     return make_splits(dataset, split_cfg)
 
 
+SPLIT_PARTS = ("head_train", "debug", "test")
+
+
+def split_features(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    splits,
+    *,
+    batch_size: int = 64,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> dict[str, np.ndarray]:
+    """Features of head_train, debug and test. debug and test split the val pool, so their rows are taken from the
+    val pool's features, extracted once per backbone whatever the split seed (other seeds cost nothing); head_train,
+    a few images per class of the train pool, is extracted as it is. A dataset whose debug and test rows are not
+    all in its val pool gets them extracted as they are too."""
+    report = progress or no_progress
+    parts = {name: getattr(splits, name) for name in SPLIT_PARTS}
+    val = dataset.index("val") if "val" in dataset.pools() else None
+    ids = pd.Index(val["image_id"]) if val is not None else pd.Index([])
+    rows = {n: ids.get_indexer(parts[n]["image_id"]) for n in ("debug", "test")}
+    from_val = val is not None and ids.is_unique and all((r >= 0).all() for r in rows.values())
+    jobs = [("head_train", parts["head_train"])] + (
+        [("val", val)] if from_val else [("debug", parts["debug"]), ("test", parts["test"])]
+    )
+    n_images, before, got = sum(len(df) for _, df in jobs), 0, {}
+    for name, df in jobs:  # one count of images over all of them, so a bar never goes back between them
+        within = offset(report, before, n_images)
+        got[name] = np.asarray(
+            extract_features(backbone, dataset, df, batch_size=batch_size, progress=within, should_stop=should_stop)
+        )
+        before += len(df)
+    if from_val:
+        got.update({n: got["val"][r] for n, r in rows.items()})
+    return {n: got[n] for n in SPLIT_PARTS}
+
+
 @dataclass
 class ModelRun:
     model: str
@@ -110,20 +147,12 @@ def _compute(
     should_stop: StopFn | None,
 ) -> ModelRun:
     splits = get_splits(dataset, split_cfg)
-    parts = ("head_train", "debug", "test")
     report = progress or no_progress
-    n_images = sum(len(getattr(splits, name)) for name in parts)
-    feats, before = {}, 0
-    for name in parts:  # one count of images over the three splits, so a bar never goes back between them
-        within = offset(report, before, n_images)
-        feats[name] = extract_features(
-            backbone, dataset, getattr(splits, name), batch_size=batch_size, progress=within, should_stop=should_stop
-        )
-        before += len(getattr(splits, name))
+    feats = split_features(backbone, dataset, splits, batch_size=batch_size, progress=progress, should_stop=should_stop)
     ht = splits.head_train
 
     def head_progress(done: int, total: int, message: str = "") -> None:
-        report(n_images, n_images, message)  # the images are all done: the head is what remains
+        report(1, 1, message)  # the images are all done: the head is what remains
 
     head = train_head(
         feats["head_train"],

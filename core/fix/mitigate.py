@@ -22,9 +22,9 @@ from core.config import DebugConfig, FilterConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
 from core.errors import InvalidInputError
 from core.find.features import extract_features
-from core.find.head_problem import HeadProblem
+from core.find.head_problem import HeadProblem, problem_key
 from core.find.heads import LinearHead, train_heads
-from core.find.runs import ModelRun, get_splits, load_backbone
+from core.find.runs import ModelRun, get_splits, load_backbone, split_features
 from core.fix.generators import GeneratedSet, Generator, baseline_for, generate_set, mode_requests
 from core.fix.generators.clip_filter import filter_set, match_counts
 from core.progress import ProgressFn, StopFn, no_progress, offset
@@ -202,19 +202,24 @@ def evaluation(head: LinearHead, run: ModelRun, feats: dict[str, np.ndarray], te
 
 
 class ModelContext:
-    """A finished run plus the cached features every retraining of its head needs."""
+    """A finished run plus the cached features every retraining of its head needs.
+
+    Within one context a generated image's features are extracted once (a k sweep's images for k = 5 include
+    those for k = 1..4), and a head is trained once per distinct problem (the λ sweep's point at the experiment's
+    λ, the k sweep's at its k and Table 2's ours and random are the same heads): a problem met again, by content,
+    gets the evaluation already computed."""
 
     def __init__(self, dataset: ImageDataset, run: ModelRun, split_cfg: SplitConfig, head_cfg: HeadConfig):
         self.dataset, self.run, self.head_cfg = dataset, run, head_cfg
         self.backbone = load_backbone(run.model, dataset)
         splits = get_splits(dataset, split_cfg)
-        self.feats = {
-            n: np.asarray(extract_features(self.backbone, dataset, getattr(splits, n)))
-            for n in ("head_train", "debug", "test")
-        }
+        self.feats = split_features(self.backbone, dataset, splits)
         self.y_train = splits.head_train["label"].to_numpy()
         self.y_test = splits.test["label"].to_numpy()
         self.test_ids = splits.test["image_id"].astype(str).to_numpy()
+        self._generated: dict[tuple[str, str], np.ndarray] = {}  # (set, image_id) -> features
+        self._solved: dict[tuple, Evaluation] = {}  # (head config, problem_key) -> its evaluation
+        self._digests: dict = {}
 
     def before(self) -> dict:
         return self.before_evaluation().scores
@@ -237,7 +242,11 @@ class ModelContext:
     def retrain_many(self, problems: list[HeadProblem], should_stop=None, progress=None) -> list[Evaluation]:
         """Several retrained heads of this model (e.g. a λ sweep, or ours and the baselines), in one call:
         see :func:`retrain_all`."""
-        return retrain_all([(self, p) for p in problems], should_stop=should_stop, progress=progress)
+        keys = [(self.head_cfg, problem_key(p, self._digests)) for p in problems]
+        todo = [(k, p) for k, p in zip(keys, problems) if k not in self._solved]  # (repeats within: the solver's)
+        evs = retrain_all([(self, p) for _, p in todo], should_stop=should_stop, progress=progress)
+        self._solved.update(zip((k for k, _ in todo), evs))
+        return [self._solved[k] for k in keys]
 
     def problem(self, X_extra, y_extra, lam: float, meta: dict) -> HeadProblem:
         """The head of this model retrained on head_train plus an extra set weighted by λ, as a problem to solve."""
@@ -246,9 +255,24 @@ class ModelContext:
 
     def generated_problem(self, rows: pd.DataFrame, lam: float, progress=None, should_stop=None) -> HeadProblem:
         """:meth:`problem` for the generated images ``rows`` (their features extracted and cached first)."""
-        Xe = generated_features(self.backbone, rows, progress, should_stop)
+        Xe = self.generated_features(rows, progress, should_stop)
         y = rows["label"].to_numpy() if len(rows) else None
         return self.problem(Xe, y, lam, {"generated_sets": sorted(set(rows.get("set", [])))})
+
+    def generated_features(self, rows: pd.DataFrame, progress=None, should_stop=None) -> np.ndarray:
+        """Features of the generated images ``rows``; those this context has not met yet are extracted (and
+        cached on disk, :func:`generated_features`)."""
+        keys = list(zip(rows["set"].astype(str), rows["image_id"].astype(str))) if len(rows) else []
+        todo: dict[tuple[str, str], int] = {}  # image not met yet -> its first row
+        for i, k in enumerate(keys):
+            if k not in self._generated:
+                todo.setdefault(k, i)
+        if todo:
+            part = rows.iloc[list(todo.values())].reset_index(drop=True)
+            self._generated.update(zip(todo, generated_features(self.backbone, part, progress, should_stop)))
+        if not keys:
+            return np.zeros((0, self.backbone.feature_dim), np.float32)
+        return np.stack([self._generated[k] for k in keys])
 
     def failures_problem(self, lam: float) -> HeadProblem:
         """:meth:`problem` for the real-failure baseline: the debug_seed failures' own (cached) features."""
