@@ -83,7 +83,10 @@ def test_downloaded_notebooks_reproduce_the_failures_and_overlap_pages(populated
     fa.cells.append(new_code_cell("print('N=' + str(len(fails)))"))
     # Both downloads in one kernel, one after the other: the failures notebook starts after ``%reset -f`` (an
     # empty namespace: whatever it uses it must define or import itself); one kernel start instead of two.
-    both = nbformat.v4.new_notebook(cells=[*ov.cells, new_code_cell("%reset -f"), *fa.cells])
+    cells = [*ov.cells, new_code_cell("%reset -f"), *fa.cells]
+    for i, c in enumerate(cells):  # each export numbers its cells from 0: renumber the joined notebook's
+        c["id"] = f"joined-{i:02d}"
+    both = nbformat.v4.new_notebook(cells=cells)
     nbformat.write(both, tmp_path / "both.ipynb")
     done = execute(tmp_path / "both.ipynb", tmp_path).cells
     last = {"overlap": done[len(ov.cells) - 1], "failures": done[-1]}
