@@ -20,5 +20,10 @@ class InvalidInputError(BackdropError, ValueError):
     """A parameter or file the user gave is not acceptable."""
 
 
+class NothingRenderable(InvalidInputError):
+    """The generator can make none of the requested images (every failure mode names a value it cannot render);
+    the message is the generator's own, which lists what it can render."""
+
+
 class Cancelled(BackdropError):
     """A long-running step stopped because ``should_stop()`` returned True."""

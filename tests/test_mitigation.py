@@ -194,6 +194,32 @@ def test_named_modes_beat_random_images_at_every_k(exp):
         assert ours.loc[k, "acc_heldout"] >= rand.loc[k, "acc_heldout"] + MARGIN, (k, ours, rand)
 
 
+def test_a_sweep_point_whose_modes_cannot_be_rendered_has_no_images_and_the_sweep_goes_on(exp, monkeypatch):
+    """On an open vocabulary a class's top mode can be a value the world has no picture for; when every mode at
+    one k is such a value, that point gets no images (its heads train on the original data alone) instead of
+    ending the sweep."""
+    from types import SimpleNamespace
+
+    classes = exp.dataset.classes
+    off, on = "the bottom of the sea", "grass"
+    modes = pd.DataFrame(
+        [(c, i, v, r) for i, c in enumerate(classes) for r, v in ((1, off), (2, on))],
+        columns=["class_name", "label", "value", "rank"],
+    )
+    monkeypatch.setattr(
+        exp,
+        "textualization",
+        lambda model, k=None: SimpleNamespace(modes=modes[modes["rank"] <= k], provenance={"list_version": "test"}),
+    )
+    with single_thread():
+        s = sweep(exp, MODELS[0], "k", [1, 2])
+    got = s[s["method"] != "before"].set_index(["k", "method"])["n_generated"].to_dict()
+    n = exp.cfg.images_per_mode * len(classes)  # one renderable mode per class at k = 2
+    assert got == {(1, "ours"): 0, (1, "random"): 0, (2, "ours"): n, (2, "random"): n}, got
+    with pytest.raises(InvalidInputError, match="can render"):  # generating them directly still says why not
+        mitigate.generate_for_modes(exp.dataset, modes[modes["rank"] == 1], exp.generator, exp.cfg)
+
+
 @pytest.fixture
 def batched(tiny_world, world_clip, monkeypatch):
     """An experiment on the same runs, failures and images as ``exp`` whose retrained heads use the batched

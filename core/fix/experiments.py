@@ -18,7 +18,7 @@ from core.datasets.base import ImageDataset
 from core.datasets.registry import is_offline_world
 from core.describe.discovery import discovery_report, failure_slices, worst_slices
 from core.describe.textualize import Textualization, textualize
-from core.errors import InvalidInputError
+from core.errors import InvalidInputError, NothingRenderable
 from core.find.runs import run_model
 from core.fix.generators import Generator, create_generator
 from core.fix.mitigate import (
@@ -26,6 +26,7 @@ from core.fix.mitigate import (
     check_config,
     debug_model,
     generate_for_modes,
+    no_images,
     provenance,
     result_row,
     retrain_all,
@@ -272,7 +273,10 @@ def sweep(
         cfg = replace(exp.cfg, **{"lam" if what == "lam" else "k_modes": v})
         check_config(cfg)
         text = exp.textualization(model, k=cfg.k_modes)
-        ours, rand = exp.images(text.modes, cfg)
+        try:
+            ours, rand = exp.images(text.modes, cfg)
+        except NothingRenderable:  # this point's modes are all values the generator cannot make: no images
+            ours, rand = no_images(), no_images()
         for method, imgs in (("ours", ours), ("random", rand)):
             points.append((v, method, cfg, imgs, text.provenance["list_version"]))
             problems.append(ctx.generated_problem(imgs, cfg.lam, should_stop=exp.should_stop))

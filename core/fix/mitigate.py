@@ -20,7 +20,7 @@ import pandas as pd
 from core import store, validate
 from core.config import DebugConfig, FilterConfig, HeadConfig, SplitConfig
 from core.datasets.base import ImageDataset
-from core.errors import InvalidInputError
+from core.errors import InvalidInputError, NothingRenderable
 from core.find.features import extract_features
 from core.find.head_problem import HeadProblem, problem_key
 from core.find.heads import LinearHead, train_heads
@@ -89,8 +89,7 @@ def generate_for_modes(
         "Lower the images per mode or k.",
     )
     if not requests:
-        empty = pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
-        return empty, empty.copy()
+        return no_images(), no_images()
     out, filtered = [], []
     sets = ((attribute, requests), (None, baseline_for(requests, template=cfg.random_template)))
     for j, (attr, reqs) in enumerate(sets):  # one bar over both sets: each fills its half
@@ -110,9 +109,15 @@ def generate_for_modes(
     return out[0], out[1]
 
 
+def no_images() -> pd.DataFrame:
+    """An empty set of generated images (the columns :func:`generate_for_modes` returns)."""
+    return pd.DataFrame(columns=["image_id", "label", "class_name", "value", "set"])
+
+
 def renderable(generator: Generator, requests: list) -> tuple[list, list[dict]]:
     """The requests the generator can make, and a report of those it cannot (a curated value the offline world
-    has no picture for, say). Raises the generator's own error when it can make none of them."""
+    has no picture for, say). Raises ``NothingRenderable`` with the generator's own message when it can make none
+    of them."""
     ok: list = []
     skipped: list[dict] = []
     first_error: InvalidInputError | None = None
@@ -125,7 +130,7 @@ def renderable(generator: Generator, requests: list) -> tuple[list, list[dict]]:
         else:
             ok.append(r)
     if requests and not ok and first_error is not None:  # (every request was refused: first_error is set)
-        raise first_error
+        raise NothingRenderable(str(first_error)) from first_error
     return ok, skipped
 
 
