@@ -13,7 +13,7 @@ discovery precision@3 / recall@3 against the true failure slices (``core.describ
 assignment accuracy; the world CLIP's text-search precision@20 and zero-shot digit/background/colour accuracy on
 val (``core.world.clip_quality``); λ and k sweeps with Random_debugging at equal image counts; collective
 debugging types 1 and 2 per family (type 2 only for the models other than the reference, whose modes it uses).
-The markdown goes to ``--out`` with the command that made it; the issue's targets are checked at the end.
+The markdown goes to ``--out`` with the command that made it; the project's targets are checked at the end.
 
 The heads use ``--solver fused`` by default: the paper's SGD steps with the gradient written out (the same head,
 see benchmarks/fused_heads.py), every head of one retraining call trained at once; pass ``--solver sgd`` for the
@@ -167,7 +167,7 @@ def render(d: dict) -> str:
     else:
         lines += ["(no family with two or more of the chosen models)", ""]
 
-    lines += ["## the issue's targets", ""]
+    lines += ["## targets", ""]
     checks = []
     for m in models:
         ours = summary[(summary["model"] == m) & (summary["method"] == "ours")].set_index("metric")
