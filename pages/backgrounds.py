@@ -225,6 +225,8 @@ with guard("Assigning failures to values"):
             f"{md(prov.get('template', ''))}"
         )
         st.dataframe(modes.drop(columns=["example_ids"]), hide_index=True, height=min(400, 38 + 35 * len(modes)))
+        if scored := data.discovery(ds, runs[model], attribute, k):
+            st.caption(f"Scored against the world's ground truth — {md(scored)}")
         shown_cls = st.selectbox("Examples of the failure modes of class", ds.classes, key="bg-examples")
         for mode in modes[modes["class_name"] == shown_cls].itertuples():
             st.caption(

@@ -148,6 +148,14 @@ def test_backgrounds_shows_failure_modes_with_examples(assigned_world):
     pd.testing.assert_frame_equal(
         modes.reset_index(drop=True), expected.drop(columns=["example_ids"]), check_dtype=False
     )
+    # scored against the world's ground truth, at the page's k
+    from core.describe.discovery import describe, latest_discovery
+    from core.workspace import open_dataset
+
+    k = at.number_input(key="bg-k").value
+    report = latest_discovery(open_dataset(TINY), summary["folder"], "background", k)
+    assert report is not None and report["discovery_precision"] <= report["discovery_ceiling"] <= 1
+    assert f"Scored against the world's ground truth — {md(describe(report, k))}" in [c.value for c in at.caption]
 
 
 def test_failures_show_the_values_clip_assigned(assigned_world):

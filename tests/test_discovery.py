@@ -86,8 +86,10 @@ def test_precision_and_recall_at_k():
     sc = score_discovery(found, s, k=2)
     assert (sc["hits"], sc["n_found"], sc["n_true"]) == (2, 4, 3)
     assert sc["precision"] == pytest.approx(0.5) and sc["recall"] == pytest.approx(2 / 3)
+    # class 0 has one true slice for its two modes, class 1 two: a perfect namer scores 3 of 4
+    assert sc["ceiling"] == pytest.approx(0.75)
     sc1 = score_discovery(found, s, k=1)  # only rank-1 modes
-    assert sc1["precision"] == 1.0 and sc1["recall"] == pytest.approx(2 / 3)
+    assert sc1["precision"] == 1.0 and sc1["recall"] == pytest.approx(2 / 3) and sc1["ceiling"] == 1.0
     assert norm_value("  In the  Brick wall") == "brick wall"
 
 

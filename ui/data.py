@@ -244,6 +244,23 @@ def _failure_modes(folder: str, attribute: str, k: int, version: float) -> pd.Da
     return textualize.latest_failure_modes(folder, attribute, k)
 
 
+def discovery(ds: ImageDataset, summary: dict, attribute: str, k: int) -> str | None:
+    """One line scoring the run's failure modes and assignment against the dataset's ground truth
+    (core.describe.discovery); None where the dataset has none, or before assignment."""
+    version = _assignment_version(summary, attribute)
+    return _discovery(ds.key, str(store.cache_root()), ds, summary["folder"], attribute, int(k), version)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _discovery(
+    dataset_key: str, cache_root: str, _ds: ImageDataset, folder: str, attribute: str, k: int, version: float
+) -> str | None:
+    from core.describe.discovery import describe, latest_discovery
+
+    report = latest_discovery(_ds, folder, attribute, k)
+    return None if report is None else describe(report, k)
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _generator(spec_text: str, cache_root: str, generator_text: str, model: str | None):
     from core.steps import make_generator

@@ -12,13 +12,16 @@ includes the cell itself) keeps the two samples independent; the false-discovery
 of a 10-class, 10-value world from producing a handful of chance "slices" at α = 0.05.
 
 Scores of the k modes found (``rank <= k`` per class): precision@k = found modes that are true slices / modes
-found; recall@k = true slices found / true slices (of the classes that have any). Values are compared after
+found; recall@k = true slices found / true slices (of the classes that have any). A class with fewer true slices
+than the modes found for it caps precision: the **ceiling** is the precision a perfect namer would reach with the
+same number of modes per class (Σ_class min(modes found, true slices) / modes found). Values are compared after
 lower-casing, collapsing spaces and dropping a leading "in"/"on"/"a"/"an"/"the", as the world's renderer reads them.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -117,7 +120,8 @@ def worst_slices(slices: pd.DataFrame, per_class: dict[int, int]) -> pd.DataFram
 
 
 def score_discovery(modes: pd.DataFrame, slices: pd.DataFrame, k: int) -> dict:
-    """precision@k and recall@k of the modes found (``rank <= k`` per class) against the true slices."""
+    """precision@k and recall@k of the modes found (``rank <= k`` per class) against the true slices, and the
+    ceiling of precision@k: the best any namer could score with as many modes per class."""
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
         raise InvalidInputError(f"k must be a positive whole number; got {k!r}.")
     found = modes[modes["rank"] <= k] if "rank" in modes.columns else modes
@@ -125,10 +129,14 @@ def score_discovery(modes: pd.DataFrame, slices: pd.DataFrame, k: int) -> dict:
     true = slices[slices["true"]]
     true_set = {(int(lab), v) for lab, v in zip(true["label"], true["value"])}
     hits = found_set & true_set
+    true_per_class = pd.Series([lab for lab, _ in true_set], dtype=int).value_counts()
+    found_per_class = pd.Series([lab for lab, _ in found_set], dtype=int).value_counts()
+    reachable = int(sum(min(n, int(true_per_class.get(lab, 0))) for lab, n in found_per_class.items()))
     nan = float("nan")
     return {
         "k": int(k),
         "precision": len(hits) / len(found_set) if found_set else nan,
+        "ceiling": reachable / len(found_set) if found_set else nan,
         "recall": len(hits) / len(true_set) if true_set else nan,
         "hits": len(hits),
         "n_found": len(found_set),
@@ -155,6 +163,7 @@ def discovery_report(
     acc = score_assignments(text.assignments, dataset, attribute)
     return {
         "discovery_precision": disc["precision"],
+        "discovery_ceiling": disc["ceiling"],
         "discovery_recall": disc["recall"],
         "n_true_slices": disc["n_true"],
         "discovery_alpha": alpha,
@@ -163,10 +172,37 @@ def discovery_report(
     }
 
 
+def latest_discovery(dataset, run_folder, attribute: str, k: int) -> dict | None:
+    """:func:`discovery_report` of a finished run's newest assignment with ``k`` modes per class; None before
+    the run's failures are assigned, or where ``dataset`` has no ground truth for ``attribute``."""
+    if attribute not in getattr(dataset, "attributes", ()):
+        return None
+    from core.describe.assign import failure_modes
+    from core.describe.textualize import latest_assignments
+    from core.find.runs import read_failure_table
+
+    got = latest_assignments(run_folder, attribute)
+    if got is None:
+        return None
+    assigned = got[0]
+    found = _Found(failure_modes(assigned, k=k), assigned)
+    return discovery_report(dataset, read_failure_table(run_folder), found, k, attribute)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What discovery_report reads of a textualization: its modes and assignments."""
+
+    modes: pd.DataFrame
+    assignments: pd.DataFrame
+
+
 def describe(report: dict, k: int) -> str:
-    """One line for the CLI: discovery precision/recall@k and assignment accuracy."""
+    """One line (the CLI's, the Backgrounds page's): discovery precision/recall@k and assignment accuracy."""
+    ceiling = report.get("discovery_ceiling")
+    at_most = f" (at most {ceiling:.3f} with this many true slices)" if ceiling is not None and ceiling < 1 else ""
     return (
-        f"discovery against ground truth: precision@{k} {report['discovery_precision']:.3f}, "
+        f"discovery against ground truth: precision@{k} {report['discovery_precision']:.3f}{at_most}, "
         f"recall@{k} {report['discovery_recall']:.3f} ({report['n_true_slices']} true failure slices at "
         f"FDR {report['discovery_alpha']:g}); assignment accuracy {report['assignment_accuracy']:.3f} "
         f"(chance {report['assignment_chance']:.3f})"
@@ -180,6 +216,7 @@ __all__ = [
     "worst_slices",
     "score_discovery",
     "discovery_report",
+    "latest_discovery",
     "describe",
     "norm_value",
 ]
