@@ -323,3 +323,23 @@ def test_a_model_at_another_input_size_keeps_its_weights_and_keys_its_caches_apa
         create_model("efficientnet-lite0@8")
     with pytest.raises(InvalidInputError, match="does not run at 96 px"):  # a ViT's position embedding fixes its size
         create_model("timm:vit_tiny_patch16_224@96", pretrained=False)
+
+
+def test_availability_lists_a_resized_run_after_the_model_it_resizes(monkeypatch, tiny_world):
+    """A dataset's runs at another input size (what the setup build makes of the Lite family) get their own rows,
+    so the Setup page's table and model picker show them with their results."""
+    import core.find.runs as runs_mod
+    from core.models import availability
+
+    runs = {
+        "efficientnet-lite0@96": {"accuracy": {"test": 0.15, "debug": 0.16}, "n_failures": 7},
+        "efficientnet-lite0": {"accuracy": {"test": 0.14, "debug": 0.15}, "n_failures": 8},
+    }
+    monkeypatch.setattr(runs_mod, "latest_runs", lambda dataset: runs)
+    table = availability.availability_table(dataset=tiny_world)
+    names = table["model"].tolist()
+    at = names.index("efficientnet-lite0")
+    assert names[at + 1] == "efficientnet-lite0@96" and names.count("efficientnet-lite0@96") == 1
+    row = table.set_index("model").loc["efficientnet-lite0@96"]
+    assert row["run cached"] and row["test acc"] == 0.15 and row["family"] == "EfficientNet-Lite"
+    assert availability._with_resized(["a", "b"], {"c@64": {}, "b@32": {}, "a": {}}) == ["a", "b", "b@32", "c@64"]

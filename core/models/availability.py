@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from core.models.registry import list_models, model_info
+from core.models.registry import list_models, model_info, split_input_size
 
 COLUMNS = [
     "model",
@@ -33,18 +33,30 @@ def how_to_get(info: dict) -> str:
     return "download: " + "; or ".join(info.get("downloads") or ["(no source known)"])
 
 
+def _with_resized(names: list[str], runs: dict) -> list[str]:
+    """``names`` with each run model at another input size placed after the model it resizes (or at the end)."""
+    resized: dict[str, list[str]] = {}
+    for model in sorted(runs):
+        if model not in names:
+            resized.setdefault(split_input_size(model)[0], []).append(model)
+    out = [m for name in names for m in (name, *resized.pop(name, []))]
+    return out + [m for rest in resized.values() for m in rest]
+
+
 def availability_table(names: Iterable[str] | None = None, dataset=None) -> pd.DataFrame:
     """One row per model (every registered one unless ``names``), with the columns of ``COLUMNS``.
 
     Cheap: no model is built and no file hashed. With ``dataset`` (an opened dataset), world-trained models are
-    answered for that world and the run columns come from its newest finished run per model."""
+    answered for that world and the run columns come from its newest finished run per model; listing every model,
+    a model the dataset has runs of at another input size (``efficientnet-lite0@96``) gets its own row, after
+    the model it resizes."""
     runs: dict[str, dict] = {}
     if dataset is not None:
         from core.find.runs import latest_runs
 
         runs = latest_runs(dataset)
     rows = []
-    for name in list_models() if names is None else names:
+    for name in _with_resized(list_models(), runs) if names is None else names:
         info = model_info(name)
         if info.get("source") == "world" and dataset is not None:  # whether its weights exist depends on the world
             info = model_info(name, dataset=dataset)
