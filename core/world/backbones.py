@@ -254,8 +254,8 @@ def train_world_backbone(
                     opt.step()
                     sched.step()
                     step += 1
-                    if step % 10 == 0 or step == total:
-                        progress(step, total, f"training {name} (epoch {epoch + 1}/{config.epochs})")
+                    progress(step, total, f"training {name} (epoch {epoch + 1}/{config.epochs})")  # every step:
+                    # a large backbone on one thread takes most of a second per step; callers throttle writes
             net.eval()
             metrics = {
                 pool: _error_table(net, dataset, pool, cfg) for pool in (TRAIN_POOL, "val") if pool in dataset.pools()
