@@ -3,6 +3,7 @@
     python benchmarks/world_clip.py                     # the grid on the tiny world
     python benchmarks/world_clip.py --only default      # one row (names as printed in the table's first column)
     python benchmarks/world_clip.py --size default --only default   # confirm a row on the default-size world
+    python benchmarks/world_clip.py --dataset scenes-mnist-open --only default vit   # the open-vocabulary world
 
 Each row trains one world CLIP (``core.world.clip.train_world_clip``, one thread, in a fresh cache folder shared by
 the rows, so a backbone tower's world backbone is trained once and timed apart) and scores it on the world's val
