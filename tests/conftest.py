@@ -66,7 +66,8 @@ def tiny_world(session_cache):
 
 @pytest.fixture(scope="session")
 def world_clip(tiny_world):
-    """The world CLIP trained on the tiny world, once per session."""
+    """The world CLIP trained on the tiny world with the default config (its tower started from world-resnet-m,
+    trained first), once per session."""
     from core.threads import single_thread
     from core.world.clip import train_world_clip
 
@@ -77,18 +78,18 @@ def world_clip(tiny_world):
 @pytest.fixture(scope="session")
 def open_world(session_cache):
     """The tiny open-vocabulary world (``scenes-mnist-open``, seed 0), its offline-proposed background lists and a
-    world CLIP trained on it with a shortened schedule (150 steps), built once per session:
+    world CLIP trained on it with a shortened schedule (the ViT tower from scratch, 150 steps), built once per session:
     ``(world, {class: candidates}, clip)``."""
     from core.datasets import create_dataset
     from core.describe.proposals import propose
     from core.describe.proposals.offline import offline_options
     from core.threads import single_thread
-    from core.world.clip import WorldClipConfig, train_world_clip
+    from core.world.clip import FROM_SCRATCH, WorldClipConfig, train_world_clip
 
     world = create_dataset("scenes-mnist-open", size="tiny", seed=0)
     props = propose("background", world.classes, proposer="offline", **offline_options(world))
     with single_thread():
-        clip = train_world_clip(world, WorldClipConfig(max_steps=150), device="cpu")
+        clip = train_world_clip(world, WorldClipConfig(**FROM_SCRATCH, max_steps=150), device="cpu")
     return world, {c: p.values for c, p in props.items()}, clip
 
 

@@ -1,5 +1,5 @@
 """The world CLIP's quality against ground truth: the measure itself (on CLIPs that read exactly what they are built
-to read) and the trained tiny-world CLIP's text search and zero-shot accuracy."""
+to read) and the default tiny-world CLIP's text search and zero-shot accuracy."""
 
 from __future__ import annotations
 
@@ -74,8 +74,15 @@ def test_quality_needs_a_positive_k_and_a_world_with_ground_truth(tiny_world):
 
 
 @pytest.mark.slow
-def test_the_world_clip_names_backgrounds_zero_shot_and_in_text_search(tiny_world, world_clip):
+def test_the_default_world_clip_reads_digits_backgrounds_and_colours(tiny_world, world_clip):
+    """The default WorldClipConfig (its image tower started from world-resnet-m), measured on this val pool by
+    ``python benchmarks/world_clip.py``: search precision@20 0.672, digit 0.647, background 0.978, colour 0.798.
+    Chance is 1/10 for each accuracy and about 1/100 for the search; the ViT tower from scratch scores 0.10 on
+    digits and 0.11 in search, so the digit bounds fail for a CLIP blind to digits. The background bound is what
+    assignment needs."""
     q = clip_quality(world_clip, tiny_world)
-    # chance is 1/10 for each; the digit is not read yet (README, "Image sources without a GPU")
+    assert q.digit_accuracy >= 0.5, q
+    assert q.search_precision >= 0.5, q
     assert q.background_accuracy >= 0.95, q
     assert q.search_background_precision >= 0.9, q
+    assert q.colour_accuracy >= 0.4, q

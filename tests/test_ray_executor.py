@@ -108,8 +108,9 @@ def test_ray_clip_assignments_equal_local(ray_session, tiny_world, tmp_path, mon
     from core.describe.assign import assign
     from core.find.runs import get_splits
     from core.world.clip import WorldClipConfig, train_world_clip
+    from tests.app_world import SMALL_CLIP
 
-    clip = train_world_clip(tiny_world, WorldClipConfig(epochs=1, max_steps=10), device="cpu")  # session cache
+    clip = train_world_clip(tiny_world, WorldClipConfig(**SMALL_CLIP), device="cpu")  # session cache
     failures = get_splits(tiny_world).debug.head(120)[["image_id", "label"]]
     values = {c: list(tiny_world.backgrounds[:6]) for c in tiny_world.classes}
     _cache(monkeypatch, tmp_path, "local")

@@ -52,16 +52,27 @@ def test_pool_is_unlabelled_and_shows_uniform_values(pool, tiny_world):
 
 
 def test_retrieval_finds_the_requested_value_far_above_chance(fresh_cache, pool, tiny_world, world_clip):
-    # The world CLIP reads backgrounds (99% zero-shot on val, measured) but not digits (11%, chance 10%): it was
-    # trained to name failure modes' values. So retrieval on the world is judged on the value it was asked for.
+    # The world CLIP reads backgrounds (98% zero-shot on val, measured) and digits (65%; chance 10% each). The
+    # 100-image pool holds about one image per (digit, background), so a mode's three picks can all show both only
+    # where the pool has them: judged on the images showing both that the pool holds (measured 4 of 5; the earlier
+    # from-scratch CLIP, blind to digits, found 1) and on each pick showing the digit or the background asked for
+    # (measured 11 of 12; chance 19%).
     folder, truth = pool
     modes = (("three", "grass"), ("seven", "flowers"), ("one", "temple"), ("five", "brick wall"))
     reqs = [spec(tiny_world, c, v, 3) for c, v in modes]
     gset = generate_set(retriever(tiny_world, world_clip, folder), reqs, "retrieved")
     man = gset.manifest()
     assert len(man) == 12 and man["file"].notna().all()
-    hits = [truth.loc[p["pool_file"], "background"] == v for p, v in zip(picks(gset), man["value"])]
-    assert np.mean(hits) >= 0.8, np.mean(hits)  # chance is 10%
+    shown = truth.loc[[p["pool_file"] for p in picks(gset)]]
+    digit = np.array([tiny_world.classes[int(x)] for x in shown["label"]]) == man["class_name"].to_numpy()
+    background = shown["background"].to_numpy() == man["value"].to_numpy()
+    held = sum(
+        min(3, int(((truth["label"] == tiny_world.classes.index(c)) & (truth["background"] == v)).sum()))
+        for c, v in modes
+    )
+    assert held >= 3, held  # the pool holds some images to find (5)
+    assert (digit & background).sum() >= 0.6 * held, (digit & background).sum()
+    assert np.mean(digit | background) >= 0.8, np.mean(digit | background)
     for p, f in zip(picks(gset), man["file"]):  # the set's image is the pool image, pixel for pixel
         with Image.open(folder / p["pool_file"]) as a, Image.open(gset.root / f) as b:
             assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))

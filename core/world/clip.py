@@ -1,16 +1,21 @@
 """The world CLIP: a small open_clip CLIP trained on the offline world's images and ground-truth captions.
 
 It stands in for a web-trained CLIP where none can be downloaded. Model, loss and tokenizer are open_clip's own
-(``open_clip.CLIP``, ``ClipLoss``, the built-in BPE tokenizer). By default the image tower is a small ViT trained
-from scratch on the captions: it learns the background and colour, which tell most captions of a batch apart, and
-hardly the digit. Opt in to ``WorldClipConfig.image_tower`` (a world backbone's name, trained first and cached;
-``core.world.clip_tower`` names it to timm) to start the tower from that backbone's trained weights, so it reads
-digit shapes from the start; ``attribute_weight`` > 0 adds a loss that scores each image against its own caption
-with one attribute (digit, background or colour) set to every value (:func:`_attribute_loss`). It learns only from
-the ``backbone_train`` and ``train`` pools, never from val (where debug and test sets come from). The result is
-saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a ``meta.json``, keyed by
-the world's key, the training config and, for a backbone tower, its backbone weights, and loads through
-:func:`core.describe.clip.load_local_dir`.
+(``open_clip.CLIP``, ``ClipLoss``, the built-in BPE tokenizer). By default the image tower starts from a trained
+world backbone (``WorldClipConfig.image_tower``: world-resnet-m, trained first and cached; ``core.world.clip_tower``
+names it to timm), so it reads digit shapes from the start, and images are drawn by the inverse counts of their
+(class, background) and (class, colour) pairs (``balance`` 1), so the rare combinations count as much as the common
+ones. On the tiny world's val pool that reads the digit 0.65, the background 0.98 and the colour 0.80 of
+an image zero-shot, and text search ("a photo of a 7 on grass") finds the right digit on the right background in
+0.67 of its top 20 (``core.world.clip_quality``; ``python benchmarks/world_clip.py``). ``image_tower=None``
+(:data:`FROM_SCRATCH`) trains a small ViT tower from scratch instead: it learns the background and colour, which tell
+most captions of a batch apart, and hardly the digit (0.10, chance). ``attribute_weight`` > 0 adds a loss that
+scores each image against its own caption with one attribute (digit, background or colour) set to every value
+(:func:`_attribute_loss`): measured, it reads colours better but digits no better, for about 3x the training time.
+It learns only from the ``backbone_train`` and ``train`` pools, never from val (where debug and test sets come
+from). The result is saved in open_clip's local-dir layout (``open_clip_config.json`` + safetensors) plus a
+``meta.json``, keyed by the world's key, the training config and, for a backbone tower, its backbone weights, and
+loads through :func:`core.describe.clip.load_local_dir`.
 """
 
 from __future__ import annotations
@@ -50,14 +55,20 @@ CAPTION_TEMPLATES = (
 )
 
 
+# The ViT image tower trained from scratch (WorldClipConfig's default before the backbone tower), as
+# ``WorldClipConfig(**FROM_SCRATCH)``: no backbone to train first and a shorter training, but it reads backgrounds
+# and colours, not digits (README, "Image sources without a GPU"; ``python benchmarks/world_clip.py``).
+FROM_SCRATCH: dict = {"image_tower": None, "balance": 0.5, "epochs": 8, "attribute_weight": 0.0}
+
+
 @dataclass(frozen=True)
 class WorldClipConfig:
     embed_dim: int = 64  # joint embedding size
-    # The image tower: None, a small ViT trained from scratch (the fields below); or a world backbone's name
-    # (e.g. "world-resnet-s", trained first and cached) whose trained weights start the tower at the world's
-    # native 64 px. See the README for what each reads (digits, backgrounds, colours), measured.
-    image_tower: str | None = None
-    tower_lr_scale: float = 1.0  # a backbone tower's learning rate relative to ``lr`` (0.1 measured worse)
+    # The image tower: a world backbone's name (trained first and cached) whose trained weights start the tower at
+    # the world's native 64 px; or None, a small ViT trained from scratch (the vision fields below; FROM_SCRATCH).
+    # What each reads (digits, backgrounds, colours), measured: README and ``python benchmarks/world_clip.py``.
+    image_tower: str | None = "world-resnet-m"
+    tower_lr_scale: float = 1.0  # a backbone tower's learning rate relative to ``lr`` (0.3 and 0.1 measured worse)
     image_size: int = 32  # ViT tower: world images (64 px) are downsized: backgrounds and colours survive
     patch_size: int = 8  # ViT tower: 4x4 patches
     vision_width: int = 64
@@ -67,13 +78,13 @@ class WorldClipConfig:
     text_heads: int = 2
     text_layers: int = 1
     context_length: int = 20  # the captions above tokenise to < 20 tokens
-    epochs: int = 8  # passes over the training pools ...
+    epochs: int = 7  # passes over the training pools ...
     max_steps: int = 2000  # ... capped so a large world still trains in CPU minutes
     batch_size: int = 64
     lr: float = 4e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
-    balance: float = 0.5  # sample weight ∝ (count of the image's (class, value) pair)^-balance; see _weights
+    balance: float = 1.0  # sample weight ∝ (count of the image's (class, value) pair)^-balance; see _weights
     attribute_weight: float = 0.0  # weight of the one-attribute-changed caption loss (see _attribute_loss)
     attribute_images: int = 32  # images of each batch that the attribute loss uses
 
