@@ -460,8 +460,7 @@ def _fit(
         with torch.no_grad():  # CLIP's clamp: the temperature may not exceed 100
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss.item())
-        if step % 10 == 0 or step == steps - 1:
-            progress(step + 1, steps, "world CLIP: training")
+        progress(step + 1, steps, "world CLIP: training")  # every step (a backbone tower's take most of a second)
     model.eval()
     tail = losses[-max(1, steps // 10) :]
     return {"steps": steps, "first_loss": round(losses[0], 4), "final_loss": round(float(np.mean(tail)), 4)}
