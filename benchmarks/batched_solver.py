@@ -1,11 +1,13 @@
 """The batched head solver against an earlier version of itself, side by side in one run, on a λ sweep.
 
     python benchmarks/batched_solver.py [--against 0693e0f] [--classes 200] [--dim 1024] [--seed 0] [--repeats 1]
+                                        [--threads N]
 
 The sweep is benchmarks/heads.py's ImageNet-shaped synthetic case (5 λ × ours/random = 10 heads, per class 30
 original and 15 generated images) trained with ``HeadConfig(solver="batched")`` through ``train_heads``; the earlier
 version is ``core/find/batched_heads.py`` as it was at the git revision ``--against``, loaded from git for this run
-only. Each repeat runs the earlier version, then the current one. It prints per version the time, the time inside
+only. Each repeat runs the earlier version, then the current one. ``--threads`` sets torch's thread count for both
+(on a machine other work keeps busy, one thread shows the solvers' own costs best). It prints per version the time, the time inside
 the objective-and-gradient passes and outside them (the L-BFGS updates), the passes (evaluations of f and ∇f,
 counted per head) and steps of each batched call, and per head the objective difference and the largest weight
 difference between the two versions' heads.
@@ -74,7 +76,12 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for both versions (0: torch's default)")
     a = ap.parse_args()
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     from benchmarks.heads import imagenet_shaped
     from core.find import batched_heads
@@ -87,7 +94,7 @@ def main() -> None:
     problems = [HeadProblem(*d["train"], names, *d[m], lam) for lam, m in points]
     print(
         f"ImageNet-shaped sweep: {a.classes} classes, {a.dim}-d, {len(problems)} heads; earlier solver: "
-        f"{a.against}, current: the working tree"
+        f"{a.against}, current: the working tree; {torch.get_num_threads()} torch threads"
     )
     versions = {f"earlier ({a.against})": earlier_solver(a.against), "current": batched_heads}
     times: dict = {k: [] for k in versions}
