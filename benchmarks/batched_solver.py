@@ -3,14 +3,14 @@
     python benchmarks/batched_solver.py [--against 0693e0f] [--classes 200] [--dim 1024] [--seed 0] [--repeats 1]
                                         [--threads N]
 
-The sweep is benchmarks/heads.py's ImageNet-shaped synthetic case (5 λ × ours/random = 10 heads, per class 30
-original and 15 generated images) trained with ``HeadConfig(solver="batched")`` through ``train_heads``; the earlier
-version is ``core/find/batched_heads.py`` as it was at the git revision ``--against``, loaded from git for this run
-only. Each repeat runs the earlier version, then the current one. ``--threads`` sets torch's thread count for both
-(on a machine other work keeps busy, one thread shows the solvers' own costs best). It prints per version the time, the time inside
-the objective-and-gradient passes and outside them (the L-BFGS updates), the passes (evaluations of f and ∇f,
-counted per head) and steps of each batched call, and per head the objective difference and the largest weight
-difference between the two versions' heads.
+The sweep is benchmarks/heads.py's ImageNet-shaped synthetic case (5 λ × ours/random = 10 heads, per class 30 original
+and 15 generated images) trained with ``HeadConfig(solver="batched")`` through ``train_heads``; the earlier version is
+``core/find/batched_heads.py`` as it was at the git revision ``--against``, loaded from git for this run only. Each
+repeat runs the earlier version, then the current one. ``--threads`` sets torch's thread count for both (on a machine
+other work keeps busy, one thread shows the solvers' own costs best). It prints per version the time, the time inside
+the objective-and-gradient passes and outside them (the L-BFGS updates), the passes (evaluations of f and ∇f, counted
+per head) and steps of each batched call, and per head the objective difference and the largest weight difference
+between the two versions' heads.
 """
 
 from __future__ import annotations
