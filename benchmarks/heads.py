@@ -6,7 +6,8 @@
 A sweep is 5 λ (core.fix.experiments.LAMBDAS) × {ours, random} = 10 heads, each minimising L(orig) + λ·L(generated)
 + weight decay, retrained through ``ModelContext.retrain_many`` as ``core.fix.experiments.sweep`` does. The
 reference retrains with ``HeadConfig()`` (the paper's SGD, 1000 full-batch epochs; one head after another); the
-fast path with ``HeadConfig(solver="batched")`` (the whole sweep in one batched computation). Two cases:
+fast path with ``HeadConfig(solver="batched")`` (the whole sweep in one call, one batched computation per λ). Two
+cases:
 
 - the offline world: ``sweep(experiment, model, "lam")`` itself, timed end to end once the failure modes, the
   generated images and their features are cached (both experiments share the model's run, so "before" and the

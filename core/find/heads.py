@@ -198,8 +198,9 @@ def train_heads(
     should_stop: StopFn | None = None,
 ) -> list[LinearHead]:
     """Fit many heads, in the order given. With ``cfg.solver`` "batched" or "fused" every head whose features
-    share a width and class count is trained in one batched computation (core.find.batched_heads), on ``device``
-    (default CPU): batched L-BFGS, or the paper's SGD steps (each head's own steps, all heads' matmuls together);
+    share a width and class count is trained together (core.find.batched_heads), on ``device`` (default CPU):
+    batched L-BFGS, one batched computation per λ (each λ warm-started from the one before), or the paper's SGD
+    steps in one (each head's own steps, all heads' matmuls together);
     identical problems (e.g. λ = 0 with different extra sets) are solved once. "sgd" and "lbfgs" train the heads
     one after another, exactly as :func:`train_head` does."""
     progress = progress or no_progress

@@ -312,9 +312,10 @@ def retrain_all(jobs: list[tuple[ModelContext, HeadProblem]], should_stop=None, 
     """Retrained heads for (model, problem) pairs, evaluated on each model's debug and test sets, in order.
 
     The heads are trained by one :func:`core.find.heads.train_heads` call with the models' head config (they
-    must share one): with ``solver="batched"`` every head of a common feature width is minimised in one batched
-    computation (a λ sweep, ours and its baselines, a family in collective debugging); the other solvers,
-    the paper's SGD first, train them one after another exactly as one :meth:`ModelContext.retrain` each would."""
+    must share one): with ``solver="batched"`` the heads of a common feature width are minimised together, one
+    batched computation per λ (a λ sweep, ours and its baselines, a family in collective debugging); the other
+    solvers, the paper's SGD first, train them one after another exactly as one :meth:`ModelContext.retrain` each
+    would."""
     if not jobs:
         return []
     cfg = jobs[0][0].head_cfg
