@@ -1,11 +1,13 @@
 """The paper's claims on the offline world, over several seeds, every world-trained model, with ground truth.
 
     python benchmarks/fidelity.py [--dataset scenes-mnist|scenes-mnist-open] [--size default|tiny] [--seeds 5]
-                                  [--world-seed 0] [--models ...]
+                                  [--vary world|split] [--world-seed 0] [--models ...]
                                   [--solver fused] [--out fidelity.md]
 
 Each seed s redraws the splits (so the heads, their failures and seed/heldout halves, the failure modes) and the
-generated images (``core.fix.repeats.reseeded``). Per model it reports, as mean [95% CI] over the seeds:
+generated images (``core.fix.repeats.reseeded``); with ``--vary world`` (the default) it also redraws the world
+itself (world seed s: its images, and so its backbones and CLIP, trained per world), with ``--vary split`` every
+seed uses the world of ``--world-seed``. Per model it reports, as mean [95% CI] over the seeds:
 debug_heldout and test accuracy before debugging and after retraining with ours, Random_debugging (as many
 generated images per class), real_failures (the debug_seed failures' own images) and the oracle (images of the
 model's true worst slices, ours' image count); McNemar's test of ours against each on the same heldout images;
@@ -64,6 +66,14 @@ def cell(summary, model: str, method: str, metric: str) -> str:
     return ci(*s[["mean", "ci_low", "ci_high"]].iloc[0]) if len(s) else "—"
 
 
+def seeds_phrase(d: dict) -> str:
+    """What the seeds redrew, for the title."""
+    n = len(d["seeds"])
+    if d.get("vary") == "world":
+        return f"{n} world seeds {d['seeds']}, each with the same split and generation seed"
+    return f"world seed {d['world_seed']}, {n} split seeds"
+
+
 def clip_line(q: dict) -> str:
     """The world CLIP's quality on val (``core.world.clip_quality``) in one sentence."""
     return (
@@ -76,6 +86,8 @@ def clip_line(q: dict) -> str:
 
 def render(d: dict) -> str:
     """The markdown report from the raw tables ``main`` computed."""
+    import numpy as np
+
     from core.fix.repeats import METRICS, interval, paired_tests, summarize
 
     models, seeds, size, solver = d["models"], d["seeds"], d["size"], d["solver"]
@@ -87,7 +99,7 @@ def render(d: dict) -> str:
     sw, rel = d["sweeps"], d["rel"]
     lambdas, ks = sorted(set(sw.loc[sw["sweep"] == "lam", "lam"])), sorted(set(sw.loc[sw["sweep"] == "k", "k"]))
     lines = [
-        f"# Fidelity on the offline world {dataset} ({size}, world seed {d['world_seed']}, {len(seeds)} split seeds)",
+        f"# Fidelity on the offline world {dataset} ({size}, {seeds_phrase(d)})",
         "",
         f"Command: `{d['command']}`",
         "",
@@ -142,9 +154,21 @@ def render(d: dict) -> str:
             [[m] + [cell(summary, m, "ours", c) for c in DISCOVERY] for m in models],
         ),
     ]
-    q = d.get("clip_quality")  # absent in raw tables written before it was measured
-    if q:
-        lines += ["", clip_line(q)]
+    qs = d.get("clip_quality")  # absent in raw tables written before it was measured; one per world
+    qs = [qs] if isinstance(qs, dict) else list(qs or [])
+    q = (
+        {k: qs[0][k] if len({x[k] for x in qs}) == 1 else float(np.mean([x[k] for x in qs])) for k in qs[0]}
+        if qs
+        else None
+    )
+    if len(qs) == 1:
+        lines += ["", clip_line(qs[0])]
+    elif qs:
+        lines += ["", f"Mean over the {len(qs)} worlds' CLIPs. " + clip_line(q)]
+        lines += [
+            "",
+            "Text-search precision@20 per world: " + ", ".join(f"{x['search_precision']:.3f}" for x in qs) + ".",
+        ]
     lines += ["", "## λ and k sweeps (Random_debugging with the same image count at every point)", ""]
     for what, vals in (("lam", lambdas), ("k", ks)):
         pts = sw[(sw["sweep"] == what) & (sw["method"] != "before")]
@@ -212,8 +236,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="scenes-mnist", help="offline world: scenes-mnist or scenes-mnist-open")
     ap.add_argument("--size", default="default", help="world size: default (what the app builds) or tiny")
-    ap.add_argument("--seeds", type=int, default=5, help="split/generation seeds 0..N-1")
-    ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (what each redraws: --vary)")
+    ap.add_argument(
+        "--vary",
+        default="world",
+        choices=["world", "split"],
+        help="world: seed s redraws the world too (world seed s); split: one world, seeds redraw splits",
+    )
+    ap.add_argument("--world-seed", type=int, default=0, help="the world of --vary split")
     ap.add_argument("--models", nargs="+", help="default: every world-trained model")
     ap.add_argument("--solver", default="fused", choices=["sgd", "fused", "lbfgs"])
     ap.add_argument("--out", default="fidelity.md")
@@ -242,17 +272,26 @@ def main() -> None:
     t0 = time.perf_counter()
     seeds = list(range(a.seeds))
     models = a.models or list(ARCHS)
-    ds = create_dataset(a.dataset, size=a.size, seed=a.world_seed)
-    if not is_offline_world(ds):
+    if not is_offline_world(create_dataset(a.dataset, size=a.size, seed=a.world_seed)):
         ap.error(f"{a.dataset!r} is not an offline world (it has no ground truth to score against)")
-    with single_thread():
-        for m in models:
-            train_world_backbone(m, ds)
-        clip = train_world_clip(ds)
-        clip_q = clip_quality(clip, ds).as_dict()
-    print(clip_line(clip_q), flush=True)
-    t_setup = time.perf_counter() - t0
-    exp = Experiment(ds, DebugConfig(), clip=clip, head_cfg=HeadConfig(solver=a.solver))
+    clip_qs: list[dict] = []
+    t_setup = 0.0
+
+    def world(seed: int) -> Experiment:
+        """The world of ``seed`` with its backbones and CLIP trained (loaded when cached), as an experiment."""
+        nonlocal t_setup
+        t = time.perf_counter()
+        ds = create_dataset(a.dataset, size=a.size, seed=seed)
+        with single_thread():
+            for m in models:
+                train_world_backbone(m, ds)
+            clip = train_world_clip(ds)
+            clip_qs.append(clip_quality(clip, ds).as_dict())
+        print(f"world seed {seed}: " + clip_line(clip_qs[-1]), flush=True)
+        t_setup += time.perf_counter() - t
+        return Experiment(ds, DebugConfig(), clip=clip, head_cfg=HeadConfig(solver=a.solver))
+
+    exp = world(a.world_seed) if a.vary == "split" else None
     families: dict[str, list[str]] = {}
     for m in models:
         families.setdefault(model_info(m)["family"], []).append(m)
@@ -281,13 +320,14 @@ def main() -> None:
     for i, s in enumerate(seeds):
         with single_thread():
             found: list[pd.DataFrame] = []
-            rows.append(one_seed(reseeded(exp, s), found).assign(repeat=s))
+            rows.append(one_seed(reseeded(exp if exp is not None else world(s), s), found).assign(repeat=s))
             preds += [x.assign(repeat=s) for x in found]
         # the raw tables and the markdown of the seeds done so far, rewritten after every seed: a stopped run
         # keeps its finished seeds (--render-only redraws the markdown from the raw tables)
         d = dict(
-            command=command, dataset=a.dataset, size=a.size, world_seed=a.world_seed, seeds=seeds[: i + 1],
-            models=models, solver=a.solver, times=(t_setup, times["individual"], times["rest"]), clip_quality=clip_q,
+            command=command, dataset=a.dataset, size=a.size, vary=a.vary, world_seed=a.world_seed,
+            seeds=seeds[: i + 1], models=models, solver=a.solver, times=(t_setup, times["individual"], times["rest"]),
+            clip_quality=clip_qs,
             rows=pd.concat(rows, ignore_index=True), predictions=pd.concat(preds, ignore_index=True),
             sweeps=pd.concat(sweeps, ignore_index=True), rel=pd.concat(coll, ignore_index=True) if coll else pd.DataFrame(),
         )  # fmt: skip
