@@ -53,6 +53,20 @@ def test_interrupted_extraction_resumes_at_first_missing_shard(fresh_cache):
     assert out.shape == (len(df), 8)
 
 
+def test_the_default_batch_is_the_measured_cpu_batch_on_the_cpu_and_larger_on_a_gpu(fresh_cache):
+    ds, bb = ColourDataset(), tiny_backbone()
+    df = ds.index("val")  # 80 images: five CPU batches
+    reported: list[int] = []
+    out = features.extract_features(bb, ds, df, device="cpu", progress=lambda done, n, msg: reported.append(done))
+    batches = np.diff([0, *dict.fromkeys(reported)])
+    assert list(batches) == [features.CPU_BATCH_SIZE] * (len(df) // features.CPU_BATCH_SIZE)
+    assert features.CPU_BATCH_SIZE == 16 and features.default_batch_size("cpu") == 16
+    assert features.default_batch_size("cuda") == features.default_batch_size("cuda:1") == 64
+    # the batch size does not change the features
+    (features.feature_ref(bb, ds, df).folder / "meta.json").unlink()
+    np.testing.assert_allclose(out, features.extract_features(bb, ds, df, batch_size=64), rtol=0, atol=1e-6)
+
+
 def test_corrupt_cache_is_detected_and_recomputed(fresh_cache):
     ds, bb = ColourDataset(), tiny_backbone()
     df = ds.index("val")

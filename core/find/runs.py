@@ -56,7 +56,7 @@ def split_features(
     dataset: ImageDataset,
     splits,
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> dict[str, np.ndarray]:
@@ -114,7 +114,7 @@ def run_model(
     head_cfg: HeadConfig = HeadConfig(),
     *,
     weights: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> ModelRun:
@@ -142,7 +142,7 @@ def _compute(
     folder: Path,
     split_cfg: SplitConfig,
     head_cfg: HeadConfig,
-    batch_size: int,
+    batch_size: int | None,
     progress: ProgressFn | None,
     should_stop: StopFn | None,
 ) -> ModelRun:
