@@ -46,6 +46,7 @@ DISCOVERY = [
     "discovery_recall",
     "assignment_accuracy",
     "assignment_chance",
+    "assignment_coverage",
 ]
 
 
@@ -150,6 +151,7 @@ def render(d: dict) -> str:
                 "recall@3",
                 "assignment accuracy",
                 "chance",
+                "true value a candidate",
             ],  # fmt: skip
             [[m] + [cell(summary, m, "ours", c) for c in DISCOVERY] for m in models],
         ),

@@ -134,4 +134,25 @@ def test_the_tiny_world_has_no_true_slices_and_clip_names_its_failures_backgroun
     assert rep["n_true_slices"] == 0, rep
     assert rep["discovery_precision"] == 0.0 and rep["discovery_ceiling"] == 0.0, rep
     assert rep["assignment_chance"] == pytest.approx(0.1, abs=0.01), rep
+    assert rep["assignment_coverage"] == 1.0, rep  # the closed world's lists are its 10 backgrounds
     assert rep["assignment_accuracy"] >= 0.9, rep
+
+
+def test_the_line_says_how_many_failures_had_their_true_value_among_the_candidates():
+    from core.describe.discovery import describe
+
+    report = {
+        "discovery_precision": 0.1,
+        "discovery_ceiling": 0.25,
+        "discovery_recall": 0.4,
+        "n_true_slices": 6,
+        "discovery_alpha": 0.05,
+        "assignment_accuracy": 0.61,
+        "assignment_chance": 0.022,
+        "assignment_coverage": 0.7,
+    }
+    line = describe(report, 3)
+    assert "assignment accuracy 0.610 (chance 0.022; the true value was a candidate for 0.700 of them)" in line
+    assert "candidate" not in describe({**report, "assignment_coverage": 1.0}, 3)
+    saved_before = {k: v for k, v in report.items() if k != "assignment_coverage"}  # reports saved before coverage
+    assert describe(saved_before, 3).endswith("(chance 0.022)")

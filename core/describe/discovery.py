@@ -154,7 +154,8 @@ def discovery_report(
     slices: pd.DataFrame | None = None,
 ) -> dict:
     """Everything a result row records about discovery for one model: precision@k, recall@k, the number of true
-    slices, and CLIP's assignment accuracy (and its chance level) on the debug_seed failures. ``text`` is the
+    slices, and CLIP's assignment accuracy on the debug_seed failures with its chance level and its coverage (the
+    share of failures whose true value was among their class's candidates: what accuracy can reach). ``text`` is the
     model's :class:`~core.describe.textualize.Textualization`; ``slices`` the output of :func:`failure_slices`
     for ``table`` when already computed (with the same α)."""
     if slices is None:
@@ -169,6 +170,7 @@ def discovery_report(
         "discovery_alpha": alpha,
         "assignment_accuracy": acc["accuracy"],
         "assignment_chance": acc["chance"],
+        "assignment_coverage": acc["coverage"],
     }
 
 
@@ -201,11 +203,15 @@ def describe(report: dict, k: int) -> str:
     """One line (the CLI's, the Backgrounds page's): discovery precision/recall@k and assignment accuracy."""
     ceiling = report.get("discovery_ceiling")
     at_most = f" (at most {ceiling:.3f} with this many true slices)" if ceiling is not None and ceiling < 1 else ""
+    coverage = report.get("assignment_coverage")  # absent in reports saved before it was recorded
+    covered = (
+        f"; the true value was a candidate for {coverage:.3f} of them" if coverage is not None and coverage < 1 else ""
+    )
     return (
         f"discovery against ground truth: precision@{k} {report['discovery_precision']:.3f}{at_most}, "
         f"recall@{k} {report['discovery_recall']:.3f} ({report['n_true_slices']} true failure slices at "
         f"FDR {report['discovery_alpha']:g}); assignment accuracy {report['assignment_accuracy']:.3f} "
-        f"(chance {report['assignment_chance']:.3f})"
+        f"(chance {report['assignment_chance']:.3f}{covered})"
     )
 
 
