@@ -130,7 +130,7 @@ def test_the_tiny_world_has_no_true_slices_and_clip_names_its_failures_backgroun
         train_world_backbone("world-resnet-s", tiny_world)
         run = run_model(tiny_world, "world-resnet-s")
         text = textualize(tiny_world, run, k=3, clip=world_clip)
-    rep = discovery_report(tiny_world, run.table, text, k=3)
+    rep = discovery_report(tiny_world, run.table, text.modes, text.assignments, k=3)
     assert rep["n_true_slices"] == 0, rep
     assert rep["discovery_precision"] == 0.0 and rep["discovery_ceiling"] == 0.0, rep
     assert rep["assignment_chance"] == pytest.approx(0.1, abs=0.01), rep

@@ -21,7 +21,6 @@ lower-casing, collapsing spaces and dropping a leading "in"/"on"/"a"/"an"/"the",
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -147,7 +146,8 @@ def score_discovery(modes: pd.DataFrame, slices: pd.DataFrame, k: int) -> dict:
 def discovery_report(
     dataset,
     table: pd.DataFrame,
-    text,
+    modes: pd.DataFrame,
+    assignments: pd.DataFrame,
     k: int,
     attribute: str = "background",
     alpha: float = ALPHA,
@@ -155,13 +155,14 @@ def discovery_report(
 ) -> dict:
     """Everything a result row records about discovery for one model: precision@k, recall@k, the number of true
     slices, and CLIP's assignment accuracy on the debug_seed failures with its chance level and its coverage (the
-    share of failures whose true value was among their class's candidates: what accuracy can reach). ``text`` is the
-    model's :class:`~core.describe.textualize.Textualization`; ``slices`` the output of :func:`failure_slices`
-    for ``table`` when already computed (with the same α)."""
+    share of failures whose true value was among their class's candidates: what accuracy can reach). ``modes`` and
+    ``assignments`` are the model's failure modes and CLIP's assignments (a
+    :class:`~core.describe.textualize.Textualization`'s); ``slices`` the output of :func:`failure_slices` for
+    ``table`` when already computed (with the same α)."""
     if slices is None:
         slices = failure_slices(table, dataset, attribute, alpha=alpha)
-    disc = score_discovery(text.modes, slices, k)
-    acc = score_assignments(text.assignments, dataset, attribute)
+    disc = score_discovery(modes, slices, k)
+    acc = score_assignments(assignments, dataset, attribute)
     return {
         "discovery_precision": disc["precision"],
         "discovery_ceiling": disc["ceiling"],
@@ -187,16 +188,9 @@ def latest_discovery(dataset, run_folder, attribute: str, k: int) -> dict | None
     if got is None:
         return None
     assigned = got[0]
-    found = _Found(failure_modes(assigned, k=k), assigned)
-    return discovery_report(dataset, read_failure_table(run_folder), found, k, attribute)
-
-
-@dataclass(frozen=True)
-class _Found:
-    """What discovery_report reads of a textualization: its modes and assignments."""
-
-    modes: pd.DataFrame
-    assignments: pd.DataFrame
+    return discovery_report(
+        dataset, read_failure_table(run_folder), failure_modes(assigned, k=k), assigned, k, attribute
+    )
 
 
 def describe(report: dict, k: int) -> str:

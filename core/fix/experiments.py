@@ -176,7 +176,9 @@ def individual(exp: Experiment, models: list[str], predictions: list[pd.DataFram
         found, oracle = {}, None
         if has_ground_truth(exp):
             slices = failure_slices(ctx.run.table, exp.dataset, exp.attribute)
-            found = discovery_report(exp.dataset, ctx.run.table, text, exp.cfg.k_modes, exp.attribute, slices=slices)
+            found = discovery_report(
+                exp.dataset, ctx.run.table, text.modes, text.assignments, exp.cfg.k_modes, exp.attribute, slices=slices
+            )
             oracle, _ = exp.images(oracle_modes(slices, ours))
         rows += debug_model(
             ctx,

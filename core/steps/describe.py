@@ -91,7 +91,7 @@ def textualize(
         from core.describe.discovery import discovery_report
 
         acc = score_assignments(text.assignments, ds, attribute)
-        found = discovery_report(ds, run.table, text, k, attribute)
+        found = discovery_report(ds, run.table, text.modes, text.assignments, k, attribute)
     return Textualized(
         model,
         len(text.assignments),
